@@ -1,0 +1,482 @@
+"""The decision engine: may a task in zone Z read these inputs, and if not, why?
+
+Pure Python, no Airflow import. A :class:`PolicyEngine` is compiled once per policy version and
+then answers every decision: on the worker's path (through the api-server), in ``dag.test()``,
+in the CLI and in the tests. There is no second implementation of any rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from airflow_policyzones.policy.loader import LoadedPolicy, load_policy
+from airflow_policyzones.policy.models import CatalogEntry, Mode, Policy
+from airflow_policyzones.policy.patterns import (
+    SEPARATORS,
+    GlobSet,
+    Namespace,
+    RegexList,
+    SegmentTrie,
+    normalize,
+    normalize_pattern,
+)
+
+
+class Rule(str, Enum):
+    """Stable rule ids, in the order they are checked (DESIGN.md, decision semantics)."""
+
+    UNKNOWN_ZONE = "unknown_zone"
+    UNZONED_TASK = "unzoned_task"
+    ZONE_MEMBERSHIP = "zone_membership"
+    CATEGORY_NOT_ALLOWED = "category_not_allowed"
+    UNLABELED_INPUT = "unlabeled_input"
+    CONSENT_MISSING = "consent_missing"
+    NOT_AGGREGATED = "not_aggregated"
+    UNSANCTIONED_FLOW = "unsanctioned_flow"
+
+
+class Outcome(str, Enum):
+    """What happened to the task: only ``deny`` stops it."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    DRY_RUN = "dry_run"
+    """Violations found in a dry-run zone: the task runs, the violations are recorded."""
+    EXEMPTED = "exempted"
+    """Every violation is covered by an unexpired exemption."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssetLabels:
+    """What is known about one input: see DESIGN.md, *asset labels*."""
+
+    categories: frozenset[str] = frozenset()
+    consented: frozenset[str] = frozenset()
+    aggregated: bool = False
+    origins: frozenset[str] = frozenset()
+    reclassified_by: frozenset[str] = frozenset()
+
+    def merge(self, other: AssetLabels) -> AssetLabels:
+        """Most restrictive combination: restrictions never decrease when sources disagree."""
+        return AssetLabels(
+            categories=self.categories | other.categories,
+            consented=self.consented & other.consented,
+            aggregated=self.aggregated and other.aggregated,
+            origins=self.origins | other.origins,
+            reclassified_by=self.reclassified_by & other.reclassified_by,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "categories": sorted(self.categories),
+            "consented": sorted(self.consented),
+            "aggregated": self.aggregated,
+            "origins": sorted(self.origins),
+            "reclassified_by": sorted(self.reclassified_by),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InputRef:
+    """One declared input: an Airflow asset URI or a table name, normalized on creation."""
+
+    namespace: Namespace
+    name: str
+
+    @classmethod
+    def asset(cls, uri: str) -> InputRef:
+        return cls("asset", normalize("asset", uri))
+
+    @classmethod
+    def table(cls, name: str) -> InputRef:
+        return cls("table", normalize("table", name))
+
+    def __str__(self) -> str:
+        return self.name if self.namespace == "asset" else f"table {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledInput:
+    """An input with its effective labels; ``labels`` is ``None`` when nothing is known of it."""
+
+    ref: InputRef
+    labels: AssetLabels | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """Who is asking: the identity the zone's membership rules are checked against."""
+
+    dag_id: str
+    task_id: str
+    dag_file: str | None = None
+    tags: frozenset[str] = frozenset()
+    owners: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One offending input (or the task itself, when ``input`` is ``None``)."""
+
+    rules: tuple[Rule, ...]
+    input: str | None
+    reason: str
+    remediation: str
+    exemption: str | None = None
+    """The ticket of the exemption that waived this finding, if one did."""
+
+    @property
+    def rule(self) -> Rule:
+        return self.rules[0]
+
+    @property
+    def exempted(self) -> bool:
+        return self.exemption is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule.value,
+            "rules": [rule.value for rule in self.rules],
+            "input": self.input,
+            "reason": self.reason,
+            "remediation": self.remediation,
+            "exemption": self.exemption,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The result of checking one task-instance try."""
+
+    outcome: Outcome
+    zone: str | None
+    mode: Mode | None
+    policy_version: str
+    findings: tuple[Finding, ...] = field(default=())
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the task may run (dry-run and exempted decisions run)."""
+        return self.outcome is not Outcome.DENY
+
+    @property
+    def violations(self) -> tuple[Finding, ...]:
+        """Findings not waived by an exemption."""
+        return tuple(finding for finding in self.findings if not finding.exempted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "allowed": self.allowed,
+            "zone": self.zone,
+            "mode": self.mode,
+            "policy_version": self.policy_version,
+            "findings": [finding.to_dict() for finding in self.findings],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Exemption:
+    dag: GlobSet
+    task: GlobSet
+    asset: GlobSet
+    expires_at: datetime
+    ticket: str
+
+    def covers(self, task: TaskContext, input_name: str, now: datetime) -> bool:
+        return (
+            now < self.expires_at
+            and self.dag.matches(task.dag_id)
+            and self.task.matches(task.task_id)
+            and self.asset.matches(input_name)
+        )
+
+
+class _Zone:
+    """A zone compiled for the hot path: sets and flags, no pydantic objects."""
+
+    __slots__ = (
+        "aggregated_only",
+        "allowed",
+        "exemptions",
+        "member_dag_ids",
+        "member_files",
+        "member_owners",
+        "member_tags",
+        "mode",
+        "name",
+        "purpose",
+        "requires_consent",
+        "sanctioned",
+        "unlabeled_allowed",
+        "via",
+    )
+
+    def __init__(self, name: str, policy: Policy, exemptions: list[_Exemption]) -> None:
+        spec = policy.zones[name]
+        self.name = name
+        self.purpose = spec.purpose
+        self.mode: Mode = spec.mode
+        self.allowed = frozenset(spec.allowed_categories)
+        self.unlabeled_allowed = spec.unlabeled == "allow"
+        self.requires_consent = spec.requires_consent
+        self.aggregated_only = spec.aggregated_only
+        sanctioned = {name, *spec.inflows}
+        via: dict[str, set[str]] = {}
+        for flow in policy.flows:
+            if flow.target != name:
+                continue
+            if flow.via:
+                via.setdefault(flow.source, set()).update(flow.via)
+            else:
+                sanctioned.add(flow.source)
+        self.sanctioned = frozenset(sanctioned)
+        self.via = {source: frozenset(names) for source, names in via.items() if source not in sanctioned}
+        self.member_dag_ids = GlobSet(spec.members.dag_ids)
+        self.member_files = GlobSet(spec.members.files)
+        self.member_tags = frozenset(spec.members.tags)
+        self.member_owners = frozenset(spec.members.owners)
+        self.exemptions = exemptions
+
+    def admits(self, task: TaskContext) -> bool:
+        return (
+            self.member_dag_ids.matches(task.dag_id)
+            or (task.dag_file is not None and self.member_files.matches(task.dag_file))
+            or not self.member_tags.isdisjoint(task.tags)
+            or not self.member_owners.isdisjoint(task.owners)
+        )
+
+    def check(self, item: LabeledInput) -> Finding | None:
+        """The finding for one input, or ``None`` when the zone may read it (the hot path)."""
+        labels = item.labels
+        if labels is None:
+            if self.unlabeled_allowed:
+                return None
+            return Finding(
+                (Rule.UNLABELED_INPUT,),
+                item.ref.name,
+                f"{item.ref} has no labels (no catalog entry matches it) and zone {self.name!r} "
+                "does not accept unlabeled data",
+                f"add a catalog entry that matches {item.ref.name!r}, or set "
+                f"zones.{self.name}.unlabeled: allow",
+            )
+        if (
+            labels.categories <= self.allowed
+            and (not self.requires_consent or self.purpose in labels.consented)
+            and (labels.aggregated or not self.aggregated_only)
+            and labels.origins <= self.sanctioned
+        ):
+            return None
+        return self._explain(item.ref, labels)
+
+    def _explain(self, ref: InputRef, labels: AssetLabels) -> Finding | None:
+        rules: list[Rule] = []
+        reasons: list[str] = []
+        fixes: list[str] = []
+        extra = sorted(labels.categories - self.allowed)
+        if extra:
+            rules.append(Rule.CATEGORY_NOT_ALLOWED)
+            reasons.append(f"{ref} carries {_categories(extra)} that zone {self.name!r} does not allow")
+            fixes.append(
+                f"add {_quoted(extra)} to zones.{self.name}.allowed_categories if this purpose may use it, "
+                "or read a reclassified version of the data"
+            )
+        if self.requires_consent and self.purpose not in labels.consented:
+            rules.append(Rule.CONSENT_MISSING)
+            consented = _quoted(sorted(labels.consented)) if labels.consented else "no purpose"
+            reasons.append(
+                f"{ref} is consented for {consented}, not for zone {self.name!r}'s purpose {self.purpose!r}"
+            )
+            fixes.append(
+                f"read the output of a consent-filter reclassifier (outputs.consented: [{self.purpose}])"
+            )
+        if self.aggregated_only and not labels.aggregated:
+            rules.append(Rule.NOT_AGGREGATED)
+            reasons.append(f"{ref} holds user-level rows and zone {self.name!r} accepts aggregated data only")
+            fixes.append("read the output of an aggregating reclassifier (outputs.aggregated: true)")
+        for origin in sorted(labels.origins - self.sanctioned):
+            reclassifiers = self.via.get(origin)
+            if reclassifiers is not None and not reclassifiers.isdisjoint(labels.reclassified_by):
+                continue
+            rules.append(Rule.UNSANCTIONED_FLOW)
+            reasons.append(f"{ref} carries data from zone {origin!r}, and {origin} → {self.name} is not sanctioned")
+            if reclassifiers:
+                fixes.append(f"route the data through one of the reclassifiers {_quoted(sorted(reclassifiers))}")
+            else:
+                fixes.append(
+                    f"declare the flow (flows: [{{from: {origin}, to: {self.name}, via: [RECLASSIFIER]}}]) "
+                    f"or add {origin!r} to zones.{self.name}.inflows"
+                )
+        if not rules:
+            return None
+        return Finding(tuple(rules), ref.name, "; ".join(reasons), "; ".join(fixes))
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(repr(name) for name in names)
+
+
+def _categories(names: Sequence[str]) -> str:
+    return f"category {_quoted(names)}" if len(names) == 1 else f"categories {_quoted(names)}"
+
+
+def _entry_labels(entry: CatalogEntry) -> AssetLabels:
+    return AssetLabels(
+        categories=frozenset(entry.categories),
+        consented=frozenset(entry.consented),
+        aggregated=entry.aggregated,
+        origins=frozenset(entry.origin_zones),
+    )
+
+
+class PolicyEngine:
+    """A policy compiled for fast decisions. Build one per policy version and share it."""
+
+    def __init__(self, loaded: LoadedPolicy) -> None:
+        self.loaded = loaded
+        policy = loaded.policy
+        self.version = loaded.version
+        self.policy = policy
+        self._labels = [_entry_labels(entry) for entry in policy.catalog]
+        self._tries = {ns: SegmentTrie(separator=sep) for ns, sep in SEPARATORS.items()}
+        self._regexes: dict[Namespace, RegexList] = {"asset": RegexList(), "table": RegexList()}
+        for index, entry in enumerate(policy.catalog):
+            namespace = entry.namespace
+            if entry.is_regex:
+                self._regexes[namespace].add(entry.pattern, index)
+            else:
+                self._tries[namespace].add(normalize_pattern(namespace, entry.pattern), index)
+        exemptions: dict[str, list[_Exemption]] = {}
+        for exemption in policy.exemptions:
+            exemptions.setdefault(exemption.zone, []).append(
+                _Exemption(
+                    dag=GlobSet([exemption.dag]),
+                    task=GlobSet([exemption.task]),
+                    asset=GlobSet([exemption.asset]),
+                    expires_at=exemption.expires_at,
+                    ticket=exemption.ticket,
+                )
+            )
+        self._zones = {name: _Zone(name, policy, exemptions.get(name, [])) for name in policy.zones}
+        self._default_zone = policy.settings.default_zone
+        self._require_zone = policy.settings.require_zone
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PolicyEngine:
+        """Load, validate and compile; raises :class:`PolicyError` on an invalid policy."""
+        return cls(load_policy(path))
+
+    @property
+    def zones(self) -> Sequence[str]:
+        return tuple(self._zones)
+
+    # --- labels ---------------------------------------------------------------------------------
+
+    def labels_for(self, ref: InputRef) -> AssetLabels | None:
+        """Catalog labels of one input (most restrictive merge when several entries match)."""
+        indices = self._tries[ref.namespace].match(ref.name)
+        if self._regexes[ref.namespace]:
+            indices = sorted({*indices, *self._regexes[ref.namespace].match(ref.name)})
+        if not indices:
+            return None
+        labels = self._labels[indices[0]]
+        for index in indices[1:]:
+            labels = labels.merge(self._labels[index])
+        return labels
+
+    def label(self, refs: Iterable[InputRef]) -> list[LabeledInput]:
+        return [LabeledInput(ref, self.labels_for(ref)) for ref in refs]
+
+    # --- decisions ------------------------------------------------------------------------------
+
+    def effective_zone(self, zone: str | None) -> str | None:
+        """The zone a task runs in: its own, else the policy's default zone."""
+        return zone if zone is not None else self._default_zone
+
+    def decide(
+        self,
+        *,
+        task: TaskContext,
+        zone: str | None,
+        inputs: Sequence[LabeledInput],
+        now: datetime | None = None,
+    ) -> Decision:
+        """Decide one task-instance try whose inputs already carry their effective labels."""
+        zone = self.effective_zone(zone)
+        if zone is None:
+            if inputs or self._require_zone:
+                return self._deny_task(
+                    None,
+                    Rule.UNZONED_TASK,
+                    f"task {task.dag_id}.{task.task_id} has no zone"
+                    + (" and reads inputs" if inputs else " and the policy requires one"),
+                    "give the task a zone (DAG tag 'policyzone:<zone>', ZoneGroup or set_zone) "
+                    "or set settings.default_zone in the policy",
+                )
+            return Decision(Outcome.ALLOW, None, None, self.version)
+        compiled = self._zones.get(zone)
+        if compiled is None:
+            return self._deny_task(
+                zone,
+                Rule.UNKNOWN_ZONE,
+                f"zone {zone!r} is not defined in the policy",
+                f"use one of {_quoted(sorted(self._zones))} or ask the policy owners to declare {zone!r}",
+            )
+        if not compiled.admits(task):
+            membership = Finding(
+                (Rule.ZONE_MEMBERSHIP,),
+                None,
+                f"DAG {task.dag_id!r} is not a member of zone {zone!r}",
+                f"add the DAG to zones.{zone}.members (files, dag_ids, tags or owners), "
+                "or run the task in a zone it belongs to",
+            )
+            return self._judge(compiled, task, [membership], now)
+        findings: list[Finding] | None = None
+        check = compiled.check
+        for item in inputs:
+            finding = check(item)
+            if finding is not None:
+                if findings is None:
+                    findings = []
+                findings.append(finding)
+        if findings is None:
+            return Decision(Outcome.ALLOW, zone, compiled.mode, self.version)
+        return self._judge(compiled, task, findings, now)
+
+    def check(
+        self,
+        *,
+        task: TaskContext,
+        zone: str | None,
+        inputs: Iterable[InputRef],
+        now: datetime | None = None,
+    ) -> Decision:
+        """Label the inputs from the catalog, then decide."""
+        return self.decide(task=task, zone=zone, inputs=self.label(inputs), now=now)
+
+    def _judge(self, zone: _Zone, task: TaskContext, findings: list[Finding], now: datetime | None) -> Decision:
+        if zone.exemptions:
+            moment = now or datetime.now(timezone.utc)
+            findings = [self._waive(zone, task, finding, moment) for finding in findings]
+        if all(finding.exempted for finding in findings):
+            outcome = Outcome.EXEMPTED
+        elif zone.mode == "dry_run":
+            outcome = Outcome.DRY_RUN
+        else:
+            outcome = Outcome.DENY
+        return Decision(outcome, zone.name, zone.mode, self.version, tuple(findings))
+
+    @staticmethod
+    def _waive(zone: _Zone, task: TaskContext, finding: Finding, now: datetime) -> Finding:
+        for exemption in zone.exemptions:
+            if finding.input is not None and exemption.covers(task, finding.input, now):
+                return Finding(finding.rules, finding.input, finding.reason, finding.remediation, exemption.ticket)
+        return finding
+
+    def _deny_task(self, zone: str | None, rule: Rule, reason: str, remediation: str) -> Decision:
+        return Decision(Outcome.DENY, zone, None, self.version, (Finding((rule,), None, reason, remediation),))

@@ -1,0 +1,332 @@
+"""Load a policy file: YAML → located data → pydantic models → reference checks.
+
+Every problem becomes a :class:`PolicyError` that names the file, line, column and field path;
+nothing else escapes :func:`load_policy` (a property-based test holds us to that).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from airflow_policyzones.policy.errors import PolicyError, PolicyIssue
+from airflow_policyzones.policy.models import NAME_PATTERN, Policy
+from airflow_policyzones.policy.references import FieldPath, check_references
+
+MAX_EXPANDED_NODES = 1_000_000
+"""Guard against alias bombs: a policy may not expand to more YAML nodes than this."""
+
+Mark = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A valid policy with where it came from, its content hash and any warnings."""
+
+    policy: Policy
+    source: str
+    version: str
+    warnings: tuple[PolicyIssue, ...] = field(default=())
+
+    @property
+    def short_version(self) -> str:
+        return self.version.removeprefix("sha256:")[:12]
+
+
+def policy_version(content: bytes) -> str:
+    """The policy version: a hash of the file's bytes, checkable with ``sha256sum``."""
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+def load_policy(path: str | Path, *, now: datetime | None = None) -> LoadedPolicy:
+    """Read, validate and cross-check the policy at ``path``."""
+    source = str(path)
+    try:
+        content = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(
+            [PolicyIssue("policy file not found", "check the path or [policyzones] policy_file", file=source)]
+        ) from None
+    except IsADirectoryError:
+        raise PolicyError(
+            [PolicyIssue("policy path is a directory", "point at the YAML file itself", file=source)]
+        ) from None
+    except OSError as error:
+        raise PolicyError(
+            [PolicyIssue(f"cannot read policy file: {error.strerror}", "check its permissions", file=source)]
+        ) from None
+    return load_policy_bytes(content, source=source, now=now)
+
+
+def load_policy_bytes(content: bytes, *, source: str = "<policy>", now: datetime | None = None) -> LoadedPolicy:
+    """Validate policy ``content``; ``source`` names it in error messages."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PolicyError(
+            [PolicyIssue(f"not UTF-8 text (byte {error.start})", "save the policy as UTF-8", file=source)]
+        ) from None
+    data, marks = _parse_yaml(text, source=source)
+    if data is None:
+        raise PolicyError(
+            [PolicyIssue("the policy is empty", "start from dags_examples/policy.yaml", file=source, line=1)]
+        )
+    if not isinstance(data, dict):
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    f"the policy must be a mapping of sections, not a {_yaml_type(data)}",
+                    "start the file with top-level keys such as 'categories:' and 'zones:'",
+                    file=source,
+                    line=1,
+                )
+            ]
+        )
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as error:
+        raise PolicyError(_validation_issues(error, marks=marks, source=source)) from None
+    except RecursionError:
+        raise PolicyError(
+            [PolicyIssue("the policy nests too deeply", "flatten it; aliases must not refer to themselves", file=source)]
+        ) from None
+
+    problems = check_references(policy, now=now or datetime.now(timezone.utc))
+    issues = [
+        _locate(problem.path, message=problem.message, hint=problem.hint, marks=marks, source=source,
+                severity=problem.severity)
+        for problem in problems
+    ]
+    errors = [issue for issue in issues if issue.severity == "error"]
+    if errors:
+        raise PolicyError(errors + [issue for issue in issues if issue.severity == "warning"])
+    return LoadedPolicy(
+        policy=policy, source=source, version=policy_version(content), warnings=tuple(issues)
+    )
+
+
+# --- YAML with locations ------------------------------------------------------------------------
+
+
+def _parse_yaml(text: str, *, source: str) -> tuple[Any, dict[FieldPath, Mark]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        marks: dict[FieldPath, Mark] = {}
+        _index(node, (), marks, source=source, active=set())
+        _check_size(node, source=source)
+        return loader.construct_document(node), marks
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "invalid YAML"
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    f"invalid YAML: {problem}",
+                    "fix the YAML syntax at this position (check indentation, quotes and colons)",
+                    file=source,
+                    line=mark.line + 1 if mark else None,
+                    column=mark.column + 1 if mark else None,
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as error:
+        raise PolicyError([PolicyIssue(f"invalid YAML: {error}", "fix the YAML syntax", file=source)]) from None
+    except RecursionError:
+        raise PolicyError(
+            [PolicyIssue("the policy nests too deeply", "flatten it", file=source)]
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def _index(
+    node: yaml.Node, path: FieldPath, marks: dict[FieldPath, Mark], *, source: str, active: set[int]
+) -> None:
+    """Record the position of every field path; reject duplicate keys and self-referencing aliases."""
+    if id(node) in active:
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    "an alias refers to the node that contains it",
+                    "remove the recursive alias",
+                    file=source,
+                    line=node.start_mark.line + 1,
+                    column=node.start_mark.column + 1,
+                )
+            ]
+        )
+    marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        active.add(id(node))
+        seen: dict[object, int] = {}
+        for key_node, value_node in node.value:
+            key: object = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise PolicyError(
+                    [
+                        PolicyIssue(
+                            f"duplicate key {key!r} (first defined on line {seen[key]})",
+                            "each name may be defined once: merge the two definitions or rename one",
+                            field=_format_path(path),
+                            file=source,
+                            line=line,
+                            column=key_node.start_mark.column + 1,
+                        )
+                    ]
+                )
+            seen[key] = line
+            child = (*path, str(key))
+            marks[child] = (line, key_node.start_mark.column + 1)
+            _index(value_node, child, marks, source=source, active=active)
+        active.discard(id(node))
+    elif isinstance(node, yaml.SequenceNode):
+        active.add(id(node))
+        for position, item in enumerate(node.value):
+            _index(item, (*path, position), marks, source=source, active=active)
+        active.discard(id(node))
+
+
+def _check_size(root: yaml.Node, *, source: str) -> None:
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        sizes[id(node)] = total
+        return total
+
+    if size(root) > MAX_EXPANDED_NODES:
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    f"the policy expands to more than {MAX_EXPANDED_NODES:,} values through aliases",
+                    "write the values out instead of nesting aliases",
+                    file=source,
+                )
+            ]
+        )
+
+
+def _yaml_type(value: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+# --- pydantic errors → located issues ----------------------------------------------------------------
+
+
+def _validation_issues(error: ValidationError, *, marks: dict[FieldPath, Mark], source: str) -> list[PolicyIssue]:
+    issues: list[PolicyIssue] = []
+    for detail in error.errors(include_url=False):
+        path = tuple(part for part in detail["loc"] if part != "[key]")
+        message, hint = _explain(detail, path)
+        issues.append(_locate(path, message=message, hint=hint, marks=marks, source=source))
+    return issues
+
+
+def _explain(detail: Any, path: FieldPath) -> tuple[str, str]:
+    kind: str = detail["type"]
+    message: str = detail["msg"].removeprefix("Value error, ")
+    name = path[-1] if path else ""
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(path[:-1])
+        close = difflib.get_close_matches(str(name), allowed, n=1)
+        suggestion = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown field {name!r}", f"{suggestion}allowed here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"required field {name!r} is missing", f"add '{name}:' here"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{detail['input']!r} is not a valid name",
+            f"names match {NAME_PATTERN}: start with a letter, then letters, digits, '_' or '-'",
+        )
+    if kind == "literal_error":
+        return message, "use one of the values listed"
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return f"expected a mapping, got {_yaml_type(detail['input'])}", "write 'key: value' pairs here"
+    if kind == "list_type":
+        return f"expected a list, got {_yaml_type(detail['input'])}", "write a YAML list, e.g. [a, b]"
+    if kind in {"string_type", "bool_type", "bool_parsing", "int_type", "datetime_type", "date_type",
+                "datetime_from_date_parsing", "date_from_datetime_parsing", "datetime_parsing"}:
+        return message, "write a value of the expected type"
+    if kind == "string_too_short":
+        return f"{name!r} must not be empty", f"give '{name}' a value"
+    return message, "see the policy reference in README.md"
+
+
+def _allowed_fields(path: FieldPath) -> list[str]:
+    """The field names of the model at ``path`` (following dict values and list items)."""
+    model: Any = Policy
+    for part in path:
+        annotation = _model_field_annotation(model, part)
+        if annotation is None:
+            return []
+        model = annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(info.alias or name for name, info in model.model_fields.items())
+    return []
+
+
+def _model_field_annotation(model: Any, part: str | int) -> Any:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        for name, info in model.model_fields.items():
+            if part in (name, info.alias):
+                return _unwrap(info.annotation)
+        return None
+    origin = typing.get_origin(model)
+    if origin in (list, dict):
+        return _unwrap(typing.get_args(model)[-1])
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` → ``X``; ``Annotated[X, ...]`` → ``X``."""
+    for arg in typing.get_args(annotation) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def _locate(
+    path: FieldPath, *, message: str, hint: str, marks: dict[FieldPath, Mark], source: str,
+    severity: typing.Literal["error", "warning"] = "error",
+) -> PolicyIssue:
+    line, column = _nearest_mark(path, marks)
+    return PolicyIssue(
+        message=message, hint=hint, field=_format_path(path), file=source, line=line, column=column,
+        severity=severity,
+    )
+
+
+def _nearest_mark(path: FieldPath, marks: dict[FieldPath, Mark]) -> tuple[int | None, int | None]:
+    for length in range(len(path), -1, -1):
+        mark = marks.get(tuple(str(p) if isinstance(p, str) else p for p in path[:length]))
+        if mark is not None:
+            return mark
+    return None, None
+
+
+def _format_path(path: FieldPath) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else part)
+                   for i, part in enumerate(path))
+

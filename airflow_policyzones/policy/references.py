@@ -1,0 +1,154 @@
+"""Checks that need the whole policy: every name a policy uses must be declared somewhere.
+
+Each finding carries the field path that the loader turns into a file line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from airflow_policyzones.policy.errors import Severity
+from airflow_policyzones.policy.models import Policy
+
+FieldPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceProblem:
+    path: FieldPath
+    message: str
+    hint: str
+    severity: Severity = "error"
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_references(policy: Policy, *, now: datetime) -> list[ReferenceProblem]:
+    """Every dangling reference and suspicious setting in ``policy``, in file order."""
+    problems: list[ReferenceProblem] = []
+    categories = set(policy.categories)
+    zones = set(policy.zones)
+
+    def category(path: FieldPath, name: str) -> None:
+        if name not in categories:
+            problems.append(
+                ReferenceProblem(
+                    path,
+                    f"unknown category {name!r}{_suggest(name, categories)}",
+                    f"declare it under 'categories:' or correct the name; declared: {_listing(categories)}",
+                )
+            )
+
+    def zone(path: FieldPath, name: str) -> None:
+        if name not in zones:
+            problems.append(
+                ReferenceProblem(
+                    path,
+                    f"unknown zone {name!r}{_suggest(name, zones)}",
+                    f"declare it under 'zones:' or correct the name; declared: {_listing(zones)}",
+                )
+            )
+
+    if not zones:
+        problems.append(
+            ReferenceProblem(
+                ("zones",),
+                "the policy defines no zones",
+                "add at least one zone under 'zones:' (see dags_examples/policy.yaml)",
+            )
+        )
+    if policy.settings.default_zone is not None:
+        zone(("settings", "default_zone"), policy.settings.default_zone)
+
+    for index, entry in enumerate(policy.catalog):
+        for position, name in enumerate(entry.categories):
+            category(("catalog", index, "categories", position), name)
+        for position, name in enumerate(entry.origin_zones):
+            zone(("catalog", index, "origin_zones", position), name)
+
+    for zone_name, spec in policy.zones.items():
+        for position, name in enumerate(spec.allowed_categories):
+            category(("zones", zone_name, "allowed_categories", position), name)
+        for position, name in enumerate(spec.inflows):
+            zone(("zones", zone_name, "inflows", position), name)
+            if name == zone_name:
+                problems.append(
+                    ReferenceProblem(
+                        ("zones", zone_name, "inflows", position),
+                        f"zone {zone_name!r} lists itself as an inflow",
+                        "remove it: data always flows within its own zone",
+                        "warning",
+                    )
+                )
+        if spec.members.is_empty:
+            problems.append(
+                ReferenceProblem(
+                    ("zones", zone_name),
+                    f"zone {zone_name!r} has no members, so no DAG may run in it",
+                    "add 'members:' with 'files', 'dag_ids', 'tags' or 'owners' "
+                    "(e.g. members: {dag_ids: ['*']} to admit every DAG)",
+                )
+            )
+
+    reclassifiers = set(policy.reclassifiers)
+    for index, flow in enumerate(policy.flows):
+        zone(("flows", index, "from"), flow.source)
+        zone(("flows", index, "to"), flow.target)
+        if flow.source == flow.target:
+            problems.append(
+                ReferenceProblem(
+                    ("flows", index),
+                    f"flow from {flow.source!r} to itself",
+                    "remove it: data always flows within its own zone",
+                    "warning",
+                )
+            )
+        for position, name in enumerate(flow.via):
+            if name not in reclassifiers:
+                problems.append(
+                    ReferenceProblem(
+                        ("flows", index, "via", position),
+                        f"unknown reclassifier {name!r}{_suggest(name, reclassifiers)}",
+                        "declare it under 'reclassifiers:' or correct the name; "
+                        f"declared: {_listing(reclassifiers)}",
+                    )
+                )
+            elif policy.reclassifiers[name].zone != flow.source:
+                problems.append(
+                    ReferenceProblem(
+                        ("flows", index, "via", position),
+                        f"reclassifier {name!r} runs in zone {policy.reclassifiers[name].zone!r}, "
+                        f"not in the flow's source zone {flow.source!r}",
+                        "a reclassifier moves data out of the zone it runs in: "
+                        "fix the reclassifier's 'zone' or the flow's 'from'",
+                    )
+                )
+
+    for name, reclassifier in policy.reclassifiers.items():
+        zone(("reclassifiers", name, "zone"), reclassifier.zone)
+        for position, category_name in enumerate(reclassifier.outputs.categories or ()):
+            category(("reclassifiers", name, "outputs", "categories", position), category_name)
+
+    for index, exemption in enumerate(policy.exemptions):
+        zone(("exemptions", index, "zone"), exemption.zone)
+        if exemption.expires_at <= now:
+            problems.append(
+                ReferenceProblem(
+                    ("exemptions", index, "expires"),
+                    f"exemption {exemption.ticket!r} expired on {exemption.expires_at:%Y-%m-%d %H:%M} UTC "
+                    "and no longer applies",
+                    "renew it with a new 'expires' date or remove it",
+                    "warning",
+                )
+            )
+    return problems
+
+
+def _listing(names: set[str]) -> str:
+    return ", ".join(sorted(names)) if names else "(none)"
