@@ -38,6 +38,8 @@ class Rule(str, Enum):
     CONSENT_MISSING = "consent_missing"
     NOT_AGGREGATED = "not_aggregated"
     UNSANCTIONED_FLOW = "unsanctioned_flow"
+    UNCHECKABLE_INPUT = "uncheckable_input"
+    """An inlet that names no checkable data (a string, ``None``, an unresolved AssetAlias)."""
 
 
 class Outcome(str, Enum):
@@ -404,12 +406,17 @@ class PolicyEngine:
         task: TaskContext,
         zone: str | None,
         inputs: Sequence[LabeledInput],
+        uncheckable: Sequence[str] = (),
         now: datetime | None = None,
     ) -> Decision:
-        """Decide one task-instance try whose inputs already carry their effective labels."""
+        """Decide one task-instance try whose inputs already carry their effective labels.
+
+        ``uncheckable`` describes inlets that name no checkable data; each is a violation, since
+        an input nobody can label must not be read silently.
+        """
         zone = self.effective_zone(zone)
         if zone is None:
-            if inputs or self._require_zone:
+            if inputs or uncheckable or self._require_zone:
                 return self._deny_task(
                     None,
                     Rule.UNZONED_TASK,
@@ -436,7 +443,15 @@ class PolicyEngine:
                 "or run the task in a zone it belongs to",
             )
             return self._judge(compiled, task, [membership], now)
-        findings: list[Finding] | None = None
+        findings: list[Finding] | None = [
+            Finding(
+                (Rule.UNCHECKABLE_INPUT,),
+                None,
+                problem,
+                "declare every input as airflow.sdk.Asset(uri) so that its labels can be checked",
+            )
+            for problem in uncheckable
+        ] or None
         check = compiled.check
         for item in inputs:
             finding = check(item)
@@ -454,10 +469,11 @@ class PolicyEngine:
         task: TaskContext,
         zone: str | None,
         inputs: Iterable[InputRef],
+        uncheckable: Sequence[str] = (),
         now: datetime | None = None,
     ) -> Decision:
         """Label the inputs from the catalog, then decide."""
-        return self.decide(task=task, zone=zone, inputs=self.label(inputs), now=now)
+        return self.decide(task=task, zone=zone, inputs=self.label(inputs), uncheckable=uncheckable, now=now)
 
     def _judge(self, zone: _Zone, task: TaskContext, findings: list[Finding], now: datetime | None) -> Decision:
         if zone.exemptions:

@@ -1,0 +1,26 @@
+"""Ads Optimization reads purchase events: the policy allows it."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Asset, task
+
+from airflow_policyzones import zone_tag
+
+RAW_PURCHASES = Asset("s3://lake/raw/purchases/daily")
+RAW_AD_CLICKS = Asset("s3://lake/raw/ad_clicks/daily")
+
+with DAG(
+    dag_id="ads_optimization_daily",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=[zone_tag("ads_optimization"), "example"],
+    doc_md=__doc__,
+):
+
+    @task(inlets=[RAW_PURCHASES, RAW_AD_CLICKS])
+    def build_bid_features() -> str:
+        return "bid features built from purchases and ad clicks"
+
+    build_bid_features()
