@@ -62,7 +62,7 @@ def zone_tag(zone: str) -> str:
     return ZONE_TAG_PREFIX + _checked(zone)
 
 
-class ZoneGroup(TaskGroup):  # type: ignore[misc]
+class ZoneGroup(TaskGroup):
     """A TaskGroup whose tasks run in ``zone`` (unless a task names its own zone).
 
     ``group_id`` defaults to the zone name; every other TaskGroup argument is accepted.
@@ -88,13 +88,13 @@ def zoned(operator_class: OperatorT, *, zone: str) -> OperatorT:
     checked = _checked(zone)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        operator_class.__init__(self, *args, **kwargs)
+        super(subclass, self).__init__(*args, **kwargs)  # type: ignore[arg-type]
         setattr(self, _TASK_ZONE_ATTRIBUTE, checked)
 
     name = f"Zoned{operator_class.__name__}"
-    subclass = type(name, (operator_class,), {"__init__": __init__, "__module__": __name__,
-                                               "__qualname__": name, "policy_zone": checked})
-    return subclass  # type: ignore[return-value]
+    namespace = {"__init__": __init__, "__module__": __name__, "__qualname__": name, "policy_zone": checked}
+    subclass: OperatorT = type(name, (operator_class,), namespace)  # type: ignore[assignment]
+    return subclass
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ in the CLI and in the tests. There is no second implementation of any rule.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -350,7 +351,9 @@ class PolicyEngine:
         for index, entry in enumerate(policy.catalog):
             namespace = entry.namespace
             if entry.is_regex:
-                self._regexes[namespace].add(entry.pattern, index)
+                # Table names fold case (normalize_table), so a table_regex must as well.
+                flags = re.IGNORECASE if namespace == "table" else 0
+                self._regexes[namespace].add(entry.pattern, index, flags=flags)
             else:
                 self._tries[namespace].add(normalize_pattern(namespace, entry.pattern), index)
         exemptions: dict[str, list[_Exemption]] = {}
@@ -478,6 +481,8 @@ class PolicyEngine:
     def _judge(self, zone: _Zone, task: TaskContext, findings: list[Finding], now: datetime | None) -> Decision:
         if zone.exemptions:
             moment = now or datetime.now(timezone.utc)
+            if moment.tzinfo is None:  # a naive moment is UTC, as naive expiry dates are
+                moment = moment.replace(tzinfo=timezone.utc)
             findings = [self._waive(zone, task, finding, moment) for finding in findings]
         if all(finding.exempted for finding in findings):
             outcome = Outcome.EXEMPTED

@@ -20,11 +20,11 @@ _WILDCARD = re.compile(r"[*?\[]")
 
 
 def _check_brackets(pattern: str) -> None:
+    # Inside a [...] set a '[' is an ordinary member (fnmatch semantics), which is what makes the
+    # documented escape '[[]' work.
     depth_open = False
     for char in pattern:
         if char == "[":
-            if depth_open:
-                raise ValueError(f"invalid glob {pattern!r}: '[' inside a [...] set; escape it as [[]")
             depth_open = True
         elif char == "]" and depth_open:
             depth_open = False
@@ -56,6 +56,10 @@ def check_regex(pattern: str) -> None:
         re.compile(pattern)
     except re.error as error:
         raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
+    except OverflowError as error:  # e.g. 'a{4294967296}'
+        raise ValueError(f"invalid regular expression {pattern!r}: {error}") from None
+    except RecursionError:  # thousands of nested groups
+        raise ValueError(f"invalid regular expression {pattern[:40]!r}...: nests too deeply") from None
 
 
 def normalize_asset_uri(uri: str) -> str:
@@ -194,8 +198,8 @@ class RegexList:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, pattern: str, index: int) -> None:
-        self._entries.append((re.compile(pattern), index))
+    def add(self, pattern: str, index: int, *, flags: int = 0) -> None:
+        self._entries.append((re.compile(pattern, flags), index))
 
     def match(self, name: str) -> list[int]:
         return [index for regex, index in self._entries if regex.fullmatch(name)]

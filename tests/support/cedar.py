@@ -103,7 +103,7 @@ def policy_text(
         "when { !principal.allowed.containsAll(resource.categories) };",
         f'@id("{Rule.CONSENT_MISSING.value}")\n'
         f"forbid (principal, {read}, resource)\n"
-        "when { principal.requires_consent && !resource.consented.contains(principal.purpose) };",
+        "when { !resource.consented.contains(principal.purpose) };",
         f'@id("{Rule.NOT_AGGREGATED.value}")\n'
         f"forbid (principal, {read}, resource)\n"
         "when { principal.aggregated_only && !resource.aggregated };",
