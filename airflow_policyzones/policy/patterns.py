@@ -163,25 +163,35 @@ class SegmentTrie:
         count = len(segments)
         found: list[int] = []
         stack: list[tuple[_Node, int]] = [(self._root, 0)]
-        seen: set[tuple[int, int]] = set()
+        seen: set[tuple[int, int]] | None = None
         while stack:
             node, position = stack.pop()
-            if node.globstar is not None:
-                key = (id(node.globstar), position)
-                if key not in seen:
-                    seen.add(key)
-                    for skip in range(position, count + 1):
-                        stack.append((node.globstar, skip))
-            if position == count:
-                found.extend(node.terminal)
-                continue
-            segment = segments[position]
-            child = node.literal.get(segment)
-            if child is not None:
-                stack.append((child, position + 1))
-            for matcher, wild_child in node.wildcard:
-                if matcher is None or matcher.match(segment):
-                    stack.append((wild_child, position + 1))
+            # Walk down literal children without the stack (the hot path); other branches are pushed.
+            while True:
+                globstar = node.globstar
+                if globstar is not None:
+                    if not globstar.literal and not globstar.wildcard and globstar.globstar is None:
+                        # A trailing '**' matches whatever is left of the name, even nothing.
+                        found.extend(globstar.terminal)
+                    else:
+                        if seen is None:
+                            seen = set()
+                        key = (id(globstar), position)
+                        if key not in seen:
+                            seen.add(key)
+                            stack.extend([(globstar, skip) for skip in range(position, count + 1)])
+                if position == count:
+                    found.extend(node.terminal)
+                    break
+                segment = segments[position]
+                position += 1
+                for matcher, wild_child in node.wildcard:
+                    if matcher is None or matcher.match(segment):
+                        stack.append((wild_child, position))
+                child = node.literal.get(segment)
+                if child is None:
+                    break
+                node = child
         if len(found) > 1:
             found = sorted(set(found))
         return found

@@ -90,9 +90,7 @@ def _zone_flows(policy: Policy, name: str) -> _ZoneFlows:
     )
 
 
-def policy_text(
-    source: Policy | LoadedPolicy | PolicyEngine, *, flows: FlowEncoding = "compact"
-) -> str:
+def policy_text(source: Policy | LoadedPolicy | PolicyEngine, *, flows: FlowEncoding = "compact") -> str:
     """The Cedar policy set that models ``source`` (see the module docstring)."""
     policy = _policy_of(source)
     read = 'action == Action::"read"'
@@ -103,7 +101,7 @@ def policy_text(
         "when { !principal.allowed.containsAll(resource.categories) };",
         f'@id("{Rule.CONSENT_MISSING.value}")\n'
         f"forbid (principal, {read}, resource)\n"
-        "when { !resource.consented.contains(principal.purpose) };",
+        "when { principal.requires_consent && !resource.consented.contains(principal.purpose) };",
         f'@id("{Rule.NOT_AGGREGATED.value}")\n'
         f"forbid (principal, {read}, resource)\n"
         "when { principal.aggregated_only && !resource.aggregated };",

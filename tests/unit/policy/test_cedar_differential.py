@@ -8,10 +8,8 @@ modelled subset (labeled inputs; no membership, no exemptions).
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +26,7 @@ from airflow_policyzones.policy import (
     TaskContext,
     load_policy_bytes,
 )
-
-if str(Path(__file__).resolve().parents[3]) not in sys.path:  # the repo root, for `tests.support`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from tests.support.cedar import CedarModel, FlowEncoding  # noqa: E402
+from tests.support.cedar import CedarModel, FlowEncoding
 
 pytestmark = pytest.mark.cedar
 
@@ -84,7 +78,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         source = draw(st.sampled_from(zones))
         target = draw(st.sampled_from(zones))
         own = sorted(name for name, spec in reclassifiers.items() if spec["zone"] == source)
-        via = draw(st.lists(st.sampled_from(own), unique=True, max_size=2)) if own and draw(_chance(60)) else []
+        via: list[str] = []
+        if own and draw(_chance(60)):
+            via = draw(st.lists(st.sampled_from(own), unique=True, max_size=2))
         flow: dict[str, Any] = {"from": source, "to": target}
         if via:
             flow["via"] = via
@@ -97,6 +93,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         "reclassifiers": reclassifiers,
     }
     origin_names = [*zones, "ghost_zone"]  # an origin the policy does not know: always unsanctioned
+    reclassifier_names = sorted(reclassifiers) or ["none"]
     inputs = []
     for _ in range(draw(st.integers(8, 15))):
         origins = (
@@ -111,7 +108,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 aggregated=draw(_chance(50)),
                 origins=frozenset(origins),
                 reclassified_by=frozenset(
-                    draw(st.lists(st.sampled_from(sorted(reclassifiers) or ["none"]), unique=True, max_size=2))
+                    draw(st.lists(st.sampled_from(reclassifier_names), unique=True, max_size=2))
                 ),
             )
         )

@@ -1,0 +1,560 @@
+"""Renderers for the CLI: plain text for people, JSON for scripts, SARIF 2.1.0 for CI annotations.
+
+Every renderer is a pure function of the typed results (:mod:`airflow_policyzones.cli.check`,
+:class:`~airflow_policyzones.policy.engine.Decision`), so the three formats cannot disagree.
+
+JSON of ``policyzones check`` (``"format_version": 1``; fields are only ever added)::
+
+    {
+      "format": "policyzones-check", "format_version": 1,
+      "tool": {"name": "policyzones", "version": "0.1.0"},
+      "policy": {"file": str, "name": str, "version": "sha256:…", "short_version": str,
+                 "warnings": [str]},             # PolicyIssue.format() of each warning
+      "dag_folder": str,                      # absolute
+      "ok": bool, "exit_code": 0 | 1,
+      "summary": {"files", "dags", "tasks", "allow", "deny", "dry_run", "exempted",
+                  "not_checked", "dag_problems", "import_errors": int},
+      "tasks": [{
+        "dag_id": str, "task_id": str, "file": str, "line": int,   # file relative to dag_folder
+        "mapped": bool,
+        "zone": str | null,                   # the zone the task runs in
+        "zone_origin": "task" | "group" | "dag" | "default" | "none" | "error",
+        "outcome": "allow" | "deny" | "dry_run" | "exempted" | null,   # null: not checked
+        "inputs": [{"input": str, "namespace": "asset" | "table", "labels": {…} | null}],
+        "uncheckable": [str],
+        "decision": Decision.to_dict() | null,
+        "error": str | null                   # why the task was not checked
+      }],                                     # sorted by file, dag_id, task_id
+      "dag_problems": [{"dag_id", "file", "line", "message", "tasks": [str]}],
+      "import_errors": [{"file", "line", "message", "detail"}]
+    }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from airflow_policyzones import __version__
+from airflow_policyzones.cli.check import CheckedInput, CheckResult, TaskResult
+from airflow_policyzones.policy.engine import (
+    AssetLabels,
+    Decision,
+    Finding,
+    InputRef,
+    Outcome,
+    PolicyEngine,
+    Rule,
+    TaskContext,
+)
+from airflow_policyzones.policy.loader import LoadedPolicy
+
+TOOL_NAME = "policyzones"
+JSON_FORMAT_VERSION = 1
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_BASE_ID = "DAGFOLDER"
+
+RULE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
+    Rule.UNKNOWN_ZONE.value: (
+        "The task's zone is not defined in the policy.",
+        "A task claims a zone that the policy does not declare, so nothing says what data it may read.",
+    ),
+    Rule.UNZONED_TASK.value: (
+        "The task has no zone.",
+        "A task without a zone reads inputs (or the policy requires every task to have a zone).",
+    ),
+    Rule.ZONE_MEMBERSHIP.value: (
+        "The DAG is not a member of the task's zone.",
+        "Zones list the DAGs that may run in them, so that an author cannot pick the most permissive zone.",
+    ),
+    Rule.CATEGORY_NOT_ALLOWED.value: (
+        "An input carries a data category the zone does not allow.",
+        "The zone's purpose may not use this kind of data.",
+    ),
+    Rule.UNLABELED_INPUT.value: (
+        "An input has no labels and the zone does not accept unlabeled data.",
+        "No catalog entry matches the input, so what it holds is unknown.",
+    ),
+    Rule.CONSENT_MISSING.value: (
+        "An input is not consented for the zone's purpose.",
+        "The zone requires consent for its purpose; read a consent-filtered version of the data.",
+    ),
+    Rule.NOT_AGGREGATED.value: (
+        "An input holds user-level rows and the zone accepts aggregated data only.",
+        "Read the output of an aggregating reclassifier instead.",
+    ),
+    Rule.UNSANCTIONED_FLOW.value: (
+        "An input carries data from a zone that may not flow into this one.",
+        "Data leaves a zone only along sanctioned flows, optionally through named reclassifiers.",
+    ),
+    Rule.UNCHECKABLE_INPUT.value: (
+        "An inlet names no checkable data.",
+        "Inlets that are not Assets (strings, None, run-time AssetAliases) cannot be labelled or checked.",
+    ),
+}
+"""One SARIF rule per engine rule (a test keeps this in step with :class:`Rule`)."""
+
+IMPORT_ERROR_RULE = "dag_import_error"
+ZONE_ANNOTATION_RULE = "zone_annotation_error"
+EXTRA_RULES: dict[str, tuple[str, str]] = {
+    IMPORT_ERROR_RULE: (
+        "The DAG file failed to import.",
+        "Airflow could not import the file, so none of its tasks could be checked.",
+    ),
+    ZONE_ANNOTATION_RULE: (
+        "A zone annotation in the DAG is malformed.",
+        "For example two different policyzone: tags on one DAG; the DAG fails to import once the "
+        "cluster policy is installed.",
+    ),
+}
+
+_ORIGIN_LABELS = {
+    "task": "task",
+    "group": "group",
+    "dag": "dag tag",
+    "default": "default",
+    "none": "none",
+    "error": "error",
+}
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+def render_validate(loaded: LoadedPolicy) -> str:
+    """The one-paragraph summary of a valid policy, then its warnings."""
+    policy = loaded.policy
+    name = f" {policy.name!r}" if policy.name else ""
+    parts = [
+        _plural(len(policy.zones), "zone"),
+        _plural(len(policy.categories), "category", "categories"),
+        _plural(len(policy.catalog), "catalog entry", "catalog entries"),
+        _plural(len(policy.flows), "flow"),
+        _plural(len(policy.reclassifiers), "reclassifier"),
+        _plural(len(policy.exemptions), "exemption"),
+    ]
+    text = (
+        f"{loaded.source}: policy{name} is valid (version {loaded.short_version}): "
+        f"{', '.join(parts[:-1])} and {parts[-1]}"
+    )
+    if loaded.warnings:
+        text += f"; {_plural(len(loaded.warnings), 'warning')}:"
+        return "\n".join([text, *(issue.format() for issue in loaded.warnings)]) + "\n"
+    return text + ".\n"
+
+
+# --- explain ------------------------------------------------------------------------------------
+
+
+def explain_json(
+    *, engine: PolicyEngine, task: TaskContext, decision: Decision, inputs: Sequence[InputRef]
+) -> dict[str, Any]:
+    """``Decision.to_dict()`` plus the task that asked and the labels of each input."""
+    data = decision.to_dict()
+    data["task"] = {
+        "dag_id": task.dag_id,
+        "task_id": task.task_id,
+        "dag_file": task.dag_file,
+        "tags": sorted(task.tags),
+        "owners": sorted(task.owners),
+    }
+    data["inputs"] = [_input_dict(CheckedInput(ref, engine.labels_for(ref))) for ref in inputs]
+    return data
+
+
+def render_explain(
+    *, engine: PolicyEngine, task: TaskContext, decision: Decision, inputs: Sequence[InputRef]
+) -> str:
+    """The decision for people: outcome and context first, then each input's labels, then why."""
+    zone_spec = engine.policy.zones.get(decision.zone) if decision.zone is not None else None
+    zone_text = decision.zone or "(none)"
+    if zone_spec is not None:
+        zone_text += f" (purpose {zone_spec.purpose})"
+    elif decision.zone is not None:
+        zone_text += " (not defined in the policy)"
+    identity = f"{task.dag_id}.{task.task_id}"
+    extras = [f"file {task.dag_file}"] if task.dag_file else []
+    if task.tags:
+        extras.append("tags " + ", ".join(sorted(task.tags)))
+    if task.owners:
+        extras.append("owners " + ", ".join(sorted(task.owners)))
+    if extras:
+        identity += f" ({'; '.join(extras)})"
+    lines = [
+        f"outcome: {_outcome_text(decision.outcome)}",
+        f"zone:    {zone_text}",
+        f"mode:    {decision.mode or '-'}",
+        f"policy:  {engine.loaded.source} (version {engine.loaded.short_version})",
+        f"task:    {identity}",
+        "",
+    ]
+    if inputs:
+        lines.append("inputs:")
+        for ref in inputs:
+            lines.append(f"  {ref}")
+            lines.append(f"    {_labels_text(engine.labels_for(ref))}")
+    else:
+        lines.append("inputs: none")
+    lines.append("")
+    if decision.findings:
+        lines.append("findings:")
+        for number, finding in enumerate(decision.findings, start=1):
+            lines.extend(_finding_lines(finding, prefix=f"  {number}. "))
+    else:
+        lines.append("findings: none: the zone may read every input")
+    return "\n".join(lines) + "\n"
+
+
+# --- check: text --------------------------------------------------------------------------------
+
+
+def render_text(result: CheckResult) -> str:
+    """A summary table, the details of every non-allow decision, problems, and the counts line."""
+    loaded = result.engine.loaded
+    counts = result.counts
+    name = f" {loaded.policy.name!r}" if loaded.policy.name else ""
+    out = [
+        f"policyzones check: {_plural(counts.files, 'DAG file')} in {result.dag_folder}, "
+        f"policy{name} {loaded.short_version} ({loaded.source})",
+        "",
+    ]
+    if result.tasks:
+        rows = [
+            (
+                task.dag_id,
+                task.task_id + (" [mapped]" if task.mapped else ""),
+                _zone_cell(task),
+                _outcome_text(task.outcome) if task.outcome is not None else "ERROR",
+                ", ".join(_rule_ids(task)) or "-",
+            )
+            for task in result.tasks
+        ]
+        out.extend(_table(("DAG", "TASK", "ZONE", "OUTCOME", "RULES"), rows))
+    else:
+        out.append("no tasks found")
+
+    flagged = [
+        task for task in result.tasks if task.decision is not None and task.outcome is not Outcome.ALLOW
+    ]
+    if flagged:
+        out.extend(["", "Decisions that are not 'allow':"])
+        for task in flagged:
+            decision = task.decision
+            assert decision is not None
+            mode = f", mode {decision.mode}" if decision.mode else ""
+            out.append("")
+            out.append(
+                f"{_outcome_text(task.outcome)}  {task.key}  (zone {task.zone or '-'}{mode})  "
+                f"{task.file}:{task.line}"
+            )
+            for finding in decision.findings:
+                out.extend(_finding_lines(finding, prefix="  - "))
+    if result.dag_problems:
+        out.extend(["", "DAG problems (the task was not checked):"])
+        for problem in result.dag_problems:
+            out.append(f"  {problem.file}:{problem.line}  {problem.message}")
+            out.append(f"    DAG {problem.dag_id}, tasks not checked: {', '.join(problem.tasks)}")
+    if result.import_errors:
+        out.extend(["", "DAG import errors (no task in these files was checked):"])
+        for failure in result.import_errors:
+            out.append(f"  {failure.file}:{failure.line}  {failure.message}")
+            out.extend(f"    | {line}" for line in failure.detail.splitlines())
+    out.extend(["", summary_line(result)])
+    return "\n".join(out) + "\n"
+
+
+def summary_line(result: CheckResult) -> str:
+    """The final counts line (also printed to stderr when the report goes to a file)."""
+    counts = result.counts
+    text = (
+        f"{_plural(counts.tasks, 'task')}: {counts.allowed} allowed, {counts.denied} denied, "
+        f"{counts.dry_run} dry-run, {counts.exempted} exempted"
+    )
+    if counts.not_checked:
+        text += f", {counts.not_checked} not checked"
+    text += f"; {_plural(counts.import_errors, 'import error')}"
+    if counts.dag_problems:
+        text += f", {_plural(counts.dag_problems, 'DAG problem')}"
+    return text + (" -> FAILED" if result.failed else " -> OK")
+
+
+# --- check: JSON --------------------------------------------------------------------------------
+
+
+def check_json(result: CheckResult) -> dict[str, Any]:
+    """The documented, stable JSON structure (see the module docstring)."""
+    loaded = result.engine.loaded
+    counts = result.counts
+    return {
+        "format": "policyzones-check",
+        "format_version": JSON_FORMAT_VERSION,
+        "tool": {"name": TOOL_NAME, "version": __version__},
+        "policy": {
+            "file": loaded.source,
+            "name": loaded.policy.name,
+            "version": loaded.version,
+            "short_version": loaded.short_version,
+            "warnings": [issue.format() for issue in loaded.warnings],
+        },
+        "dag_folder": str(result.dag_folder),
+        "ok": not result.failed,
+        "exit_code": result.exit_code,
+        "summary": {
+            "files": counts.files,
+            "dags": counts.dags,
+            "tasks": counts.tasks,
+            Outcome.ALLOW.value: counts.allowed,
+            Outcome.DENY.value: counts.denied,
+            Outcome.DRY_RUN.value: counts.dry_run,
+            Outcome.EXEMPTED.value: counts.exempted,
+            "not_checked": counts.not_checked,
+            "dag_problems": counts.dag_problems,
+            "import_errors": counts.import_errors,
+        },
+        "tasks": [_task_dict(task) for task in result.tasks],
+        "dag_problems": [
+            {
+                "dag_id": problem.dag_id,
+                "file": problem.file,
+                "line": problem.line,
+                "message": problem.message,
+                "tasks": list(problem.tasks),
+            }
+            for problem in result.dag_problems
+        ],
+        "import_errors": [
+            {"file": failure.file, "line": failure.line, "message": failure.message, "detail": failure.detail}
+            for failure in result.import_errors
+        ],
+    }
+
+
+def _task_dict(task: TaskResult) -> dict[str, Any]:
+    return {
+        "dag_id": task.dag_id,
+        "task_id": task.task_id,
+        "file": task.file,
+        "line": task.line,
+        "mapped": task.mapped,
+        "zone": task.zone,
+        "zone_origin": task.zone_origin,
+        "outcome": task.outcome.value if task.outcome is not None else None,
+        "inputs": [_input_dict(item) for item in task.inputs],
+        "uncheckable": list(task.uncheckable),
+        "decision": task.decision.to_dict() if task.decision is not None else None,
+        "error": task.error,
+    }
+
+
+def _input_dict(item: CheckedInput) -> dict[str, Any]:
+    return {
+        "input": item.ref.name,
+        "namespace": item.ref.namespace,
+        "labels": item.labels.to_dict() if item.labels is not None else None,
+    }
+
+
+# --- check: SARIF -------------------------------------------------------------------------------
+
+
+def check_sarif(result: CheckResult) -> dict[str, Any]:
+    """SARIF 2.1.0: one rule per engine rule, one result per violation and per import/zone error.
+
+    Locations are relative to the DAG folder (``uriBaseId`` ``DAGFOLDER``, resolved through
+    ``originalUriBaseIds``). Exempted findings are not violations and produce no result.
+    """
+    rule_ids = [*RULE_DESCRIPTIONS, *EXTRA_RULES]
+    index = {rule_id: position for position, rule_id in enumerate(rule_ids)}
+    descriptions = {**RULE_DESCRIPTIONS, **EXTRA_RULES}
+    rules = [
+        {
+            "id": rule_id,
+            "name": _camel(rule_id),
+            "shortDescription": {"text": descriptions[rule_id][0]},
+            "fullDescription": {"text": descriptions[rule_id][1]},
+            "defaultConfiguration": {"level": "error"},
+            "properties": {"tags": ["policyzones", "purpose-limitation"]},
+        }
+        for rule_id in rule_ids
+    ]
+    results: list[dict[str, Any]] = []
+    for task in result.tasks:
+        decision = task.decision
+        if decision is None or decision.outcome not in (Outcome.DENY, Outcome.DRY_RUN):
+            continue
+        level = "warning" if decision.outcome is Outcome.DRY_RUN else "error"
+        for finding in decision.violations:
+            rule_id = finding.rule.value
+            prefix = "[dry run: the task runs, the violation is recorded] " if level == "warning" else ""
+            results.append(
+                {
+                    "ruleId": rule_id,
+                    "ruleIndex": index[rule_id],
+                    "level": level,
+                    "message": {
+                        "text": f"{prefix}{task.key} (zone {decision.zone}): {finding.reason}. "
+                        f"Fix: {finding.remediation}."
+                    },
+                    "locations": [_location(task.file, task.line, logical=task.key, kind="function")],
+                    "partialFingerprints": {
+                        "policyzones/v1": _fingerprint(
+                            task.dag_id, task.task_id, rule_id, finding.input or ""
+                        )
+                    },
+                    "properties": {
+                        "dag_id": task.dag_id,
+                        "task_id": task.task_id,
+                        "zone": decision.zone,
+                        "mode": decision.mode,
+                        "outcome": decision.outcome.value,
+                        "input": finding.input,
+                        "rules": [rule.value for rule in finding.rules],
+                        "remediation": finding.remediation,
+                        "policy_version": decision.policy_version,
+                    },
+                }
+            )
+    for problem in result.dag_problems:
+        results.append(
+            {
+                "ruleId": ZONE_ANNOTATION_RULE,
+                "ruleIndex": index[ZONE_ANNOTATION_RULE],
+                "level": "error",
+                "message": {"text": problem.message},
+                "locations": [_location(problem.file, problem.line, logical=problem.dag_id, kind="module")],
+                "partialFingerprints": {"policyzones/v1": _fingerprint(problem.dag_id, ZONE_ANNOTATION_RULE)},
+                "properties": {"dag_id": problem.dag_id, "tasks": list(problem.tasks)},
+            }
+        )
+    for failure in result.import_errors:
+        results.append(
+            {
+                "ruleId": IMPORT_ERROR_RULE,
+                "ruleIndex": index[IMPORT_ERROR_RULE],
+                "level": "error",
+                "message": {"text": f"{failure.file} failed to import: {failure.message}"},
+                "locations": [_location(failure.file, failure.line)],
+                "partialFingerprints": {"policyzones/v1": _fingerprint(failure.file, IMPORT_ERROR_RULE)},
+                "properties": {"detail": failure.detail},
+            }
+        )
+    loaded = result.engine.loaded
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {"driver": {"name": TOOL_NAME, "version": __version__, "rules": rules}},
+                "originalUriBaseIds": {SARIF_BASE_ID: {"uri": result.dag_folder.as_uri() + "/"}},
+                "invocations": [{"executionSuccessful": True, "exitCode": result.exit_code}],
+                "results": results,
+                "properties": {
+                    "policy": {"file": loaded.source, "version": loaded.version},
+                    "summary": check_json(result)["summary"],
+                },
+            }
+        ],
+    }
+
+
+def _location(file: str, line: int, *, logical: str | None = None, kind: str = "function") -> dict[str, Any]:
+    location: dict[str, Any] = {
+        "physicalLocation": {
+            "artifactLocation": {"uri": file, "uriBaseId": SARIF_BASE_ID},
+            "region": {"startLine": max(line, 1)},
+        }
+    }
+    if logical is not None:
+        location["logicalLocations"] = [{"fullyQualifiedName": logical, "kind": kind}]
+    return location
+
+
+def _fingerprint(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def _camel(rule_id: str) -> str:
+    return "".join(part.capitalize() for part in rule_id.split("_"))
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """JSON as every renderer writes it: indented, key order kept, non-ASCII kept, final newline."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _outcome_text(outcome: Outcome | None) -> str:
+    if outcome is None:
+        return "ERROR"
+    return {
+        Outcome.ALLOW: "allow",
+        Outcome.DENY: "DENY",
+        Outcome.DRY_RUN: "dry-run",
+        Outcome.EXEMPTED: "exempted",
+    }[outcome]
+
+
+def _zone_cell(task: TaskResult) -> str:
+    if task.zone_origin == "error":
+        return "? (annotation error)"
+    return f"{task.zone or '-'} ({_ORIGIN_LABELS[task.zone_origin]})"
+
+
+def _rule_ids(task: TaskResult) -> list[str]:
+    if task.decision is None:
+        return [ZONE_ANNOTATION_RULE]
+    ids: list[str] = []
+    for finding in task.decision.findings:
+        for rule in finding.rules:
+            if rule.value not in ids:
+                ids.append(rule.value)
+    return ids
+
+
+def _finding_lines(finding: Finding, *, prefix: str) -> list[str]:
+    indent = " " * len(prefix)
+    subject = f" on {finding.input}" if finding.input is not None else ""
+    lines = [
+        f"{prefix}{', '.join(rule.value for rule in finding.rules)}{subject}",
+        f"{indent}reason: {finding.reason}",
+        f"{indent}fix:    {finding.remediation}",
+    ]
+    if finding.exemption is not None:
+        lines.append(f"{indent}exempted by {finding.exemption}")
+    return lines
+
+
+def _labels_text(labels: AssetLabels | None) -> str:
+    if labels is None:
+        return "no labels (no catalog entry matches)"
+    parts = [
+        "categories: " + (", ".join(sorted(labels.categories)) or "-"),
+        "consented: " + (", ".join(sorted(labels.consented)) or "-"),
+        "aggregated: " + ("yes" if labels.aggregated else "no"),
+    ]
+    if labels.origins:
+        parts.append("origin zones: " + ", ".join(sorted(labels.origins)))
+    if labels.reclassified_by:
+        parts.append("reclassified by: " + ", ".join(sorted(labels.reclassified_by)))
+    return "; ".join(parts)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    materialized = [list(row) for row in rows]
+    widths = [
+        max([len(header), *(len(row[column]) for row in materialized)])
+        for column, header in enumerate(headers)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(headers), line(["-" * width for width in widths]), *(line(row) for row in materialized)]
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
