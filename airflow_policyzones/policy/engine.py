@@ -293,7 +293,7 @@ class _Zone:
             rules.append(Rule.CONSENT_MISSING)
             consented = _quoted(sorted(labels.consented)) if labels.consented else "no purpose"
             reasons.append(
-                f"{ref} is consented for {consented}, not for zone {self.name!r}'s purpose {self.purpose!r}"
+                f"{ref} is consented for {consented}, not for {self.purpose!r}, the purpose of zone {self.name!r}"
             )
             fixes.append(
                 f"read the output of a consent-filter reclassifier (outputs.consented: [{self.purpose}])"
@@ -424,7 +424,7 @@ class PolicyEngine:
                     None,
                     Rule.UNZONED_TASK,
                     f"task {task.dag_id}.{task.task_id} has no zone"
-                    + (" and reads inputs" if inputs else " and the policy requires one"),
+                    + (" and reads inputs" if inputs or uncheckable else " and the policy requires one"),
                     "give the task a zone (DAG tag 'policyzone:<zone>', ZoneGroup or set_zone) "
                     "or set settings.default_zone in the policy",
                 )

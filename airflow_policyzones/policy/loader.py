@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import types
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -71,8 +72,15 @@ def load_policy_bytes(content: bytes, *, source: str = "<policy>", now: datetime
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        column = error.start - (content.rfind(b"\n", 0, error.start) + 1) + 1
         raise PolicyError(
-            [PolicyIssue(f"not UTF-8 text (byte {error.start})", "save the policy as UTF-8", file=source)]
+            [
+                PolicyIssue(
+                    f"not UTF-8 text (byte {error.start})", "save the policy as UTF-8", file=source,
+                    line=line, column=column,
+                )
+            ]
         ) from None
     data, marks = _parse_yaml(text, source=source)
     if data is None:
@@ -99,7 +107,10 @@ def load_policy_bytes(content: bytes, *, source: str = "<policy>", now: datetime
             [PolicyIssue("the policy nests too deeply", "flatten it; aliases must not refer to themselves", file=source)]
         ) from None
 
-    problems = check_references(policy, now=now or datetime.now(timezone.utc))
+    moment = now or datetime.now(timezone.utc)
+    if moment.tzinfo is None:  # a naive moment is UTC, as naive expiry dates are
+        moment = moment.replace(tzinfo=timezone.utc)
+    problems = check_references(policy, now=moment)
     issues = [
         _locate(problem.path, message=problem.message, hint=problem.hint, marks=marks, source=source,
                 severity=problem.severity)
@@ -117,14 +128,31 @@ def load_policy_bytes(content: bytes, *, source: str = "<policy>", now: datetime
 
 
 def _parse_yaml(text: str, *, source: str) -> tuple[Any, dict[FieldPath, Mark]]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # rejects control characters such as NUL
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        raise PolicyError(
+            [
+                PolicyIssue(
+                    f"invalid YAML: character {error.character:#06x} is not allowed",
+                    "remove the control character (or write it as an escape in a double-quoted string)",
+                    file=source,
+                    line=line,
+                    column=column,
+                )
+            ]
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        # Size first: it visits each node once, while _index walks every alias expansion, so an
+        # alias bomb must be rejected before _index runs.
+        _check_size(node, source=source)
         marks: dict[FieldPath, Mark] = {}
         _index(node, (), marks, source=source, active=set())
-        _check_size(node, source=source)
         return loader.construct_document(node), marks
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -200,25 +228,46 @@ def _index(
 
 def _check_size(root: yaml.Node, *, source: str) -> None:
     sizes: dict[int, int] = {}
+    active: set[int] = set()
+    culprit: list[yaml.Node] = []
 
     def size(node: yaml.Node) -> int:
         if id(node) in sizes:
             return sizes[id(node)]
+        if id(node) in active:
+            raise PolicyError(
+                [
+                    PolicyIssue(
+                        "an alias refers to the node that contains it",
+                        "remove the recursive alias",
+                        file=source,
+                        line=node.start_mark.line + 1,
+                        column=node.start_mark.column + 1,
+                    )
+                ]
+            )
+        active.add(id(node))
         total = 1
         if isinstance(node, yaml.MappingNode):
             total += sum(size(k) + size(v) for k, v in node.value)
         elif isinstance(node, yaml.SequenceNode):
             total += sum(size(item) for item in node.value)
+        active.discard(id(node))
         sizes[id(node)] = total
+        if total > MAX_EXPANDED_NODES and not culprit:
+            culprit.append(node)  # the innermost node that is too big: where to look
         return total
 
     if size(root) > MAX_EXPANDED_NODES:
+        mark = culprit[0].start_mark
         raise PolicyError(
             [
                 PolicyIssue(
                     f"the policy expands to more than {MAX_EXPANDED_NODES:,} values through aliases",
                     "write the values out instead of nesting aliases",
                     file=source,
+                    line=mark.line + 1,
+                    column=mark.column + 1,
                 )
             ]
         )
@@ -298,12 +347,14 @@ def _model_field_annotation(model: Any, part: str | int) -> Any:
 
 
 def _unwrap(annotation: Any) -> Any:
-    """``X | None`` → ``X``; ``Annotated[X, ...]`` → ``X``."""
-    for arg in typing.get_args(annotation) or ():
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    if typing.get_origin(annotation) is typing.Annotated:
-        return typing.get_args(annotation)[0]
+    """``X | None`` → ``X``; ``Annotated[X, ...]`` → ``X``; ``list[X]`` and ``dict[K, X]`` stay."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
     return annotation
 
 

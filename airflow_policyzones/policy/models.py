@@ -185,6 +185,24 @@ class Exemption(_Model):
         check_glob(value)
         return value
 
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _parse_expires(cls, value: object) -> date | datetime:
+        """A quoted ``'2030-12-31'`` is the same bare date as an unquoted one, not midnight."""
+        if isinstance(value, date):  # also datetime; YAML builds both from unquoted values
+            return value
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                if _DATE_ONLY.fullmatch(text):
+                    return date.fromisoformat(text)
+                return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            except ValueError:
+                pass
+        raise ValueError(
+            f"expected a date (YYYY-MM-DD) or an ISO 8601 date-time, got {str(value)[:40]!r}"
+        )
+
     @property
     def expires_at(self) -> datetime:
         """A bare date is valid through that whole day (UTC); a naive datetime is read as UTC."""
@@ -192,6 +210,8 @@ class Exemption(_Model):
             if self.expires.tzinfo is None:
                 return self.expires.replace(tzinfo=timezone.utc)
             return self.expires
+        if self.expires == date.max:
+            return datetime.max.replace(tzinfo=timezone.utc)
         return datetime.combine(self.expires + timedelta(days=1), time(0), tzinfo=timezone.utc)
 
 
@@ -231,6 +251,7 @@ class Policy(_Model):
 
 
 _ID = re.compile(NAME_PATTERN)
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def is_valid_name(value: str) -> bool:
