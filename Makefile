@@ -43,6 +43,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check airflow_policyzones tests benchmarks dags_examples
+	$(VENV)/bin/ruff format --check airflow_policyzones tests benchmarks dags_examples
 	$(VENV)/bin/mypy
 
 unit: install

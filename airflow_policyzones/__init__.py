@@ -24,7 +24,15 @@ if TYPE_CHECKING:
         zoned,
     )
 
-__all__ = ["__version__", *_ZONE_API]
+__all__ = [
+    "ZONE_TAG_PREFIX",
+    "ZoneAnnotationError",
+    "ZoneGroup",
+    "__version__",
+    "set_zone",
+    "zone_tag",
+    "zoned",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -107,7 +107,9 @@ class ZoneAssignment:
 
 def dag_zone(dag: Any) -> str | None:
     """The DAG's default zone from its ``policyzone:`` tag; two different zone tags are an error."""
-    zones = sorted({tag[len(ZONE_TAG_PREFIX):] for tag in (dag.tags or ()) if tag.startswith(ZONE_TAG_PREFIX)})
+    zones = sorted(
+        {tag[len(ZONE_TAG_PREFIX) :] for tag in (dag.tags or ()) if tag.startswith(ZONE_TAG_PREFIX)}
+    )
     if len(zones) > 1:
         raise ZoneAnnotationError(
             f"DAG {dag.dag_id!r} has several zone tags ({', '.join(ZONE_TAG_PREFIX + z for z in zones)}): "

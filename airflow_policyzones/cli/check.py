@@ -240,8 +240,16 @@ def _check_dag(
             errors.setdefault(str(error), []).append(task.task_id)
             results.append(
                 TaskResult(
-                    dag_id=dag.dag_id, task_id=task.task_id, file=file, line=line, zone=None,
-                    zone_origin="error", mapped=mapped, inputs=(), uncheckable=(), decision=None,
+                    dag_id=dag.dag_id,
+                    task_id=task.task_id,
+                    file=file,
+                    line=line,
+                    zone=None,
+                    zone_origin="error",
+                    mapped=mapped,
+                    inputs=(),
+                    uncheckable=(),
+                    decision=None,
                     error=str(error),
                 )
             )

@@ -78,16 +78,36 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("policy", metavar="POLICY", help="the policy file (YAML)")
     explain.add_argument("--zone", required=True, help="the zone the task runs in")
     explain.add_argument("--dag-id", required=True, help="the task's DAG id (zone membership)")
-    explain.add_argument("--task-id", default="task",
-                         help="the task id (exemptions may name it; default: task)")
-    explain.add_argument("--input", dest="inputs", action="append", default=[], metavar="URI",
-                         help="an input Asset URI (repeatable)")
-    explain.add_argument("--table", dest="tables", action="append", default=[], metavar="NAME",
-                         help="an input table name (repeatable)")
-    explain.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
-                         help="a tag of the DAG (repeatable)")
-    explain.add_argument("--owner", dest="owners", action="append", default=[], metavar="OWNER",
-                         help="an owner of the task (repeatable)")
+    explain.add_argument(
+        "--task-id", default="task", help="the task id (exemptions may name it; default: task)"
+    )
+    explain.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="an input Asset URI (repeatable)",
+    )
+    explain.add_argument(
+        "--table",
+        dest="tables",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an input table name (repeatable)",
+    )
+    explain.add_argument(
+        "--tag", dest="tags", action="append", default=[], metavar="TAG", help="a tag of the DAG (repeatable)"
+    )
+    explain.add_argument(
+        "--owner",
+        dest="owners",
+        action="append",
+        default=[],
+        metavar="OWNER",
+        help="an owner of the task (repeatable)",
+    )
     explain.add_argument("--dag-file", metavar="PATH", help="the DAG file, relative to the DAG folder")
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(run=_run_explain)
@@ -101,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("policy", metavar="POLICY", help="the policy file (YAML)")
     check.add_argument("dag_folder", metavar="DAG_FOLDER", help="the folder that holds the DAG files")
-    check.add_argument("--format", choices=("text", "json", "sarif"), default="text",
-                       help="report format (default: text)")
+    check.add_argument(
+        "--format", choices=("text", "json", "sarif"), default="text", help="report format (default: text)"
+    )
     check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
     check.set_defaults(run=_run_check)
     return parser

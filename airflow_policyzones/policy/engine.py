@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from airflow_policyzones.policy.loader import LoadedPolicy, load_policy
+from airflow_policyzones.policy.loader import LoadedPolicy, gc_paused, load_policy
 from airflow_policyzones.policy.models import CatalogEntry, Mode, Policy
 from airflow_policyzones.policy.patterns import (
     SEPARATORS,
@@ -23,8 +23,9 @@ from airflow_policyzones.policy.patterns import (
     Namespace,
     RegexList,
     SegmentTrie,
-    normalize,
+    normalize_asset_uri,
     normalize_pattern,
+    normalize_table,
 )
 
 
@@ -93,11 +94,11 @@ class InputRef:
 
     @classmethod
     def asset(cls, uri: str) -> InputRef:
-        return cls("asset", normalize("asset", uri))
+        return cls("asset", normalize_asset_uri(uri))
 
     @classmethod
     def table(cls, name: str) -> InputRef:
-        return cls("table", normalize("table", name))
+        return cls("table", normalize_table(name))
 
     def __str__(self) -> str:
         return self.name if self.namespace == "asset" else f"table {self.name}"
@@ -293,7 +294,8 @@ class _Zone:
             rules.append(Rule.CONSENT_MISSING)
             consented = _quoted(sorted(labels.consented)) if labels.consented else "no purpose"
             reasons.append(
-                f"{ref} is consented for {consented}, not for {self.purpose!r}, the purpose of zone {self.name!r}"
+                f"{ref} is consented for {consented}, "
+                f"not for {self.purpose!r}, the purpose of zone {self.name!r}"
             )
             fixes.append(
                 f"read the output of a consent-filter reclassifier (outputs.consented: [{self.purpose}])"
@@ -307,9 +309,13 @@ class _Zone:
             if reclassifiers is not None and not reclassifiers.isdisjoint(labels.reclassified_by):
                 continue
             rules.append(Rule.UNSANCTIONED_FLOW)
-            reasons.append(f"{ref} carries data from zone {origin!r}, and {origin} → {self.name} is not sanctioned")
+            reasons.append(
+                f"{ref} carries data from zone {origin!r}, and {origin} → {self.name} is not sanctioned"
+            )
             if reclassifiers:
-                fixes.append(f"route the data through one of the reclassifiers {_quoted(sorted(reclassifiers))}")
+                fixes.append(
+                    f"route the data through one of the reclassifiers {_quoted(sorted(reclassifiers))}"
+                )
             else:
                 fixes.append(
                     f"declare the flow (flows: [{{from: {origin}, to: {self.name}, via: [RECLASSIFIER]}}]) "
@@ -328,24 +334,37 @@ def _categories(names: Sequence[str]) -> str:
     return f"category {_quoted(names)}" if len(names) == 1 else f"categories {_quoted(names)}"
 
 
-def _entry_labels(entry: CatalogEntry) -> AssetLabels:
-    return AssetLabels(
-        categories=frozenset(entry.categories),
-        consented=frozenset(entry.consented),
-        aggregated=entry.aggregated,
-        origins=frozenset(entry.origin_zones),
-    )
+def _catalog_labels(catalog: Sequence[CatalogEntry]) -> list[AssetLabels]:
+    """Labels of each catalog entry; entries that say the same thing share one object."""
+    interned: dict[tuple[object, ...], AssetLabels] = {}
+    labels: list[AssetLabels] = []
+    for entry in catalog:
+        key = (tuple(entry.categories), tuple(entry.consented), entry.aggregated, tuple(entry.origin_zones))
+        shared = interned.get(key)
+        if shared is None:
+            shared = interned[key] = AssetLabels(
+                categories=frozenset(entry.categories),
+                consented=frozenset(entry.consented),
+                aggregated=entry.aggregated,
+                origins=frozenset(entry.origin_zones),
+            )
+        labels.append(shared)
+    return labels
 
 
 class PolicyEngine:
     """A policy compiled for fast decisions. Build one per policy version and share it."""
 
     def __init__(self, loaded: LoadedPolicy) -> None:
+        with gc_paused():
+            self._compile(loaded)
+
+    def _compile(self, loaded: LoadedPolicy) -> None:
         self.loaded = loaded
         policy = loaded.policy
         self.version = loaded.version
         self.policy = policy
-        self._labels = [_entry_labels(entry) for entry in policy.catalog]
+        self._labels = _catalog_labels(policy.catalog)
         self._tries = {ns: SegmentTrie(separator=sep) for ns, sep in SEPARATORS.items()}
         self._regexes: dict[Namespace, RegexList] = {"asset": RegexList(), "table": RegexList()}
         for index, entry in enumerate(policy.catalog):
@@ -478,7 +497,9 @@ class PolicyEngine:
         """Label the inputs from the catalog, then decide."""
         return self.decide(task=task, zone=zone, inputs=self.label(inputs), uncheckable=uncheckable, now=now)
 
-    def _judge(self, zone: _Zone, task: TaskContext, findings: list[Finding], now: datetime | None) -> Decision:
+    def _judge(
+        self, zone: _Zone, task: TaskContext, findings: list[Finding], now: datetime | None
+    ) -> Decision:
         if zone.exemptions:
             moment = now or datetime.now(timezone.utc)
             if moment.tzinfo is None:  # a naive moment is UTC, as naive expiry dates are
@@ -496,8 +517,12 @@ class PolicyEngine:
     def _waive(zone: _Zone, task: TaskContext, finding: Finding, now: datetime) -> Finding:
         for exemption in zone.exemptions:
             if finding.input is not None and exemption.covers(task, finding.input, now):
-                return Finding(finding.rules, finding.input, finding.reason, finding.remediation, exemption.ticket)
+                return Finding(
+                    finding.rules, finding.input, finding.reason, finding.remediation, exemption.ticket
+                )
         return finding
 
     def _deny_task(self, zone: str | None, rule: Rule, reason: str, remediation: str) -> Decision:
-        return Decision(Outcome.DENY, zone, None, self.version, (Finding((rule,), None, reason, remediation),))
+        return Decision(
+            Outcome.DENY, zone, None, self.version, (Finding((rule,), None, reason, remediation),)
+        )

@@ -151,9 +151,7 @@ class Flow(_Model):
 class ReclassifiedLabels(_Model):
     """The labels a reclassifier's outputs get, replacing what its inputs carried."""
 
-    categories: list[Name] | None = Field(
-        default=None, description="omit to keep the input categories"
-    )
+    categories: list[Name] | None = Field(default=None, description="omit to keep the input categories")
     consented: list[Name] = Field(default_factory=list)
     aggregated: bool = False
 
@@ -199,9 +197,7 @@ class Exemption(_Model):
                 return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
             except ValueError:
                 pass
-        raise ValueError(
-            f"expected a date (YYYY-MM-DD) or an ISO 8601 date-time, got {str(value)[:40]!r}"
-        )
+        raise ValueError(f"expected a date (YYYY-MM-DD) or an ISO 8601 date-time, got {str(value)[:40]!r}")
 
     @property
     def expires_at(self) -> datetime:
@@ -221,9 +217,7 @@ class Settings(_Model):
     require_zone: bool = Field(
         default=False, description="every task must be in a zone: unzoned tasks are a DAG import error"
     )
-    default_zone: Name | None = Field(
-        default=None, description="zone of tasks whose DAG names none"
-    )
+    default_zone: Name | None = Field(default=None, description="zone of tasks whose DAG names none")
 
 
 class Policy(_Model):

@@ -45,8 +45,8 @@ def check_glob(pattern: str, *, separator: str | None = None) -> None:
     for segment in pattern.split(separator):
         if "**" in segment and segment != "**":
             raise ValueError(
-                f"invalid glob {pattern!r}: '**' must be a whole segment (e.g. 'a{separator}**{separator}b'); "
-                "use '*' inside a segment"
+                f"invalid glob {pattern!r}: '**' must be a whole segment "
+                f"(e.g. 'a{separator}**{separator}b'); use '*' inside a segment"
             )
 
 
@@ -77,8 +77,8 @@ def normalize_asset_uri(uri: str) -> str:
 
 
 def _normalize_path(path: str) -> str:
-    if not path:
-        return path
+    if not path or ("//" not in path and "/." not in path and not path.endswith("/") and path[0] != "."):
+        return path  # already canonical: the common case, kept cheap
     normalized = posixpath.normpath(path)
     if normalized.startswith("//"):
         normalized = "/" + normalized.lstrip("/")
@@ -88,10 +88,6 @@ def _normalize_path(path: str) -> str:
 def normalize_table(name: str) -> str:
     """Canonical form of a table name: unquoted, lower-cased parts (SQL identifiers fold case)."""
     return ".".join(part.strip().strip('"`[]').lower() for part in name.strip().split("."))
-
-
-def normalize(namespace: Namespace, name: str) -> str:
-    return normalize_asset_uri(name) if namespace == "asset" else normalize_table(name)
 
 
 def normalize_pattern(namespace: Namespace, pattern: str) -> str:

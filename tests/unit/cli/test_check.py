@@ -98,7 +98,7 @@ def test_check_examples_text(capsys: pytest.CaptureFixture[str]) -> None:
     header = next(i for i, line in enumerate(lines) if line.startswith("DAG "))
     assert lines[header].split() == ["DAG", "TASK", "ZONE", "OUTCOME", "RULES"]
     rows: dict[tuple[str, str], list[str]] = {}
-    for line in lines[header + 2:]:
+    for line in lines[header + 2 :]:
         if not line:
             break
         cells = re.split(r"\s{2,}", line)
@@ -114,10 +114,12 @@ def test_check_examples_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows[("ai_training_recsys", "train_on_raw_purchases")][2] == "ai_training (task)"
     assert rows[("ai_training_recsys", "train_on_raw_purchases")][4] == "consent_missing, not_aggregated"
 
-    details = out[out.index("Decisions that are not 'allow':"):]
+    details = out[out.index("Decisions that are not 'allow':") :]
     recs_line = line_of(EXAMPLES / "content_recommendations.py", "def rank_from_purchases(")
-    assert f"DENY  recs_content_ranking.rank_from_purchases  (zone content_recommendations, mode enforce)  " \
-           f"content_recommendations.py:{recs_line}" in details
+    assert (
+        f"DENY  recs_content_ranking.rank_from_purchases  (zone content_recommendations, mode enforce)  "
+        f"content_recommendations.py:{recs_line}" in details
+    )
     assert "reason: s3://lake/raw/purchases/daily carries category 'purchase_events'" in details
     assert "fix:    add 'purchase_events' to zones.content_recommendations.allowed_categories" in details
     assert "dry-run  marketing_attribution.attribute_campaigns" in details
@@ -163,17 +165,23 @@ def test_check_examples_sarif(capsys: pytest.CaptureFixture[str]) -> None:
         )
     assert got == {
         (
-            "consent_missing", "error", "ai_training.py",
+            "consent_missing",
+            "error",
+            "ai_training.py",
             line_of(EXAMPLES / "ai_training.py", 'task_id="train_on_raw_purchases"'),
             "ai_training_recsys.train_on_raw_purchases",
         ),
         (
-            "category_not_allowed", "error", "content_recommendations.py",
+            "category_not_allowed",
+            "error",
+            "content_recommendations.py",
             line_of(EXAMPLES / "content_recommendations.py", "def rank_from_purchases("),
             "recs_content_ranking.rank_from_purchases",
         ),
         (
-            "category_not_allowed", "warning", "marketing_attribution.py",
+            "category_not_allowed",
+            "warning",
+            "marketing_attribution.py",
             line_of(EXAMPLES / "marketing_attribution.py", "def attribute_campaigns("),
             "marketing_attribution.attribute_campaigns",
         ),
@@ -425,7 +433,12 @@ def test_console_script_checks_examples_without_a_metadata_db(tmp_path: Path) ->
 
     completed = subprocess.run(
         [str(script), "check", POLICY, str(EXAMPLES), "--format", "json"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
     )
 
     assert completed.returncode == EXIT_VIOLATIONS, completed.stderr

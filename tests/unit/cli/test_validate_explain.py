@@ -165,8 +165,15 @@ def test_validate_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_explain_ads_optimization_reading_purchases_is_allowed(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, "explain", POLICY, "--zone", "ads_optimization", "--dag-id", "ads_optimization_daily",
-        "--input", RAW_PURCHASES,
+        capsys,
+        "explain",
+        POLICY,
+        "--zone",
+        "ads_optimization",
+        "--dag-id",
+        "ads_optimization_daily",
+        "--input",
+        RAW_PURCHASES,
     )
 
     assert code == EXIT_OK
@@ -182,8 +189,17 @@ def test_explain_content_recommendations_reading_purchases_is_denied(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run(
-        capsys, "explain", POLICY, "--zone", "content_recommendations", "--dag-id", "recs_content_ranking",
-        "--task-id", "rank_from_purchases", "--input", RAW_PURCHASES,
+        capsys,
+        "explain",
+        POLICY,
+        "--zone",
+        "content_recommendations",
+        "--dag-id",
+        "recs_content_ranking",
+        "--task-id",
+        "rank_from_purchases",
+        "--input",
+        RAW_PURCHASES,
     )
 
     assert code == EXIT_VIOLATIONS
@@ -196,8 +212,15 @@ def test_explain_content_recommendations_reading_purchases_is_denied(
 
 def test_explain_ai_training_denies_raw_purchases(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, "explain", POLICY, "--zone", "ai_training", "--dag-id", "ai_training_recsys",
-        "--input", RAW_PURCHASES,
+        capsys,
+        "explain",
+        POLICY,
+        "--zone",
+        "ai_training",
+        "--dag-id",
+        "ai_training_recsys",
+        "--input",
+        RAW_PURCHASES,
     )
 
     assert code == EXIT_VIOLATIONS
@@ -207,8 +230,15 @@ def test_explain_ai_training_denies_raw_purchases(capsys: pytest.CaptureFixture[
 
 def test_explain_ai_training_allows_the_reclassified_aggregate(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, "explain", POLICY, "--zone", "ai_training", "--dag-id", "ai_training_recsys",
-        "--input", CONSENTED_DAILY,
+        capsys,
+        "explain",
+        POLICY,
+        "--zone",
+        "ai_training",
+        "--dag-id",
+        "ai_training_recsys",
+        "--input",
+        CONSENTED_DAILY,
     )
 
     assert code == EXIT_OK
@@ -218,8 +248,20 @@ def test_explain_ai_training_allows_the_reclassified_aggregate(capsys: pytest.Ca
 
 def test_explain_json_is_the_decision_plus_input_labels(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, "explain", POLICY, "--zone", "ai_training", "--dag-id", "ai_training_recsys",
-        "--input", RAW_PURCHASES, "--input", CONSENTED_DAILY, "--table", "warehouse.unknown.table", "--json",
+        capsys,
+        "explain",
+        POLICY,
+        "--zone",
+        "ai_training",
+        "--dag-id",
+        "ai_training_recsys",
+        "--input",
+        RAW_PURCHASES,
+        "--input",
+        CONSENTED_DAILY,
+        "--table",
+        "warehouse.unknown.table",
+        "--json",
     )
 
     data = json.loads(out)
@@ -243,14 +285,23 @@ def test_explain_json_is_the_decision_plus_input_labels(capsys: pytest.CaptureFi
         "reclassified_by": [],
     }
     assert inputs["warehouse.unknown.table"] == {
-        "input": "warehouse.unknown.table", "namespace": "table", "labels": None,
+        "input": "warehouse.unknown.table",
+        "namespace": "table",
+        "labels": None,
     }
 
 
 def test_explain_shows_the_exemption_that_waived_a_finding(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, "explain", POLICY, "--zone", "content_recommendations", "--dag-id", "recs_holiday_backfill",
-        "--input", "s3://lake/raw/ad_clicks/2025-12",
+        capsys,
+        "explain",
+        POLICY,
+        "--zone",
+        "content_recommendations",
+        "--dag-id",
+        "recs_holiday_backfill",
+        "--input",
+        "s3://lake/raw/ad_clicks/2025-12",
     )
 
     assert code == EXIT_OK
@@ -268,8 +319,15 @@ def test_explain_expired_exemption_no_longer_waives_and_warns(
     )
 
     code, out, err = run(
-        capsys, "explain", str(policy), "--zone", "content_recommendations",
-        "--dag-id", "recs_holiday_backfill", "--input", "s3://lake/raw/ad_clicks/2025-12",
+        capsys,
+        "explain",
+        str(policy),
+        "--zone",
+        "content_recommendations",
+        "--dag-id",
+        "recs_holiday_backfill",
+        "--input",
+        "s3://lake/raw/ad_clicks/2025-12",
     )
 
     assert code == EXIT_VIOLATIONS
@@ -279,8 +337,16 @@ def test_explain_expired_exemption_no_longer_waives_and_warns(
 
 def test_explain_dry_run_zone_runs_the_task(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, "explain", POLICY, "--zone", "marketing_analytics", "--dag-id", "marketing_attribution",
-        "--input", RAW_PURCHASES, "--json",
+        capsys,
+        "explain",
+        POLICY,
+        "--zone",
+        "marketing_analytics",
+        "--dag-id",
+        "marketing_attribution",
+        "--input",
+        RAW_PURCHASES,
+        "--json",
     )
 
     data = json.loads(out)
@@ -308,7 +374,16 @@ def test_explain_membership_uses_dag_id_tags_and_owners(
         ),
         encoding="utf-8",
     )
-    base = ["explain", str(policy), "--zone", "ads", "--dag-id", "random_dag", "--input", "s3://lake/raw/ad_clicks/x"]
+    base = [
+        "explain",
+        str(policy),
+        "--zone",
+        "ads",
+        "--dag-id",
+        "random_dag",
+        "--input",
+        "s3://lake/raw/ad_clicks/x",
+    ]
 
     denied, out, _ = run(capsys, *base)
     assert denied == EXIT_VIOLATIONS
@@ -388,7 +463,10 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
 
     completed = subprocess.run(
         [sys.executable, "-m", "airflow_policyzones", "validate", str(policy)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
     assert completed.returncode == EXIT_OK, completed.stderr
