@@ -1,0 +1,1 @@
+"""The decision service on the api-server: schema, worker authentication, FastAPI app, plugin."""

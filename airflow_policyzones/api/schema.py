@@ -1,0 +1,72 @@
+"""Wire format of the decision service (version 1), shared by the worker's client and the server.
+
+The worker states *which task-instance try* asks and *what it claims* (zone, declared inputs);
+the server decides with the policy engine, records the decision and answers with it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_VERSION = "v1"
+DECISIONS_PATH = f"/policyzones/api/{API_VERSION}/decisions"
+"""Path of the worker-only endpoint, below the api-server's base URL."""
+
+MAX_INPUTS = 1_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskInstanceIdentity(_Strict):
+    """One task-instance try: the unit a decision is recorded for (idempotently)."""
+
+    dag_id: str = Field(min_length=1, max_length=250)
+    task_id: str = Field(min_length=1, max_length=250)
+    run_id: str = Field(min_length=1, max_length=250)
+    map_index: int = Field(default=-1, ge=-1)
+    try_number: int = Field(ge=0)
+
+
+class InputSpec(_Strict):
+    """A declared input as the worker saw it (the server normalizes it again)."""
+
+    namespace: Literal["asset", "table"]
+    name: str = Field(min_length=1, max_length=3000)
+
+
+class DecisionRequest(_Strict):
+    """What a worker sends before a task body runs."""
+
+    task: TaskInstanceIdentity
+    zone: str | None = Field(default=None, max_length=100)
+    zone_source: Literal["task", "group", "dag", "none"] = "none"
+    inputs: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
+    uncheckable: list[str] = Field(default_factory=list, max_length=MAX_INPUTS)
+    """Inlets that name no checkable data, described by the worker."""
+
+
+class FindingModel(_Strict):
+    rule: str
+    rules: list[str]
+    input: str | None
+    reason: str
+    remediation: str
+    exemption: str | None = None
+
+
+class DecisionResponse(_Strict):
+    """The server's answer; ``allowed`` is false only for an enforced deny."""
+
+    decision_id: int
+    outcome: Literal["allow", "deny", "dry_run", "exempted"]
+    allowed: bool
+    zone: str | None
+    mode: Literal["enforce", "dry_run"] | None
+    policy_version: str
+    findings: list[FindingModel]
+    already_recorded: bool = False
+    """True when this try had been decided before (a retried request, a resumed deferral)."""
