@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from airflow_policyzones import __version__
@@ -54,7 +55,7 @@ from airflow_policyzones.policy.loader import LoadedPolicy
 TOOL_NAME = "policyzones"
 JSON_FORMAT_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-SARIF_BASE_ID = "DAGFOLDER"
+SARIF_BASE_ID = "%SRCROOT%"
 
 RULE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
     Rule.UNKNOWN_ZONE.value: (
@@ -362,9 +363,18 @@ def _input_dict(item: CheckedInput) -> dict[str, Any]:
 def check_sarif(result: CheckResult) -> dict[str, Any]:
     """SARIF 2.1.0: one rule per engine rule, one result per violation and per import/zone error.
 
-    Locations are relative to the DAG folder (``uriBaseId`` ``DAGFOLDER``, resolved through
-    ``originalUriBaseIds``). Exempted findings are not violations and produce no result.
+    Locations are relative to the working directory when the DAG folder lies inside it (CI runs
+    from the repository root, and code-scanning services match files by their path from there),
+    else to the DAG folder; ``originalUriBaseIds`` says which. Exempted findings are not
+    violations and produce no result.
     """
+    root, uri_prefix = _sarif_root(result.dag_folder)
+
+    def _location(
+        file: str, line: int, *, logical: str | None = None, kind: str = "function"
+    ) -> dict[str, Any]:
+        return _sarif_location(uri_prefix + file, line, logical=logical, kind=kind)
+
     rule_ids = [*RULE_DESCRIPTIONS, *EXTRA_RULES]
     index = {rule_id: position for position, rule_id in enumerate(rule_ids)}
     descriptions = {**RULE_DESCRIPTIONS, **EXTRA_RULES}
@@ -447,7 +457,7 @@ def check_sarif(result: CheckResult) -> dict[str, Any]:
         "runs": [
             {
                 "tool": {"driver": {"name": TOOL_NAME, "version": __version__, "rules": rules}},
-                "originalUriBaseIds": {SARIF_BASE_ID: {"uri": result.dag_folder.as_uri() + "/"}},
+                "originalUriBaseIds": {SARIF_BASE_ID: {"uri": root.as_uri() + "/"}},
                 "invocations": [{"executionSuccessful": True, "exitCode": result.exit_code}],
                 "results": results,
                 "properties": {
@@ -459,7 +469,19 @@ def check_sarif(result: CheckResult) -> dict[str, Any]:
     }
 
 
-def _location(file: str, line: int, *, logical: str | None = None, kind: str = "function") -> dict[str, Any]:
+def _sarif_root(dag_folder: Path) -> tuple[Path, str]:
+    """The SARIF base directory, and the prefix that turns DAG-folder paths into paths from it."""
+    cwd = Path.cwd().resolve()
+    try:
+        relative = dag_folder.resolve().relative_to(cwd).as_posix()
+    except ValueError:
+        return dag_folder.resolve(), ""
+    return cwd, "" if relative == "." else relative + "/"
+
+
+def _sarif_location(
+    file: str, line: int, *, logical: str | None = None, kind: str = "function"
+) -> dict[str, Any]:
     location: dict[str, Any] = {
         "physicalLocation": {
             "artifactLocation": {"uri": file, "uriBaseId": SARIF_BASE_ID},

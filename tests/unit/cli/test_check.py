@@ -132,7 +132,8 @@ def test_check_examples_text(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.integration
-def test_check_examples_sarif(capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_examples_sarif(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(EXAMPLES.parent)  # as CI runs it: from the repository root
     code, out, _ = run(capsys, "check", POLICY, str(EXAMPLES), "--format", "sarif")
 
     sarif = json.loads(out)
@@ -143,15 +144,15 @@ def test_check_examples_sarif(capsys: pytest.CaptureFixture[str]) -> None:
     rules = sarif_run["tool"]["driver"]["rules"]
     assert [rule["id"] for rule in rules] == [rule.value for rule in Rule] + list(EXTRA_RULES)
     assert all(rule["shortDescription"]["text"] for rule in rules)
-    base = sarif_run["originalUriBaseIds"]["DAGFOLDER"]["uri"]
-    assert base == EXAMPLES.resolve().as_uri() + "/"
+    base = sarif_run["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+    assert base == EXAMPLES.parent.resolve().as_uri() + "/"
 
     got = set()
     for result in sarif_run["results"]:
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
         (location,) = result["locations"]
         physical = location["physicalLocation"]
-        assert physical["artifactLocation"]["uriBaseId"] == "DAGFOLDER"
+        assert physical["artifactLocation"]["uriBaseId"] == "%SRCROOT%"
         assert result["message"]["text"]
         assert result["partialFingerprints"]["policyzones/v1"]
         got.add(
@@ -167,21 +168,21 @@ def test_check_examples_sarif(capsys: pytest.CaptureFixture[str]) -> None:
         (
             "consent_missing",
             "error",
-            "ai_training.py",
+            "dags_examples/ai_training.py",
             line_of(EXAMPLES / "ai_training.py", 'task_id="train_on_raw_purchases"'),
             "ai_training_recsys.train_on_raw_purchases",
         ),
         (
             "category_not_allowed",
             "error",
-            "content_recommendations.py",
+            "dags_examples/content_recommendations.py",
             line_of(EXAMPLES / "content_recommendations.py", "def rank_from_purchases("),
             "recs_content_ranking.rank_from_purchases",
         ),
         (
             "category_not_allowed",
             "warning",
-            "marketing_attribution.py",
+            "dags_examples/marketing_attribution.py",
             line_of(EXAMPLES / "marketing_attribution.py", "def attribute_campaigns("),
             "marketing_attribution.attribute_campaigns",
         ),
@@ -190,6 +191,19 @@ def test_check_examples_sarif(capsys: pytest.CaptureFixture[str]) -> None:
     training = next(r for r in sarif_run["results"] if r["ruleId"] == "consent_missing")
     assert training["properties"]["rules"] == ["consent_missing", "not_aggregated"]
     assert "[dry run" in next(r for r in sarif_run["results"] if r["level"] == "warning")["message"]["text"]
+
+
+@pytest.mark.integration
+def test_sarif_paths_fall_back_to_the_dag_folder_outside_the_working_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _, out, _ = run(capsys, "check", POLICY, str(EXAMPLES), "--format", "sarif")
+
+    (sarif_run,) = json.loads(out)["runs"]
+    assert sarif_run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == EXAMPLES.resolve().as_uri() + "/"
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in sarif_run["results"]}
+    assert uris == {"ai_training.py", "content_recommendations.py", "marketing_attribution.py"}
 
 
 @pytest.mark.integration
@@ -306,8 +320,11 @@ def test_fixture_unknown_zone_is_denied(fixture_report: tuple[int, dict[str, Any
 
 @pytest.mark.integration
 def test_fixture_exemption_is_counted_and_not_a_sarif_result(
-    fixture_report: tuple[int, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+    fixture_report: tuple[int, dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(FIXTURES)  # SARIF paths relative to the DAG folder
     task = by_task(fixture_report[1])[("recs_holiday_backfill", "backfill_clicks")]
     assert task["outcome"] == "exempted"
     assert task["decision"]["findings"][0]["exemption"] == "PRIV-1042"
