@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG, Asset, task
+from evidence import leave_evidence
 
 from airflow_policyzones import zone_tag
 
@@ -15,12 +18,14 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=[zone_tag("ads_optimization"), "example"],
     doc_md=__doc__,
 ):
 
     @task(inlets=[RAW_PURCHASES, RAW_AD_CLICKS])
     def build_bid_features() -> str:
+        leave_evidence("ads_optimization_daily.build_bid_features")
         return "bid features built from purchases and ad clicks"
 
     build_bid_features()

@@ -3,8 +3,11 @@ before its body runs, and the violation is logged."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG, Asset, task
+from evidence import leave_evidence
 
 from airflow_policyzones import zone_tag
 
@@ -16,16 +19,19 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=[zone_tag("content_recommendations"), "example"],
     doc_md=__doc__,
 ):
 
     @task(inlets=[WATCH_HISTORY])
     def rank_from_watch_history() -> str:
+        leave_evidence("recs_content_ranking.rank_from_watch_history")
         return "ranked from watch history"
 
     @task(inlets=[WATCH_HISTORY, RAW_PURCHASES])
     def rank_from_purchases() -> str:
+        leave_evidence("recs_content_ranking.rank_from_purchases")
         return "this must never run: purchases may not shape recommendations"
 
     rank_from_watch_history()

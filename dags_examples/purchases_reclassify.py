@@ -4,8 +4,11 @@ aggregated and consented for ``ai_training``."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG, Asset, task
+from evidence import leave_evidence
 
 from airflow_policyzones import zone_tag
 
@@ -17,12 +20,14 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=[zone_tag("ads_optimization"), "example"],
     doc_md=__doc__,
 ):
 
     @task(inlets=[RAW_PURCHASES], outlets=[CONSENTED_DAILY])
     def aggregate_consented() -> str:
+        leave_evidence("purchases_reclassify.aggregate_consented")
         return "daily aggregates over consented users written"
 
     aggregate_consented()

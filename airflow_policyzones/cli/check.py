@@ -181,7 +181,8 @@ def check_dag_folder(
     from airflow.dag_processing.dagbag import DagBag
     from airflow.dag_processing.importers import get_importer_registry
 
-    files = sorted(get_importer_registry().list_dag_files(str(folder), safe_mode=_safe_mode()))
+    with _quiet():  # listing honours .airflowignore, and Airflow may log a warning about it
+        files = sorted(get_importer_registry().list_dag_files(str(folder), safe_mode=_safe_mode()))
     relative = tuple(_relative(Path(path), folder) for path in files)
     bag: Any = DagBag(dag_folder=folder, collect_dags=False, bundle_path=folder)
     # The DagBag's structlog logger prints straight to stdout; a stdlib logger obeys _quiet().
