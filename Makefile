@@ -53,6 +53,7 @@ test: lint unit
 
 bench: install
 	$(PY) -m benchmarks.bench_engine
+	$(PY) -m benchmarks.bench_airflow
 
 clean:
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
