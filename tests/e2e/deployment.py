@@ -116,7 +116,9 @@ class Deployment:
         env.update(self.extra_env)
         return env
 
-    def airflow(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def airflow(
+        self, *args: str, timeout: float = 300, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [AIRFLOW, *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=check
         )
@@ -137,7 +139,11 @@ class Deployment:
         for name, args in services.items():
             log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             self.processes[name] = subprocess.Popen(
-                [AIRFLOW, *args], env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [AIRFLOW, *args],
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.wait_healthy()
 

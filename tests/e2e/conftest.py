@@ -1,0 +1,71 @@
+"""Fixtures for end-to-end tests: one real deployment per executor, shared by its tests."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.e2e.deployment import Deployment, copy_dags, postgres_database
+
+BURST_TASKS = 60
+BURST_DAG = f'''\
+"""{BURST_TASKS} mapped task instances in Content Recommendations, each reading purchases: all must be
+blocked, each exactly once in the audit tables."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Asset, task
+from evidence import leave_evidence
+
+from airflow_policyzones import zone_tag
+
+with DAG(
+    dag_id="recs_violation_burst",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    tags=[zone_tag("content_recommendations")],
+    default_args={{"retries": 2}},
+    max_active_tasks={BURST_TASKS},
+):
+
+    @task(inlets=[Asset("s3://lake/raw/purchases/daily")])
+    def rank(shard: int) -> None:
+        leave_evidence(f"recs_violation_burst.rank.{{shard}}")
+
+    rank.expand(shard=list(range({BURST_TASKS})))
+'''
+
+
+@pytest.fixture(scope="module", params=["LocalExecutor", "CeleryExecutor"])
+def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """The example DAGs (plus a burst DAG) in a real deployment on a fresh PostgreSQL database."""
+    executor: str = request.param
+    with (
+        tempfile.TemporaryDirectory(prefix=f"policyzones-e2e-{executor}-") as tmp,
+        postgres_database() as url,
+    ):
+        root = Path(tmp)
+        dags = copy_dags(EXAMPLES, root / "dags")
+        (dags / ".airflowignore").write_text((EXAMPLES / ".airflowignore").read_text())
+        (dags / "recs_violation_burst.py").write_text(BURST_DAG)
+        evidence = root / "evidence"
+        evidence.mkdir()
+        instance = Deployment(
+            home=root / "home",
+            dags_folder=dags,
+            db_url=url,
+            policy_file=dags / "policy.yaml",
+            executor=executor,
+            extra_env={"POLICYZONES_EVIDENCE_DIR": str(evidence)},
+        )
+        instance.evidence = evidence  # type: ignore[attr-defined]
+        try:
+            instance.start()
+            yield instance
+        finally:
+            instance.stop()
