@@ -15,6 +15,13 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Purpose limitation for Airflow tasks: every task runs in a policy zone, and its "
         "declared inputs are checked against the zone's policy before it runs.",
         "versions": [__version__],
+        # Airflow >= 3.2 runs these from `airflow db migrate` (ProvidersManager.db_managers).
+        "db-managers": ["airflow_policyzones.db.manager.PolicyZonesDBManager"],
+        # The entry point `airflow.plugins` loads the plugin; provider-info plugins are listed too
+        # (as providers/edge3 does) so that `airflow providers plugins` shows where it comes from.
+        "plugins": [
+            {"name": "policyzones", "plugin-class": "airflow_policyzones.api.plugin.PolicyZonesPlugin"}
+        ],
         "config": {
             "policyzones": {
                 "description": "Policy Zones: purpose limitation for Airflow tasks.\n",

@@ -1,0 +1,94 @@
+"""The decision service: a FastAPI app the api-server mounts at ``/policyzones`` (see plugin.py).
+
+``POST /api/v1/decisions`` (worker token required) decides one task-instance try and records it;
+``GET /api/v1/health`` (no auth) says whether the policy loads. HTTP status codes:
+
+* 401 no token / 403 a token that does not verify, is for another endpoint or another try;
+* 404 unknown task instance, 409 the task instance is at another try;
+* 422 malformed body; 503 the policy is missing or invalid (the worker fails closed).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from airflow.api_fastapi.common.db.common import SessionDep
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
+
+from airflow_policyzones import __version__
+from airflow_policyzones.api.auth import WorkerAuth, WorkerClaims
+from airflow_policyzones.api.schema import API_VERSION, DECISIONS_PATH, DecisionRequest, DecisionResponse
+from airflow_policyzones.api.tokens import ti_claim
+from airflow_policyzones.config import get_engine
+from airflow_policyzones.policy import PolicyEngine, PolicyError
+from airflow_policyzones.service import DecisionRefused, decide_and_record
+
+URL_PREFIX = "/policyzones"
+"""Where the plugin mounts the app below the api-server's base URL."""
+API_PREFIX = f"/api/{API_VERSION}"
+
+_decisions_route = DECISIONS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
+WorkerClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=DECISIONS_PATH))]
+
+
+def _engine() -> PolicyEngine:
+    try:
+        return get_engine()
+    except PolicyError as error:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the decision service has no valid policy, so no task may run: {error}",
+        ) from None
+
+
+def _decide(body: DecisionRequest, claims: WorkerClaimsDep, session: SessionDep) -> DecisionResponse:
+    """Decide one task-instance try for the worker the token was signed for, and record it."""
+    if claims.ti != ti_claim(body.task):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"Forbidden: the token is for task-instance try {claims.ti}, the request names "
+            f"{ti_claim(body.task)}",
+        )
+    engine = _engine()
+    try:
+        return decide_and_record(session=session, engine=engine, request=body, source="api")
+    except DecisionRefused as error:
+        raise HTTPException(error.status_code, str(error)) from None
+
+
+def _health() -> dict[str, Any]:
+    """Liveness plus whether the policy loads (no auth: it reveals only the policy's hash)."""
+    try:
+        version: str | None = get_engine().version
+        problem: str | None = None
+    except PolicyError as error:
+        version, problem = None, str(error)
+    return {"status": "ok", "policy_version": version, "policy_error": problem}
+
+
+def create_app() -> FastAPI:
+    """A fresh app (the plugin builds one per api-server process; tests build their own)."""
+    router = APIRouter(prefix=API_PREFIX)
+    router.add_api_route(
+        _decisions_route,
+        _decide,
+        methods=["POST"],
+        response_model=DecisionResponse,
+        summary="Decide and record one task-instance try (worker token required)",
+        responses={
+            401: {"description": "No token"},
+            403: {"description": "Token invalid, expired, or for another endpoint or try"},
+            404: {"description": "No such task instance"},
+            409: {"description": "The task instance is at another try"},
+            503: {"description": "The policy is missing or invalid: the worker fails closed"},
+        },
+    )
+    router.add_api_route("/health", _health, methods=["GET"], summary="Liveness and policy status")
+    app = FastAPI(
+        title="Airflow Policy Zones decision service",
+        version=__version__,
+        description="Workers ask, before a task body runs, whether the task may read its inputs in "
+        "its zone; every decision is recorded for audit.",
+    )
+    app.include_router(router)
+    return app

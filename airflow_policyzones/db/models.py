@@ -1,0 +1,208 @@
+"""The audit tables: one decision per task-instance try, its inputs, and its violations.
+
+The tables live in Airflow's metadata database but on their own ``MetaData`` (as providers/edge3
+does), so Airflow's own migrations and ``db check-migrations`` never see them and our
+``PolicyZonesDBManager`` owns their schema.
+
+There are deliberately **no foreign keys to Airflow's tables**: audit evidence must outlive
+``airflow db clean``, a deleted DAG or a cleared run. Identity columns are copied instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.models.base import _get_schema, naming_convention
+from airflow.utils.sqlalchemy import UtcDateTime
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+policyzones_metadata = MetaData(
+    schema=_get_schema(),  # type: ignore[no-untyped-call]
+    naming_convention=naming_convention,
+)
+"""Our own MetaData: not Airflow's ``Base.metadata``."""
+
+ID_LEN = 250
+"""Airflow's length for dag_id / task_id / run_id."""
+NAME_LEN = 100
+"""Zone, mode, rule and source names (policy names are short identifiers)."""
+POLICY_VERSION_LEN = 80
+"""``sha256:`` + 64 hex digits, with room to spare."""
+INPUT_LEN = 3000
+"""An input's normalized URI or table name (the wire schema's limit)."""
+
+OUTCOMES = ("allow", "deny", "dry_run", "exempted")
+VIOLATION_OUTCOMES = ("deny", "dry_run", "exempted")
+SOURCES = ("api", "in_process")
+
+# Integer on SQLite: only "INTEGER PRIMARY KEY" autoincrements there.
+_PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base bound to :data:`policyzones_metadata`."""
+
+    metadata = policyzones_metadata
+
+
+class PolicyZonesDecision(Base):
+    """One decision per task-instance try; the unique key makes recording idempotent."""
+
+    __tablename__ = "policyzones_decision"
+
+    id: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    task_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    run_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    map_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    try_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    zone: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    """The effective zone (the claimed one, else the policy's default zone)."""
+    zone_source: Mapped[str] = mapped_column(String(20), nullable=False)
+    """Where the zone came from: ``task``, ``group``, ``dag``, ``default`` (policy) or ``none``."""
+    mode: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20), nullable=False)
+    allowed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    policy_version: Mapped[str] = mapped_column(String(POLICY_VERSION_LEN), nullable=False)
+    source: Mapped[str] = mapped_column(String(20), nullable=False)
+    """``api`` (a worker, through the api-server) or ``in_process`` (``dag.test()``)."""
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    input_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    finding_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    violation_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    """Findings not waived by an exemption."""
+
+    inputs: Mapped[list[PolicyZonesDecisionInput]] = relationship(
+        back_populates="decision",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="PolicyZonesDecisionInput.id",
+    )
+    violations: Mapped[list[PolicyZonesViolation]] = relationship(
+        back_populates="decision",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="PolicyZonesViolation.id",
+    )
+
+    __table_args__ = (
+        UniqueConstraint(
+            "dag_id", "task_id", "run_id", "map_index", "try_number", name="policyzones_decision_ti_try_uq"
+        ),
+        CheckConstraint(_in("outcome", OUTCOMES), name="outcome"),
+        CheckConstraint(_in("source", SOURCES), name="source"),
+        Index("idx_policyzones_decision_decided_at", "decided_at"),
+        Index("idx_policyzones_decision_dag_decided_at", "dag_id", "decided_at"),
+        Index("idx_policyzones_decision_zone_decided_at", "zone", "decided_at"),
+        Index("idx_policyzones_decision_outcome_decided_at", "outcome", "decided_at"),
+    )
+
+
+class PolicyZonesDecisionInput(Base):
+    """One row per (decision, input, category); ``category`` is NULL for an input without one.
+
+    Answers the auditor's question "which decisions in zone Z read category C?" with an index
+    on ``category`` joined to the decision's zone.
+    """
+
+    __tablename__ = "policyzones_decision_input"
+
+    id: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    decision_id: Mapped[int] = mapped_column(
+        _PK,
+        ForeignKey(
+            "policyzones_decision.id", ondelete="CASCADE", name="policyzones_decision_input_decision_fkey"
+        ),
+        nullable=False,
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    """The input's index in the (de-duplicated) request: keeps the rows of one input together."""
+    namespace: Mapped[str] = mapped_column(String(20), nullable=False)
+    name: Mapped[str] = mapped_column(String(INPUT_LEN), nullable=False)
+    """Normalized asset URI or table name."""
+    labeled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    """False when no catalog entry matched (then every label column is NULL)."""
+    category: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    consented: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    aggregated: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    reclassified_by: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+
+    decision: Mapped[PolicyZonesDecision] = relationship(back_populates="inputs")
+
+    __table_args__ = (
+        Index("idx_policyzones_decision_input_decision", "decision_id"),
+        Index("idx_policyzones_decision_input_category", "category", "decision_id"),
+    )
+
+
+class PolicyZonesViolation(Base):
+    """One row per finding of a non-allow decision, denormalized for the UI's list views."""
+
+    __tablename__ = "policyzones_violation"
+
+    id: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    decision_id: Mapped[int] = mapped_column(
+        _PK,
+        ForeignKey("policyzones_decision.id", ondelete="CASCADE", name="policyzones_violation_decision_fkey"),
+        nullable=False,
+    )
+    dag_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    task_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    run_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    map_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    try_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    zone: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    mode: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20), nullable=False)
+    """``deny`` (task stopped), ``dry_run`` (task ran) or ``exempted`` (waived by ``exemption``)."""
+    rule: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    """The first rule the finding breaks (the one the UI filters by)."""
+    rules: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    input: Mapped[str | None] = mapped_column(String(INPUT_LEN), nullable=True)
+    """The offending input; NULL for findings about the task itself (zone, membership)."""
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    remediation: Mapped[str] = mapped_column(Text, nullable=False)
+    exemption: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    """Ticket of the exemption that waived the finding."""
+    policy_version: Mapped[str] = mapped_column(String(POLICY_VERSION_LEN), nullable=False)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+    decision: Mapped[PolicyZonesDecision] = relationship(back_populates="violations")
+
+    __table_args__ = (
+        CheckConstraint(_in("outcome", VIOLATION_OUTCOMES), name="outcome"),
+        Index("idx_policyzones_violation_decision", "decision_id"),
+        Index("idx_policyzones_violation_decided_at", "decided_at"),
+        Index("idx_policyzones_violation_dag_decided_at", "dag_id", "decided_at"),
+        Index("idx_policyzones_violation_zone_decided_at", "zone", "decided_at"),
+        Index("idx_policyzones_violation_rule_decided_at", "rule", "decided_at"),
+    )
+
+
+def table_names() -> frozenset[str]:
+    """Every table the provider owns (without the Alembic version table)."""
+    return frozenset(table.name for table in policyzones_metadata.sorted_tables)
+
+
+def as_dict(row: Base) -> dict[str, Any]:
+    """A row's columns as a dict (for tests, the CLI and the UI)."""
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}

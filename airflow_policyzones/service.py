@@ -1,0 +1,313 @@
+"""Decide one task-instance try and record it: the one code path of the api-server and ``dag.test()``.
+
+The worker states *which try* asks and *what it claims* (zone, inputs). Everything that decides
+membership — the DAG's tags, file and owners — is read here from the metadata database, never
+taken from the request: the worker runs DAG code and must not choose its own identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from airflow_policyzones.api.schema import (
+    DecisionRequest,
+    DecisionResponse,
+    FindingModel,
+    InputSpec,
+    TaskInstanceIdentity,
+)
+from airflow_policyzones.db.models import (
+    INPUT_LEN,
+    PolicyZonesDecision,
+    PolicyZonesDecisionInput,
+    PolicyZonesViolation,
+)
+from airflow_policyzones.policy.engine import (
+    Decision,
+    Finding,
+    InputRef,
+    LabeledInput,
+    Outcome,
+    PolicyEngine,
+    TaskContext,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+Source = Literal["api", "in_process"]
+
+
+class DecisionRefused(Exception):
+    """The request cannot be decided for the task-instance try it names (nothing is recorded)."""
+
+    status_code = 409
+
+
+class TaskInstanceNotFound(DecisionRefused):
+    """No such task instance: a token holder must not write decisions for arbitrary tasks."""
+
+    status_code = 404
+
+
+class TryNumberMismatch(DecisionRefused):
+    """The task instance exists but is at another try: a stale or forged request."""
+
+    status_code = 409
+
+
+def decide_and_record(
+    *,
+    session: Session,
+    engine: PolicyEngine,
+    request: DecisionRequest,
+    source: Source,
+    now: datetime | None = None,
+) -> DecisionResponse:
+    """Decide ``request`` with ``engine`` and record the decision, once per task-instance try.
+
+    Idempotent: a try decided before gets the stored decision back with ``already_recorded``
+    set, even when two requests race (the unique key on the try settles it). Commits the
+    session: the record must be durable before a worker acts on the answer, so pass a session
+    without pending work of your own.
+
+    For ``source="api"`` the try must exist in ``task_instance`` at that try number, otherwise
+    :class:`TaskInstanceNotFound` / :class:`TryNumberMismatch` is raised and nothing is written.
+    """
+    identity = request.task
+    if source == "api":
+        _verify_task_instance(session, identity)
+    stored = _load(session, identity)
+    if stored is not None:
+        return stored
+
+    moment = now or datetime.now(timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    labeled = engine.label(_refs(request.inputs))
+    decision = engine.decide(
+        task=_task_context(session, identity),
+        zone=request.zone,
+        inputs=labeled,
+        uncheckable=request.uncheckable,
+        now=moment,
+    )
+    row = _decision_row(request, decision, labeled, source=source, decided_at=moment)
+    try:
+        session.add(row)
+        session.commit()
+    except IntegrityError:
+        # Another request for the same try won the race: its decision is the record.
+        session.rollback()
+        stored = _load(session, identity)
+        if stored is None:
+            raise
+        return stored
+    return _response(row, decision.findings, already_recorded=False)
+
+
+def _verify_task_instance(session: Session, identity: TaskInstanceIdentity) -> None:
+    from airflow.models.taskinstance import TaskInstance
+
+    try_number = session.scalar(
+        select(TaskInstance.try_number).where(
+            TaskInstance.dag_id == identity.dag_id,
+            TaskInstance.task_id == identity.task_id,
+            TaskInstance.run_id == identity.run_id,
+            TaskInstance.map_index == identity.map_index,
+        )
+    )
+    if try_number is None:
+        raise TaskInstanceNotFound(
+            f"no task instance {_describe(identity)}: decisions are recorded only for task instances "
+            "that exist in this Airflow deployment"
+        )
+    if try_number != identity.try_number:
+        raise TryNumberMismatch(
+            f"task instance {_describe(identity)} is at try {try_number}, not {identity.try_number}: "
+            "a decision can only be recorded for the current try"
+        )
+
+
+def _describe(identity: TaskInstanceIdentity) -> str:
+    return (
+        f"dag_id={identity.dag_id!r} task_id={identity.task_id!r} run_id={identity.run_id!r} "
+        f"map_index={identity.map_index}"
+    )
+
+
+def _task_context(session: Session, identity: TaskInstanceIdentity) -> TaskContext:
+    """Membership identity from the metadata DB: tags, file relative to its bundle, owners.
+
+    A DAG the database does not know gets only its dag_id: fewer selectors can match, so a
+    missing row can deny but never admit.
+    """
+    from airflow.models.dag import DagModel, DagTag
+
+    found = session.execute(
+        select(DagModel.relative_fileloc, DagModel.owners).where(DagModel.dag_id == identity.dag_id)
+    ).first()
+    if found is None:
+        return TaskContext(dag_id=identity.dag_id, task_id=identity.task_id)
+    relative_fileloc, owners = found
+    tags = session.scalars(select(DagTag.name).where(DagTag.dag_id == identity.dag_id)).all()
+    return TaskContext(
+        dag_id=identity.dag_id,
+        task_id=identity.task_id,
+        dag_file=relative_fileloc or None,
+        tags=frozenset(tags),
+        owners=frozenset(owner.strip() for owner in (owners or "").split(",") if owner.strip()),
+    )
+
+
+def _refs(inputs: Sequence[InputSpec]) -> list[InputRef]:
+    """Normalized inputs, each once (a repeated inlet is one input), in request order."""
+    refs: dict[InputRef, None] = {}
+    for spec in inputs:
+        ref = InputRef.asset(spec.name) if spec.namespace == "asset" else InputRef.table(spec.name)
+        refs.setdefault(ref, None)
+    return list(refs)
+
+
+def _decision_row(
+    request: DecisionRequest,
+    decision: Decision,
+    labeled: Sequence[LabeledInput],
+    *,
+    source: Source,
+    decided_at: datetime,
+) -> PolicyZonesDecision:
+    identity = request.task
+    zone_source: str = request.zone_source
+    if request.zone is None:
+        zone_source = "default" if decision.zone is not None else "none"
+    row = PolicyZonesDecision(
+        dag_id=identity.dag_id,
+        task_id=identity.task_id,
+        run_id=identity.run_id,
+        map_index=identity.map_index,
+        try_number=identity.try_number,
+        zone=decision.zone,
+        zone_source=zone_source,
+        mode=decision.mode,
+        outcome=decision.outcome.value,
+        allowed=decision.allowed,
+        policy_version=decision.policy_version,
+        source=source,
+        decided_at=decided_at,
+        input_count=len(labeled),
+        finding_count=len(decision.findings),
+        violation_count=len(decision.violations),
+    )
+    row.inputs = [
+        input_row for position, item in enumerate(labeled) for input_row in _input_rows(position, item)
+    ]
+    if decision.outcome is not Outcome.ALLOW:
+        row.violations = [_violation_row(row, decision, finding) for finding in decision.findings]
+    return row
+
+
+def _input_rows(position: int, item: LabeledInput) -> list[PolicyZonesDecisionInput]:
+    name = item.ref.name[:INPUT_LEN]
+    labels = item.labels
+    if labels is None:
+        return [
+            PolicyZonesDecisionInput(
+                position=position, namespace=item.ref.namespace, name=name, labeled=False, category=None
+            )
+        ]
+    return [
+        PolicyZonesDecisionInput(
+            position=position,
+            namespace=item.ref.namespace,
+            name=name,
+            labeled=True,
+            category=category,
+            consented=sorted(labels.consented),
+            aggregated=labels.aggregated,
+            origins=sorted(labels.origins),
+            reclassified_by=sorted(labels.reclassified_by),
+        )
+        for category in _categories(labels.categories)
+    ]
+
+
+def _categories(categories: frozenset[str]) -> list[str | None]:
+    """One row per category; a labeled input without categories still gets one row (NULL)."""
+    return [*sorted(categories)] or [None]
+
+
+def _violation_row(row: PolicyZonesDecision, decision: Decision, finding: Finding) -> PolicyZonesViolation:
+    return PolicyZonesViolation(
+        dag_id=row.dag_id,
+        task_id=row.task_id,
+        run_id=row.run_id,
+        map_index=row.map_index,
+        try_number=row.try_number,
+        zone=row.zone,
+        mode=row.mode,
+        outcome="exempted" if finding.exempted else decision.outcome.value,
+        rule=finding.rule.value,
+        rules=[rule.value for rule in finding.rules],
+        input=finding.input[:INPUT_LEN] if finding.input is not None else None,
+        reason=finding.reason,
+        remediation=finding.remediation,
+        exemption=finding.exemption,
+        policy_version=row.policy_version,
+        decided_at=row.decided_at,
+    )
+
+
+def _load(session: Session, identity: TaskInstanceIdentity) -> DecisionResponse | None:
+    """The decision recorded for this try, if any (as a response with ``already_recorded``)."""
+    row = session.scalar(
+        select(PolicyZonesDecision).where(
+            PolicyZonesDecision.dag_id == identity.dag_id,
+            PolicyZonesDecision.task_id == identity.task_id,
+            PolicyZonesDecision.run_id == identity.run_id,
+            PolicyZonesDecision.map_index == identity.map_index,
+            PolicyZonesDecision.try_number == identity.try_number,
+        )
+    )
+    if row is None:
+        return None
+    findings = [
+        FindingModel(
+            rule=violation.rule,
+            rules=list(violation.rules),
+            input=violation.input,
+            reason=violation.reason,
+            remediation=violation.remediation,
+            exemption=violation.exemption,
+        )
+        for violation in row.violations
+    ]
+    return _response(row, findings, already_recorded=True)
+
+
+def _response(
+    row: PolicyZonesDecision,
+    findings: Sequence[Finding] | Sequence[FindingModel],
+    *,
+    already_recorded: bool,
+) -> DecisionResponse:
+    return DecisionResponse.model_validate(
+        {
+            "decision_id": row.id,
+            "outcome": row.outcome,
+            "allowed": row.allowed,
+            "zone": row.zone,
+            "mode": row.mode,
+            "policy_version": row.policy_version,
+            "findings": [
+                finding.to_dict() if isinstance(finding, Finding) else finding.model_dump()
+                for finding in findings
+            ],
+            "already_recorded": already_recorded,
+        }
+    )

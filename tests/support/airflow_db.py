@@ -1,0 +1,290 @@
+"""Real Airflow metadata databases for the tests: SQLite and PostgreSQL, with real DAG runs.
+
+``prepared_database(backend)`` creates a database once per test process and backend, with the
+schema ``airflow db migrate`` creates (Airflow's tables, then every DB manager's: ours comes from
+the provider info). ``use_database(url)`` points Airflow's ORM at it for a ``with`` block. DAG
+runs and task instances are created the way the scheduler creates them: DAG files parsed by
+``DagBag``, synced to the DB, and a run created from the serialized DAG.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import tempfile
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+POSTGRES_URL_ENV = "PZ_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+SKIP_POSTGRES_ENV = "PZ_TEST_SKIP_POSTGRES"
+CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
+JWT_SECRET = "policyzones-test-secret-" + "x" * 64
+BUNDLE = "dags-folder"
+
+TEST_POLICY = """\
+version: 1
+name: service-tests
+settings:
+  require_zone: false
+categories:
+  purchase_events: {description: purchases}
+  ad_clicks: {description: clicks}
+  watch_history: {description: views}
+catalog:
+  - uri: "s3://lake/raw/purchases/**"
+    categories: [purchase_events]
+    consented: [ads]
+  - uri: "s3://lake/raw/ad_clicks/**"
+    categories: [ad_clicks]
+    consented: [ads]
+  - uri: "s3://lake/raw/mixed/**"
+    categories: [purchase_events, ad_clicks]
+    consented: [ads, ai]
+    origin_zones: [ads]
+  - uri: "s3://lake/derived/consented_daily/**"
+    categories: [purchase_events]
+    consented: [ai]
+    aggregated: true
+zones:
+  ads:
+    purpose: ads
+    allowed_categories: [purchase_events, ad_clicks]
+    members: {files: ["ads/*"]}
+  recs:
+    purpose: recs
+    allowed_categories: [watch_history]
+    unlabeled: allow
+    members: {tags: ["team:recs"]}
+  ai:
+    purpose: ai
+    allowed_categories: [purchase_events]
+    requires_consent: true
+    aggregated_only: true
+    members: {owners: ["ml-team"]}
+  marketing:
+    purpose: marketing
+    allowed_categories: [ad_clicks]
+    mode: dry_run
+    members: {dag_ids: ["mkt_*"]}
+exemptions:
+  - zone: recs
+    dag: recs_dag
+    asset: "s3://lake/raw/ad_clicks/**"
+    reason: approved backfill
+    ticket: PRIV-1
+    expires: 2099-12-31
+"""
+
+_DAG = """\
+from airflow.sdk import DAG, task
+
+with DAG({dag_id!r}, schedule=None, tags={tags!r}, default_args={{"owner": {owner!r}}}):
+    @task
+    def read():
+        pass
+
+    @task
+    def mapped(x):
+        pass
+
+    read()
+    mapped.expand(x=[1, 2, 3])
+"""
+
+TEST_DAGS: dict[str, dict[str, object]] = {
+    # membership by file (zone ads: files ads/*)
+    "ads/ads_dag.py": {"dag_id": "ads_dag", "tags": ["ads"], "owner": "ads-team"},
+    # membership by tag (zone recs: tags team:recs)
+    "recs/recs_dag.py": {"dag_id": "recs_dag", "tags": ["team:recs"], "owner": "recs-team"},
+    # membership by owner (zone ai: owners ml-team)
+    "ml/ai_dag.py": {"dag_id": "ai_dag", "tags": [], "owner": "ml-team"},
+    # membership by dag id (zone marketing: dag_ids mkt_*)
+    "mkt/mkt_dag.py": {"dag_id": "mkt_dag", "tags": [], "owner": "mkt-team"},
+    # a member of nothing
+    "other/impostor.py": {"dag_id": "impostor", "tags": ["team:ads"], "owner": "someone"},
+}
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "pz_test") -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
+    admin_url = sa.make_url(postgres_admin_url())
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {admin_url.render_as_string(hide_password=True)}: set "
+            f"{POSTGRES_URL_ENV} to a server the tests may create databases on, or "
+            f"{SKIP_POSTGRES_ENV}=1 to skip the PostgreSQL tests ({error})"
+        ) from error
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def skip_postgres() -> bool:
+    return os.environ.get(SKIP_POSTGRES_ENV, "").lower() in {"1", "true", "yes"}
+
+
+@contextlib.contextmanager
+def use_database(url: str) -> Iterator[None]:
+    """Point Airflow's ORM at ``url`` for the ``with`` block, then back at what it was."""
+    from airflow import settings
+
+    previous = os.environ.get(CONN_ENV)
+    os.environ[CONN_ENV] = url
+    settings.configure_vars()
+    settings.reconfigure_orm()
+    try:
+        yield
+    finally:
+        settings.dispose_orm()
+        if previous is None:
+            os.environ.pop(CONN_ENV, None)
+        else:
+            os.environ[CONN_ENV] = previous
+        settings.configure_vars()
+        settings.configure_orm()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A metadata database with Airflow's and our schema and the test DAGs parsed into it."""
+
+    backend: str
+    url: str
+    dags_folder: Path
+
+
+_prepared: dict[str, Prepared] = {}
+_cleanup = contextlib.ExitStack()
+atexit.register(_cleanup.close)
+
+
+def prepared_database(backend: str) -> Prepared:
+    """Created once per test process and backend (schema as ``airflow db migrate`` makes it)."""
+    if backend in _prepared:
+        return _prepared[backend]
+    from airflow.utils import db
+
+    root = Path(tempfile.mkdtemp(prefix=f"policyzones-{backend}-"))
+    if backend == "sqlite":
+        url = f"sqlite:///{root / 'airflow.db'}"
+    elif backend == "postgres":
+        url = _cleanup.enter_context(postgres_database())
+    else:
+        raise ValueError(backend)
+    folder = root / "dags"
+    write_dags(folder)
+    with use_database(url):
+        db.initdb()
+        sync_dags(folder)
+    _prepared[backend] = Prepared(backend, url, folder)
+    return _prepared[backend]
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def write_dags(folder: Path) -> None:
+    for relative, spec in TEST_DAGS.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(_DAG.format(**spec)))
+
+
+def sync_dags(folder: Path) -> None:
+    """Parse ``folder`` with DagBag and write the DAGs to the DB, as the dag-processor does."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    # Parse without the provider's parse-time checks (enforcement reads its settings once per
+    # process, hence the reload): these tests are about what the server records.
+    from airflow_policyzones.enforcement.settings import reload_settings
+
+    try:
+        with _env(AIRFLOW__POLICYZONES__ENABLED="False"):
+            reload_settings()
+            bag = DagBag(dag_folder=folder, bundle_path=folder, bundle_name=BUNDLE)
+    finally:
+        reload_settings()
+    assert not bag.import_errors, bag.import_errors
+    assert set(bag.dags) == {str(spec["dag_id"]) for spec in TEST_DAGS.values()}
+    sync_bag_to_db(bag, BUNDLE, None)
+
+
+def create_run(dag_id: str, *, try_number: int = 1) -> str:
+    """A new DAG run whose task instances are running at ``try_number``; returns its run_id."""
+    from airflow._shared.timezones import timezone
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    run_id = f"manual__{uuid.uuid4().hex}"
+    with create_session() as session:
+        dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+        assert dag is not None, dag_id
+        dag.create_dagrun(
+            run_id=run_id,
+            run_after=timezone.utcnow(),
+            run_type=DagRunType.MANUAL,
+            triggered_by=DagRunTriggeredByType.TEST,
+            state=DagRunState.RUNNING,
+            session=session,
+        )
+        session.flush()
+        # What the scheduler does when it queues a try: bump try_number, mark it running.
+        session.execute(
+            sa.update(TaskInstance)
+            .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            .values(try_number=try_number, state=TaskInstanceState.RUNNING)
+        )
+    return run_id
+
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def backend_params() -> list[object]:
+    """``sqlite`` and ``postgres`` (skipped only when PZ_TEST_SKIP_POSTGRES is set)."""
+    import pytest
+
+    return [
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=pytest.mark.skipif(skip_postgres(), reason=f"{SKIP_POSTGRES_ENV} is set"),
+        ),
+    ]

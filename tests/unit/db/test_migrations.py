@@ -1,0 +1,188 @@
+"""``airflow db migrate`` creates, upgrades and (through ``airflow db-manager``) downgrades our tables.
+
+Each test runs the real ``airflow`` command in a subprocess with a throw-away AIRFLOW_HOME, on
+a fresh SQLite file and on a fresh PostgreSQL database. The manager is found through the
+provider info's ``db-managers`` (no ``[database] external_db_managers`` needed for migrate).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_policyzones.db.manager import DB_MANAGER, HEAD_REVISION, VERSION_TABLE
+from airflow_policyzones.db.models import policyzones_metadata, table_names
+from tests.support.airflow_db import backend_params, postgres_database
+
+pytestmark = pytest.mark.integration
+
+TABLES = {"policyzones_decision", "policyzones_decision_input", "policyzones_violation"}
+INDEXES = {
+    "policyzones_decision": {
+        "idx_policyzones_decision_decided_at": ["decided_at"],
+        "idx_policyzones_decision_dag_decided_at": ["dag_id", "decided_at"],
+        "idx_policyzones_decision_zone_decided_at": ["zone", "decided_at"],
+        "idx_policyzones_decision_outcome_decided_at": ["outcome", "decided_at"],
+    },
+    "policyzones_decision_input": {
+        "idx_policyzones_decision_input_decision": ["decision_id"],
+        "idx_policyzones_decision_input_category": ["category", "decision_id"],
+    },
+    "policyzones_violation": {
+        "idx_policyzones_violation_decision": ["decision_id"],
+        "idx_policyzones_violation_decided_at": ["decided_at"],
+        "idx_policyzones_violation_dag_decided_at": ["dag_id", "decided_at"],
+        "idx_policyzones_violation_zone_decided_at": ["zone", "decided_at"],
+        "idx_policyzones_violation_rule_decided_at": ["rule", "decided_at"],
+    },
+}
+CHECKS = {
+    "policyzones_decision": {"ck_policyzones_decision_outcome", "ck_policyzones_decision_source"},
+    "policyzones_decision_input": set(),
+    "policyzones_violation": {"ck_policyzones_violation_outcome"},
+}
+
+
+@pytest.fixture(params=backend_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database nobody has migrated yet."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'airflow.db'}"
+    else:
+        with postgres_database(prefix="pz_migrate") as url:
+            yield url
+
+
+def airflow(url: str, home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("airflow")
+    result = subprocess.run(
+        [str(command), *args],
+        env={
+            **os.environ,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def ours(url: str) -> tuple[set[str], list[str]]:
+    """Our tables in the database, and the revisions in our version table."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            names = set(sa.inspect(conn).get_table_names())
+            found = {name for name in names if "policyzones" in name}
+            versions = (
+                list(conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+                if VERSION_TABLE in names
+                else []
+            )
+        return found, versions
+    finally:
+        engine.dispose()
+
+
+def schema_problems(url: str) -> list[object]:
+    """Differences between the database and the ORM, as Alembic's autogenerate sees them."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    def include(_: object, name: str | None, type_: str, *args: object) -> bool:
+        return type_ != "table" or name in policyzones_metadata.tables
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={"compare_type": True, "include_object": include, "version_table": VERSION_TABLE},
+            )
+            problems: list[object] = list(compare_metadata(context, policyzones_metadata))
+            inspector = sa.inspect(conn)
+            for table, indexes in INDEXES.items():
+                found = {
+                    index["name"]: index["column_names"]
+                    for index in inspector.get_indexes(table)
+                    if not index.get("duplicates_constraint")  # PostgreSQL: the unique key's index
+                }
+                if found != indexes:
+                    problems.append(("indexes", table, found))
+                checks = {check["name"] for check in inspector.get_check_constraints(table)}
+                if checks != CHECKS[table]:
+                    problems.append(("checks", table, checks))
+            unique = inspector.get_unique_constraints("policyzones_decision")
+            if [(u["name"], u["column_names"]) for u in unique] != [
+                ("policyzones_decision_ti_try_uq", ["dag_id", "task_id", "run_id", "map_index", "try_number"])
+            ]:
+                problems.append(("unique", unique))
+        return problems
+    finally:
+        engine.dispose()
+
+
+def test_the_provider_declares_exactly_these_tables() -> None:
+    assert table_names() == TABLES
+
+
+def test_airflow_discovers_the_db_manager_from_provider_info() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    assert DB_MANAGER in ProvidersManager().db_managers
+
+
+def test_db_migrate_creates_upgrades_and_downgrades_the_tables(database_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    airflow(database_url, home, "db", "migrate")
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
+    assert schema_problems(database_url) == []
+
+    airflow(database_url, home, "db", "migrate")  # again: nothing to do
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
+
+    # `airflow db-manager` only runs managers listed in [database] external_db_managers.
+    airflow(
+        database_url,
+        home,
+        *("db-manager", "downgrade", DB_MANAGER, "--to-revision", "base", "--yes"),
+        AIRFLOW__DATABASE__EXTERNAL_DB_MANAGERS=DB_MANAGER,
+    )
+    assert ours(database_url) == ({VERSION_TABLE}, [])
+
+    airflow(database_url, home, "db", "migrate")  # a provider installed into an existing deployment
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
+    assert schema_problems(database_url) == []
+
+
+def test_migration_files_create_the_same_schema_as_the_orm(database_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = airflow(database_url, home, "db", "migrate", "--use-migration-files")
+    assert "Running upgrade  -> " + HEAD_REVISION in result.stdout + result.stderr
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
+    assert schema_problems(database_url) == []
+
+
+def test_downgrade_sql_can_be_printed_without_running_it(database_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    airflow(database_url, home, "db", "migrate")
+    result = airflow(
+        database_url,
+        home,
+        *("db-manager", "downgrade", DB_MANAGER, "--to-revision", "base", "--show-sql-only"),
+        AIRFLOW__DATABASE__EXTERNAL_DB_MANAGERS=DB_MANAGER,
+    )
+    assert "DROP TABLE policyzones_violation" in result.stdout
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
