@@ -8,13 +8,14 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.ve
 CONSTRAINTS := constraints/constraints-$(PYVER).txt
 CONSTRAINT_FLAG := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS),)
 PIP := $(PY) -m pip --disable-pip-version-check
-# Isolated Airflow home for the CLI demo, so a user's ~/airflow is never touched.
-DEMO_HOME := $(CURDIR)/.demo/airflow-home
+# `make demo` keeps everything (Airflow home, logs, pids) in .demo/; a user's ~/airflow is never touched.
+DEMO_ARGS ?=
 
-.PHONY: help install demo test lint unit bench clean
+.PHONY: help install demo demo-stop test lint unit bench clean
 
 help:
-	@echo "make demo   set up, then check the example DAGs against the example policy"
+	@echo "make demo   set up, start Airflow locally, run every example DAG, print decisions and violations"
+	@echo "make demo-stop  stop the Airflow services make demo started"
 	@echo "make test   set up, then lint (ruff, mypy strict) and run the whole test suite"
 	@echo "make bench  run the benchmarks (medians and ratios against baselines)"
 
@@ -26,25 +27,21 @@ $(VENV)/.installed: pyproject.toml $(wildcard $(CONSTRAINTS))
 
 install: $(VENV)/.installed
 
+# `make demo`: a real local Airflow 3 (api-server, scheduler, dag-processor, triggerer; SQLite,
+# LocalExecutor) in .demo/, every example DAG triggered, a summary of task states, decisions and
+# violations; the UI stays up at http://localhost:8080. Options: make demo DEMO_ARGS='--port 8081'
+# (see `$(PY) scripts/demo.py up --help`). `make demo-stop` stops exactly what it started.
 demo: install
-	@mkdir -p $(DEMO_HOME)
-	@echo "== policyzones validate dags_examples/policy.yaml"
-	@AIRFLOW_HOME=$(DEMO_HOME) $(VENV)/bin/policyzones validate dags_examples/policy.yaml
-	@echo
-	@echo "== policyzones check dags_examples/policy.yaml dags_examples   (exit 1 = violations found)"
-	@AIRFLOW_HOME=$(DEMO_HOME) AIRFLOW__CORE__LOAD_EXAMPLES=False \
-		$(VENV)/bin/policyzones check dags_examples/policy.yaml dags_examples; \
-		status=$$?; test $$status -le 1
-	@echo
-	@echo "== policyzones explain: may AI Training read raw purchases?"
-	@AIRFLOW_HOME=$(DEMO_HOME) $(VENV)/bin/policyzones explain dags_examples/policy.yaml \
-		--zone ai_training --dag-id ai_training_recsys --input s3://lake/raw/purchases/daily; \
-		status=$$?; test $$status -le 1
+	@$(PY) scripts/demo.py up $(DEMO_ARGS)
+
+demo-stop:
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) scripts/demo.py stop
 
 lint: install
-	$(VENV)/bin/ruff check airflow_policyzones tests benchmarks dags_examples
-	$(VENV)/bin/ruff format --check airflow_policyzones tests benchmarks dags_examples
+	$(VENV)/bin/ruff check airflow_policyzones tests benchmarks dags_examples scripts docker
+	$(VENV)/bin/ruff format --check airflow_policyzones tests benchmarks dags_examples scripts docker
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy scripts docker/image_constraints.py
 
 unit: install
 	$(PY) -m pytest -q
@@ -55,5 +52,5 @@ bench: install
 	$(PY) -m benchmarks.bench_engine
 	$(PY) -m benchmarks.bench_airflow
 
-clean:
+clean: demo-stop
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

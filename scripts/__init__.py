@@ -1,0 +1,1 @@
+"""Demo and deployment helpers (``make demo``, ``make demo-stop``); not part of the package."""
