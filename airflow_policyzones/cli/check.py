@@ -181,6 +181,10 @@ def check_dag_folder(
     from airflow.dag_processing.dagbag import DagBag
     from airflow.dag_processing.importers import get_importer_registry
 
+    # The check decides every task with the policy it was given; Airflow's own cluster policy
+    # (configured policy file, maybe none here) must not turn DAGs into import errors meanwhile.
+    from airflow_policyzones.enforcement.cluster_policy import parse_time_validation_suspended
+
     with _quiet():  # listing honours .airflowignore, and Airflow may log a warning about it
         files = sorted(get_importer_registry().list_dag_files(str(folder), safe_mode=_safe_mode()))
     relative = tuple(_relative(Path(path), folder) for path in files)
@@ -193,7 +197,7 @@ def check_dag_folder(
     failures: list[ImportFailure] = []
     dag_count = 0
     sources: dict[str, list[str]] = {}
-    with _quiet(), _on_sys_path(folder):
+    with _quiet(), _on_sys_path(folder), parse_time_validation_suspended():
         for index, path in enumerate(files):
             if on_file is not None:
                 on_file(index, len(files), relative[index])

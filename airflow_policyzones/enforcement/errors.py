@@ -1,0 +1,44 @@
+"""How a task fails when the pre-execute check stops it.
+
+Three outcomes must never be confused in the task log or by the scheduler:
+
+* :class:`ZoneViolation` - the policy denies the task: it fails at once, **no retry**;
+* :class:`UncheckableTask` - the task's zone annotation is malformed: retrying cannot help, so
+  it fails at once as well, with a message that says how to fix the DAG;
+* :class:`DecisionUnavailable` - no trustworthy decision could be obtained (service down,
+  timeout, 5xx, policy missing on the server, a malformed answer): the task fails closed with a
+  **retryable** error, because the next try may well succeed.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+DECISION_UNAVAILABLE_PREFIX = "policyzones: could not get a decision"
+
+
+class ZoneViolation(AirflowFailException):
+    """The decision denied the task; the body did not run and the task is not retried."""
+
+
+class UncheckableTask(AirflowFailException):
+    """The task cannot be described to the decision service (a malformed zone annotation)."""
+
+
+class DecisionUnavailable(AirflowException):
+    """No valid decision could be obtained: the task did not run and may be retried.
+
+    The message always starts with ``policyzones: could not get a decision (<cause>)``.
+    """
+
+    def __init__(self, cause: str, *, detail: str = "", hint: str = "") -> None:
+        self.cause = cause
+        self.detail = detail
+        self.hint = hint
+        message = f"{DECISION_UNAVAILABLE_PREFIX} ({cause})"
+        if detail:
+            message += f": {detail}"
+        message += ". The task did not run; it is retried if it has retries left."
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
