@@ -7,6 +7,8 @@ taken from the request: the worker runs DAG code and must not choose its own ide
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
@@ -61,6 +63,12 @@ class TryNumberMismatch(DecisionRefused):
     status_code = 409
 
 
+class ClaimsMismatch(DecisionRefused):
+    """A repeated request for a try claims another zone or other inputs than the recorded one."""
+
+    status_code = 409
+
+
 def decide_and_record(
     *,
     session: Session,
@@ -82,7 +90,8 @@ def decide_and_record(
     identity = request.task
     if source == "api":
         _verify_task_instance(session, identity)
-    stored = _load(session, identity)
+    digest = claims_digest(request)
+    stored = _load(session, identity, digest=digest)
     if stored is not None:
         return stored
 
@@ -98,13 +107,14 @@ def decide_and_record(
         now=moment,
     )
     row = _decision_row(request, decision, labeled, source=source, decided_at=moment)
+    row.claims_digest = digest
     try:
         session.add(row)
         session.commit()
     except IntegrityError:
         # Another request for the same try won the race: its decision is the record.
         session.rollback()
-        stored = _load(session, identity)
+        stored = _load(session, identity, digest=digest)
         if stored is None:
             raise
         return stored
@@ -263,8 +273,19 @@ def _violation_row(row: PolicyZonesDecision, decision: Decision, finding: Findin
     )
 
 
-def _load(session: Session, identity: TaskInstanceIdentity) -> DecisionResponse | None:
-    """The decision recorded for this try, if any (as a response with ``already_recorded``)."""
+def claims_digest(request: DecisionRequest) -> str:
+    """What a try claimed (zone, inputs, uncheckable inlets), so a repeat can be compared to it."""
+    claims = request.model_dump(mode="json", include={"zone", "zone_source", "inputs", "uncheckable"})
+    return hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).hexdigest()
+
+
+def _load(session: Session, identity: TaskInstanceIdentity, *, digest: str) -> DecisionResponse | None:
+    """The decision recorded for this try, if any (as a response with ``already_recorded``).
+
+    A repeat that claims something else than the recorded request is refused: otherwise code
+    holding the shared JWT secret could record an 'allow' with no inputs for another task's try
+    before that task asks.
+    """
     row = session.scalar(
         select(PolicyZonesDecision).where(
             PolicyZonesDecision.dag_id == identity.dag_id,
@@ -276,6 +297,11 @@ def _load(session: Session, identity: TaskInstanceIdentity) -> DecisionResponse 
     )
     if row is None:
         return None
+    if row.claims_digest != digest:
+        raise ClaimsMismatch(
+            f"{_describe(identity)} was already decided for different claims (zone or inputs); "
+            "a try is decided once, for what it declared when it first asked"
+        )
     findings = [
         FindingModel(
             rule=violation.rule,

@@ -82,6 +82,8 @@ class PolicyZonesDecision(Base):
     outcome: Mapped[str] = mapped_column(String(20), nullable=False)
     allowed: Mapped[bool] = mapped_column(Boolean, nullable=False)
     policy_version: Mapped[str] = mapped_column(String(POLICY_VERSION_LEN), nullable=False)
+    claims_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    """sha256 of what the try claimed: a repeat with other claims is refused."""
     source: Mapped[str] = mapped_column(String(20), nullable=False)
     """``api`` (a worker, through the api-server) or ``in_process`` (``dag.test()``)."""
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)

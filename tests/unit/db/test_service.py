@@ -22,8 +22,10 @@ from airflow_policyzones.db.models import (
 )
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.service import (
+    ClaimsMismatch,
     TaskInstanceNotFound,
     TryNumberMismatch,
+    claims_digest,
     decide_and_record,
 )
 from tests.support.airflow_db import Prepared, create_run
@@ -84,7 +86,10 @@ def decide(
 
 
 def _strip(row: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: value for key, value in row.items() if key not in {"id", "decision_id", *keys}}
+    """Without surrogate keys and the claims digest (a hash, checked in its own test)."""
+    return {
+        key: value for key, value in row.items() if key not in {"id", "decision_id", "claims_digest", *keys}
+    }
 
 
 def stored(decision_id: int) -> dict[str, Any]:
@@ -405,20 +410,26 @@ def test_recording_is_idempotent_per_try(backend: Prepared, engine: PolicyEngine
     run_id = create_run("recs_dag")
     first = decide(engine, request_for("recs_dag", run_id, zone="recs", inputs=[PURCHASES]))
     again = decide(engine, request_for("recs_dag", run_id, zone="recs", inputs=[PURCHASES]))
-    # A different claim for the same try cannot rewrite the record either.
-    changed = decide(
-        engine, request_for("recs_dag", run_id, zone="recs", inputs=[]), now=datetime.now(timezone.utc)
-    )
+    # A different claim for the same try can neither rewrite the record nor reuse it.
+    with pytest.raises(ClaimsMismatch, match="different claims"):
+        decide(
+            engine, request_for("recs_dag", run_id, zone="recs", inputs=[]), now=datetime.now(timezone.utc)
+        )
 
     assert first.already_recorded is False
-    for repeat in (again, changed):
-        assert repeat.already_recorded is True
-        assert repeat.model_dump(exclude={"already_recorded"}) == first.model_dump(
-            exclude={"already_recorded"}
-        )
+    assert again.already_recorded is True
+    assert again.model_dump(exclude={"already_recorded"}) == first.model_dump(exclude={"already_recorded"})
     assert count(PolicyZonesDecision, run_id=run_id) == 1
     assert count(PolicyZonesViolation, run_id=run_id) == 1
     assert count(PolicyZonesDecisionInput, decision_id=first.decision_id) == 1
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        stored = session.scalar(sa.select(PolicyZonesDecision).where(PolicyZonesDecision.run_id == run_id))
+        assert stored is not None
+        assert stored.claims_digest == claims_digest(
+            request_for("recs_dag", run_id, zone="recs", inputs=[PURCHASES])
+        )
 
 
 def test_each_try_and_map_index_is_its_own_record(backend: Prepared, engine: PolicyEngine) -> None:

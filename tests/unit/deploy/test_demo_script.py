@@ -510,6 +510,7 @@ def test_summary_script_reads_the_providers_tables(
                 run_id="manual__1",
                 mode="enforce",
                 policy_version="sha256:abc",
+                claims_digest="0" * 64,
                 decided_at=now,
             )
         )

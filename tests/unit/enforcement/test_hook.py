@@ -394,13 +394,6 @@ def test_the_hook_over_http_fails_closed_for_an_unknown_task_instance(
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bypass, server side: a repeated request for a try gets the stored decision back "
-    "whatever it claims, so code holding [api_auth] jwt_secret (any worker) can pre-record an "
-    "'allow' with no inputs for another task's try. Fix: store a fingerprint of the claims with the "
-    "decision and refuse a repeat whose claims differ (the hook then fails closed).",
-)
 def test_a_pre_recorded_allow_does_not_cover_different_claims(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -411,7 +404,7 @@ def test_a_pre_recorded_allow_does_not_cover_different_claims(
     # Someone else's code asks first for the victim's try, claiming no inputs: allowed and recorded.
     enforce(run_context("recs_dag", run_id, []), settings=settings(service))
     # The real task then declares a forbidden input: it must not run on the stored 'allow'.
-    with pytest.raises((ZoneViolation, DecisionUnavailable)):
+    with pytest.raises(DecisionUnavailable, match=r"HTTP 409.*different claims"):
         enforce(run_context("recs_dag", run_id, [PURCHASES]), settings=settings(service))
 
 

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(length=20), nullable=False),
         sa.Column("allowed", sa.Boolean(), nullable=False),
         sa.Column("policy_version", sa.String(length=80), nullable=False),
+        sa.Column("claims_digest", sa.String(length=64), nullable=False),
         sa.Column("source", sa.String(length=20), nullable=False),
         sa.Column("decided_at", UtcDateTime(), nullable=False),
         sa.Column("input_count", sa.Integer(), nullable=False),
