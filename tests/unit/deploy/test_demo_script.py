@@ -493,6 +493,7 @@ def test_summary_script_reads_the_providers_tables(
         "run_id": "manual__1",
         "allowed": False,
         "policy_version": "sha256:abc",
+        "claims_digest": "0" * 64,
         "decided_at": now,
         "input_count": 2,
         "finding_count": 1,
@@ -510,7 +511,6 @@ def test_summary_script_reads_the_providers_tables(
                 run_id="manual__1",
                 mode="enforce",
                 policy_version="sha256:abc",
-                claims_digest="0" * 64,
                 decided_at=now,
             )
         )
