@@ -43,8 +43,10 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy scripts docker/image_constraints.py
 
+# Fast tests on both cores, then the end-to-end tests (each starts a real deployment) one by one.
 unit: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 -m "not e2e"
+	$(PY) -m pytest -q -m e2e
 
 test: lint unit
 
