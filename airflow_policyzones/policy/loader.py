@@ -260,7 +260,7 @@ def _compose_with_positions(text: str, *, source: str) -> dict[FieldPath, Mark]:
         # alias bomb must be rejected before _index runs.
         _check_size(node, source=source)
         marks: dict[FieldPath, Mark] = {}
-        _index(node, (), marks, source=source, active=set())
+        _index(node, (), marks, source=source)
         return marks
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -286,25 +286,13 @@ def _compose_with_positions(text: str, *, source: str) -> dict[FieldPath, Mark]:
         loader.dispose()
 
 
-def _index(
-    node: yaml.Node, path: FieldPath, marks: dict[FieldPath, Mark], *, source: str, active: set[int]
-) -> None:
-    """Record the position of every field path; reject duplicate keys and self-referencing aliases."""
-    if id(node) in active:
-        raise PolicyError(
-            [
-                PolicyIssue(
-                    "an alias refers to the node that contains it",
-                    "remove the recursive alias",
-                    file=source,
-                    line=node.start_mark.line + 1,
-                    column=node.start_mark.column + 1,
-                )
-            ]
-        )
+def _index(node: yaml.Node, path: FieldPath, marks: dict[FieldPath, Mark], *, source: str) -> None:
+    """Record the position of every field path and reject duplicate keys.
+
+    Runs after :func:`_check_size`, which has already rejected recursive aliases and alias bombs.
+    """
     marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
-        active.add(id(node))
         seen: dict[object, int] = {}
         for key_node, value_node in node.value:
             key: object = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
@@ -325,13 +313,10 @@ def _index(
             seen[key] = line
             child = (*path, str(key))
             marks[child] = (line, key_node.start_mark.column + 1)
-            _index(value_node, child, marks, source=source, active=active)
-        active.discard(id(node))
+            _index(value_node, child, marks, source=source)
     elif isinstance(node, yaml.SequenceNode):
-        active.add(id(node))
         for position, item in enumerate(node.value):
-            _index(item, (*path, position), marks, source=source, active=active)
-        active.discard(id(node))
+            _index(item, (*path, position), marks, source=source)
 
 
 def _check_size(root: yaml.Node, *, source: str) -> None:
