@@ -67,6 +67,16 @@ def check_references(policy: Policy, *, now: datetime) -> list[ReferenceProblem]
         zone(("settings", "default_zone"), policy.settings.default_zone)
 
     for index, entry in enumerate(policy.catalog):
+        if entry.uri is not None and not _matches_normalized_uris(entry.uri):
+            problems.append(
+                ReferenceProblem(
+                    ("catalog", index, "uri"),
+                    f"pattern {entry.uri!r} can never match: input URIs are normalized first "
+                    "(no '//' in the path, no '.' or '..' segments, no trailing '/')",
+                    "write the pattern in that normal form, e.g. 's3://bucket/path/**'",
+                    "warning",
+                )
+            )
         for position, name in enumerate(entry.categories):
             category(("catalog", index, "categories", position), name)
         for position, name in enumerate(entry.origin_zones):
@@ -148,6 +158,14 @@ def check_references(policy: Policy, *, now: datetime) -> list[ReferenceProblem]
                 )
             )
     return problems
+
+
+def _matches_normalized_uris(pattern: str) -> bool:
+    """Whether a URI glob is written in the form inputs are normalized to before matching."""
+    _, separator, rest = pattern.partition("://")
+    path = rest.partition("/")[2] if separator else pattern.lstrip("/")
+    segments = path.split("/") if path else []
+    return not (path.endswith("/") or any(segment in {"", ".", ".."} for segment in segments))
 
 
 def _listing(names: set[str]) -> str:

@@ -1016,3 +1016,31 @@ def test_generated_documents_load_or_raise_policy_error() -> None:
     total = sum(outcomes.values())
     assert outcomes["loaded"] / total > 0.05, outcomes
     assert outcomes["rejected"] / total > 0.05, outcomes
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["s3://lake/raw/", "s3://lake//raw/*", "s3://lake/./raw/*", "s3://lake/raw/../x/*"],
+)
+def test_catalog_uri_patterns_that_cannot_match_a_normalized_input_warn(pattern: str) -> None:
+    text = (
+        "categories: {c: {}}\n"
+        f"catalog:\n  - uri: {pattern!r}\n    categories: [c]\n"
+        "zones:\n  z: {purpose: p, allowed_categories: [c], members: {dag_ids: ['*']}}\n"
+    )
+    loaded = load_policy_bytes(text.encode(), source="policy.yaml")
+    (warning,) = loaded.warnings
+    assert warning.severity == "warning"
+    assert warning.field == "catalog[0].uri"
+    assert warning.line == 3
+    assert "can never match" in warning.message
+
+
+@pytest.mark.parametrize("pattern", ["s3://lake/raw/**", "s3://lake", "file:///tmp/x/*", "purchases"])
+def test_normal_form_catalog_uri_patterns_do_not_warn(pattern: str) -> None:
+    text = (
+        "categories: {c: {}}\n"
+        f"catalog:\n  - uri: {pattern!r}\n    categories: [c]\n"
+        "zones:\n  z: {purpose: p, allowed_categories: [c], members: {dag_ids: ['*']}}\n"
+    )
+    assert load_policy_bytes(text.encode(), source="policy.yaml").warnings == ()
