@@ -13,9 +13,11 @@ Exit codes are the contract CI relies on:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -126,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
     check.set_defaults(run=_run_check)
+
+    audit = commands.add_parser(
+        "audit",
+        help="list task-instance tries that ran without a recorded decision",
+        description="Reconcile Airflow's task instances with the decisions this provider recorded: a "
+        "try that started after SINCE and has no decision was not checked (enforcement was off, or "
+        "DAG code got around it). Reads the metadata database configured for Airflow, so run it where "
+        "the scheduler or api-server runs.",
+    )
+    audit.add_argument(
+        "--since",
+        required=True,
+        metavar="WHEN",
+        help="ISO date or date-time (UTC if no offset), e.g. 2026-11-01, or a duration such as 7d or 12h",
+    )
+    audit.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format (default: text)"
+    )
+    audit.set_defaults(run=_run_audit)
     return parser
 
 
@@ -221,6 +242,51 @@ def _run_check(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(report)
     return result.exit_code
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    since = _parse_since(args.since)
+    if since is None:
+        print(
+            f"policyzones audit: error: --since {args.since!r} is neither an ISO date/date-time nor a "
+            "duration such as 7d or 12h",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.audit import unchecked_tries
+
+    with create_session() as session:
+        tries = unchecked_tries(session=session, since=since)
+    if args.format == "json":
+        payload = {"since": since.isoformat(), "unchecked": [item.to_dict() for item in tries]}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        for item in tries:
+            started = item.start_date.isoformat(timespec="seconds") if item.start_date else "-"
+            print(
+                f"{started}  {item.dag_id}.{item.task_id}  run {item.run_id}  map {item.map_index}  "
+                f"try {item.try_number}  {item.state}  ({item.operator})"
+            )
+        print(
+            f"{len(tries)} task-instance tr{'y' if len(tries) == 1 else 'ies'} since "
+            f"{since.isoformat(timespec='seconds')} ran without a recorded decision"
+        )
+    return EXIT_VIOLATIONS if tries else EXIT_OK
+
+
+def _parse_since(text: str) -> datetime | None:
+    """``7d``/``12h``/``30m`` before now, or an ISO date / date-time (UTC when no offset is given)."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    value = text.strip()
+    if value[:-1].isdigit() and value[-1:] in units:
+        return datetime.now(timezone.utc) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 class _ProgressBar:

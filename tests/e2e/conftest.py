@@ -41,6 +41,38 @@ with DAG(
 '''
 
 
+BYPASS_DAG = '''\
+"""A DAG author gets around the zone check by monkeypatching the provider from the DAG file.
+
+This works: the check runs in the worker process, next to DAG code. What it cannot do is leave a
+decision row, so `policyzones audit` reports the try. (Documented in README, "Known limits".)"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Asset, task
+from evidence import leave_evidence
+
+import airflow_policyzones.enforcement.hook as _hook
+from airflow_policyzones import zone_tag
+
+_hook.enforce = lambda *args, **kwargs: None
+
+with DAG(
+    dag_id="recs_bypass_attempt",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    tags=[zone_tag("content_recommendations")],
+):
+
+    @task(inlets=[Asset("s3://lake/raw/purchases/daily")])
+    def sneak() -> None:
+        leave_evidence("recs_bypass_attempt.sneak")
+
+    sneak()
+'''
+
+
 @pytest.fixture(scope="module", params=["LocalExecutor", "CeleryExecutor"])
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     """The example DAGs (plus a burst DAG) in a real deployment on a fresh PostgreSQL database."""
@@ -53,6 +85,7 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
         dags = copy_dags(EXAMPLES, root / "dags")
         (dags / ".airflowignore").write_text((EXAMPLES / ".airflowignore").read_text())
         (dags / "recs_violation_burst.py").write_text(BURST_DAG)
+        (dags / "recs_bypass_attempt.py").write_text(BYPASS_DAG)
         evidence = root / "evidence"
         evidence.mkdir()
         instance = Deployment(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import BURST_TASKS
-from tests.e2e.deployment import Deployment
+from tests.e2e.deployment import VENV_BIN, Deployment
 
 pytestmark = pytest.mark.e2e
 
@@ -112,6 +115,30 @@ def test_burst_of_violations_is_recorded_exactly_once_per_try(deployment: Deploy
     assert sorted(v["map_index"] for v in violations) == list(range(BURST_TASKS))
     assert {d["outcome"] for d in decisions} == {"deny"}
     assert {v["rule"] for v in violations} == {"category_not_allowed"}
+
+
+def test_a_monkeypatching_bypass_runs_but_the_audit_reports_it(deployment: Deployment) -> None:
+    started = datetime.now(timezone.utc) - timedelta(hours=1)
+    deployment.wait_for_dags({"recs_bypass_attempt"})
+    run_id = deployment.trigger("recs_bypass_attempt")
+    assert deployment.wait_for_runs({"recs_bypass_attempt": run_id}) == {"recs_bypass_attempt": "success"}
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    assert (evidence / "recs_bypass_attempt.sneak").exists(), "the documented bypass works"
+    assert deployment.query("SELECT id FROM policyzones_decision WHERE run_id = :r", r=run_id) == []
+
+    audit = subprocess.run(
+        [str(VENV_BIN / "policyzones"), "audit", "--since", started.isoformat(), "--format", "json"],
+        env=deployment.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert audit.returncode == 1, audit.stderr
+    unchecked = json.loads(audit.stdout)["unchecked"]
+    # Every other try of this deployment (examples, the burst) was decided: only the bypass shows.
+    assert [(u["dag_id"], u["task_id"], u["run_id"], u["try_number"]) for u in unchecked] == [
+        ("recs_bypass_attempt", "sneak", run_id, 1)
+    ]
 
 
 def _task_log(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> str:
