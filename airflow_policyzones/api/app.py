@@ -1,7 +1,9 @@
 """The decision service: a FastAPI app the api-server mounts at ``/policyzones`` (see plugin.py).
 
 ``POST /api/v1/decisions`` (worker token required) decides one task-instance try and records it;
-``GET /api/v1/health`` (no auth) says whether the policy loads. HTTP status codes:
+``GET /api/v1/health`` (no auth) says whether the policy loads. The read-only audit API
+(violations, decisions, policy, export; Airflow user auth) is in :mod:`.read_routes`.
+HTTP status codes of the worker endpoint:
 
 * 401 no token / 403 a token that does not verify, is for another endpoint or another try;
 * 404 unknown task instance, 409 the task instance is at another try;
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
 
 from airflow_policyzones import __version__
 from airflow_policyzones.api.auth import WorkerAuth, WorkerClaims
+from airflow_policyzones.api.read_routes import read_router
 from airflow_policyzones.api.schema import API_VERSION, DECISIONS_PATH, DecisionRequest, DecisionResponse
 from airflow_policyzones.api.tokens import ti_claim
 from airflow_policyzones.config import get_engine
@@ -91,4 +94,5 @@ def create_app() -> FastAPI:
         "its zone; every decision is recorded for audit.",
     )
     app.include_router(router)
+    app.include_router(read_router(prefix=API_PREFIX))
     return app

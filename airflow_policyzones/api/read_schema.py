@@ -1,0 +1,145 @@
+"""Response models of the read-only audit API (version 1): what the UI and auditors consume.
+
+Kept apart from :mod:`airflow_policyzones.api.schema`, the worker's wire format, so the two can
+evolve separately: the worker contract is frozen by deployed workers, this one by API clients.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+class TaskInstanceRef(_Out):
+    """The task-instance try a row is about; ``ui_path`` is its page below the Airflow UI's base."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    ui_path: str = Field(description="Relative path of the task instance in the Airflow UI")
+
+
+class ViolationOut(_Out):
+    """One finding of a non-allow decision."""
+
+    id: int
+    decision_id: int
+    task_instance: TaskInstanceRef
+    zone: str | None
+    mode: str | None
+    outcome: str = Field(description="deny (task stopped), dry_run (task ran) or exempted (waived)")
+    rule: str = Field(description="The first rule the finding breaks")
+    rules: list[str]
+    input: str | None = Field(description="The offending input; null for findings about the task")
+    reason: str
+    remediation: str
+    exemption: str | None = Field(description="Ticket of the exemption that waived the finding")
+    policy_version: str
+    decided_at: datetime
+
+
+class ViolationPage(_Out):
+    """A page of violations, newest first; pass ``next_cursor`` as ``cursor`` for the next one."""
+
+    items: list[ViolationOut]
+    next_cursor: str | None = Field(description="Opaque; null on the last page")
+
+
+class DecisionInputOut(_Out):
+    """One declared input with the labels the catalog gave it when the decision was made."""
+
+    namespace: str
+    name: str
+    labeled: bool = Field(description="False when no catalog entry matched")
+    categories: list[str]
+    consented: list[str] | None
+    aggregated: bool | None
+    origins: list[str] | None
+    reclassified_by: list[str] | None
+
+
+class DecisionOut(_Out):
+    """One decision: a task-instance try, its zone, outcome and inputs."""
+
+    id: int
+    task_instance: TaskInstanceRef
+    zone: str | None
+    zone_source: str
+    mode: str | None
+    outcome: str
+    allowed: bool
+    policy_version: str
+    source: str
+    decided_at: datetime
+    input_count: int
+    finding_count: int
+    violation_count: int
+    inputs: list[DecisionInputOut]
+
+
+class DecisionDetailOut(DecisionOut):
+    """A decision with its findings (empty for an ``allow``)."""
+
+    findings: list[ViolationOut]
+
+
+class DecisionPage(_Out):
+    """A page of decisions, newest first; pass ``next_cursor`` as ``cursor`` for the next one."""
+
+    items: list[DecisionOut]
+    next_cursor: str | None = Field(description="Opaque; null on the last page")
+
+
+class CategoryOut(_Out):
+    name: str
+    description: str
+
+
+class ZoneOut(_Out):
+    name: str
+    purpose: str
+    description: str
+    allowed_categories: list[str]
+    unlabeled: str
+    requires_consent: bool
+    aggregated_only: bool
+    mode: str
+    inflows: list[str] = Field(description="Zones whose data may flow in without a reclassifier")
+
+
+class FlowOut(_Out):
+    source: str = Field(serialization_alias="from")
+    target: str = Field(serialization_alias="to")
+    via: list[str] = Field(description="Reclassifiers the flow must pass through")
+    description: str
+
+
+class ReclassifierOut(_Out):
+    name: str
+    zone: str
+    dag_id: str
+    task_id: str
+    categories: list[str] | None = Field(description="Output categories; null keeps the input's")
+    consented: list[str]
+    aggregated: bool
+    description: str
+
+
+class PolicyOut(_Out):
+    """The active policy, as the decision service enforces it now."""
+
+    version: str = Field(description="sha256 of the policy file: recorded on every decision")
+    name: str
+    require_zone: bool
+    default_zone: str | None
+    zones: list[ZoneOut]
+    categories: list[CategoryOut]
+    flows: list[FlowOut]
+    reclassifiers: list[ReclassifierOut]
