@@ -11,13 +11,14 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # `make demo` keeps everything (Airflow home, logs, pids) in .demo/; a user's ~/airflow is never touched.
 DEMO_ARGS ?=
 
-.PHONY: help install demo demo-stop test lint unit bench clean
+.PHONY: help install demo demo-stop test lint unit bench bench-ui clean
 
 help:
 	@echo "make demo   set up, start Airflow locally, run every example DAG, print decisions and violations"
 	@echo "make demo-stop  stop the Airflow services make demo started"
 	@echo "make test   set up, then lint (ruff, mypy strict) and run the whole test suite"
 	@echo "make bench  run the benchmarks (medians and ratios against baselines)"
+	@echo "make bench-ui  time the violations API on 1M decisions / 200k violations in PostgreSQL"
 
 $(VENV)/.installed: pyproject.toml $(wildcard $(CONSTRAINTS))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ test: lint unit
 bench: install
 	$(PY) -m benchmarks.bench_engine
 	$(PY) -m benchmarks.bench_airflow
+	$(PY) -m benchmarks.bench_ui
+
+# The audit API's violation list at scale (PostgreSQL), with and without the provider's indexes.
+bench-ui: install
+	$(PY) -m benchmarks.bench_ui
 
 clean: demo-stop
 	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
