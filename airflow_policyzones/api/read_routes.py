@@ -16,7 +16,7 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -340,11 +340,20 @@ def _decision_fields(row: PolicyZonesDecision, inputs: list[DecisionInputOut]) -
     }
 
 
-def _page_cursor(rows: Sequence[PolicyZonesViolation | PolicyZonesDecision], limit: int) -> str | None:
+RowT = TypeVar("RowT", PolicyZonesViolation, PolicyZonesDecision)
+
+
+def _fetch_page(
+    session: Session, query: sa.Select[RowT], model: type[RowT], *, cursor: str | None, limit: int
+) -> tuple[list[RowT], str | None]:
+    """One page of ``query`` after ``cursor``, and the cursor of the next page (None: last page)."""
+    if cursor is not None:
+        query = query.where(_after(model, decode_cursor(cursor)))
+    rows = list(session.scalars(query.limit(limit + 1)))
     if len(rows) <= limit:
-        return None
+        return rows, None
     last = rows[limit - 1]
-    return encode_cursor(decided_at=last.decided_at, row_id=last.id)
+    return rows[:limit], encode_cursor(decided_at=last.decided_at, row_id=last.id)
 
 
 # --- endpoints ------------------------------------------------------------------------------
@@ -379,12 +388,8 @@ def list_violations(
         since=since,
         until=until,
     )
-    if cursor is not None:
-        query = query.where(_after(PolicyZonesViolation, decode_cursor(cursor)))
-    rows = list(session.scalars(query.limit(limit + 1)))
-    return ViolationPage(
-        items=[_violation_out(row) for row in rows[:limit]], next_cursor=_page_cursor(rows, limit)
-    )
+    rows, next_cursor = _fetch_page(session, query, PolicyZonesViolation, cursor=cursor, limit=limit)
+    return ViolationPage(items=[_violation_out(row) for row in rows], next_cursor=next_cursor)
 
 
 def list_decisions(
@@ -412,14 +417,11 @@ def list_decisions(
         since=since,
         until=until,
     )
-    if cursor is not None:
-        query = query.where(_after(PolicyZonesDecision, decode_cursor(cursor)))
-    rows = list(session.scalars(query.limit(limit + 1)))
-    page = rows[:limit]
+    page, next_cursor = _fetch_page(session, query, PolicyZonesDecision, cursor=cursor, limit=limit)
     inputs = _inputs_by_decision(session, [row.id for row in page])
     return DecisionPage(
         items=[DecisionOut(**_decision_fields(row, inputs.get(row.id, []))) for row in page],
-        next_cursor=_page_cursor(rows, limit),
+        next_cursor=next_cursor,
     )
 
 
