@@ -15,7 +15,6 @@ The last line is ``violations_page_p95_ms=<n> unindexed_p95_ms=<n>``.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import subprocess
@@ -412,16 +411,10 @@ def _airflow_env(home: Path, url: str) -> Iterator[None]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__POLICYZONES__POLICY_FILE": str(policy),
     }
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
+    from tests.support.airflow_db import scoped_env
+
+    with scoped_env(**values):
         yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def main() -> None:

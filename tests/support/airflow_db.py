@@ -202,7 +202,8 @@ def prepared_database(backend: str) -> Prepared:
 
 
 @contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
+def scoped_env(**values: str) -> Iterator[None]:
+    """Set environment variables for a ``with`` block, then restore what was there."""
     previous = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -233,7 +234,7 @@ def sync_dags(folder: Path) -> None:
     from airflow_policyzones.enforcement.settings import reload_settings
 
     try:
-        with _env(AIRFLOW__POLICYZONES__ENABLED="False"):
+        with scoped_env(AIRFLOW__POLICYZONES__ENABLED="False"):
             reload_settings()
             bag = DagBag(dag_folder=folder, bundle_path=folder, bundle_name=BUNDLE)
     finally:
