@@ -2,7 +2,8 @@
 
 ``POST /api/v1/decisions`` (worker token required) decides one task-instance try and records it;
 ``GET /api/v1/health`` (no auth) says whether the policy loads. The read-only audit API
-(violations, decisions, policy, export; Airflow user auth) is in :mod:`.read_routes`.
+(violations, decisions, policy, export; Airflow user auth) is in :mod:`.read_routes`, the pages
+shown in the Airflow UI in :mod:`airflow_policyzones.ui.pages`.
 HTTP status codes of the worker endpoint:
 
 * 401 no token / 403 a token that does not verify, is for another endpoint or another try;
@@ -16,6 +17,8 @@ from typing import Annotated, Any
 
 from airflow.api_fastapi.common.db.common import SessionDep
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_policyzones import __version__
 from airflow_policyzones.api.auth import WorkerAuth, WorkerClaims
@@ -25,6 +28,7 @@ from airflow_policyzones.api.tokens import ti_claim
 from airflow_policyzones.config import get_engine
 from airflow_policyzones.policy import PolicyEngine, PolicyError
 from airflow_policyzones.service import DecisionRefused, decide_and_record
+from airflow_policyzones.ui.pages import UI_PREFIX, page_http_error, static_files, ui_router
 
 URL_PREFIX = "/policyzones"
 """Where the plugin mounts the app below the api-server's base URL."""
@@ -95,4 +99,8 @@ def create_app() -> FastAPI:
     )
     app.include_router(router)
     app.include_router(read_router(prefix=API_PREFIX))
+    app.include_router(ui_router())
+    app.mount(UI_PREFIX + "/static", static_files(), name="policyzones-static")
+    app.add_exception_handler(StarletteHTTPException, page_http_error)
+    app.add_exception_handler(RequestValidationError, page_http_error)
     return app

@@ -1,0 +1,1 @@
+"""Policy Zones pages in the Airflow UI (server-rendered, shown through ``external_views``)."""
