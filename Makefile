@@ -11,7 +11,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # `make demo` keeps everything (Airflow home, logs, pids) in .demo/; a user's ~/airflow is never touched.
 DEMO_ARGS ?=
 
-.PHONY: help install demo demo-stop test lint unit bench bench-ui clean
+.PHONY: help install browser-deps demo demo-stop test lint unit screenshots bench bench-ui clean
 
 help:
 	@echo "make demo   set up, start Airflow locally, run every example DAG, print decisions and violations"
@@ -27,6 +27,12 @@ $(VENV)/.installed: pyproject.toml $(wildcard $(CONSTRAINTS))
 	touch $@
 
 install: $(VENV)/.installed
+
+# The browser tests drive Debian's chromium through Playwright (never a browser Playwright downloads).
+CHROMIUM ?= /usr/bin/chromium
+browser-deps:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 # `make demo`: a real local Airflow 3 (api-server, scheduler, dag-processor, triggerer; SQLite,
 # LocalExecutor) in .demo/, every example DAG triggered, a summary of task states, decisions and
@@ -44,10 +50,15 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy scripts docker/image_constraints.py
 
-# Fast tests on both cores, then the end-to-end tests (each starts a real deployment) one by one.
-unit: install
-	$(PY) -m pytest -q -n 2 -m "not e2e"
-	$(PY) -m pytest -q -m e2e
+# Fast tests on both cores, then the end-to-end and browser tests (each starts a real deployment)
+# one by one. Browser screenshots land in test-artifacts/browser/.
+unit: install browser-deps
+	$(PY) -m pytest -q -n 2 -m "not e2e and not browser"
+	$(PY) -m pytest -q -m "e2e or browser"
+
+# Regenerate the README's screenshots (docs/screenshots/) from the browser tests.
+screenshots: install browser-deps
+	POLICYZONES_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -m browser
 
 test: lint unit
 
@@ -61,4 +72,4 @@ bench-ui: install
 	$(PY) -m benchmarks.bench_ui
 
 clean: demo-stop
-	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts build *.egg-info

@@ -7,8 +7,10 @@ reclassifier names come from a policy file, descriptions are free text.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from markupsafe import escape
 
@@ -20,19 +22,7 @@ COLUMN_GAP = 170
 ROW_GAP = 34
 MARGIN = 24
 
-_STYLE = """
-.pz-map { font-family: var(--pz-font, system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif); }
-.pz-map .node rect { fill: var(--pz-surface, #ffffff); stroke: var(--pz-border, #d4d4d8); stroke-width: 1.5; }
-.pz-map .node.dry_run rect { stroke-dasharray: 6 4; }
-.pz-map .node .name { fill: var(--pz-fg, #18181b); font-size: 14px; font-weight: 600; }
-.pz-map .node .meta { fill: var(--pz-muted, #52525b); font-size: 12px; }
-.pz-map .edge path { fill: none; stroke: var(--pz-accent, #0284c7); stroke-width: 1.6; }
-.pz-map .edge.inflow path { stroke: var(--pz-muted, #71717a); stroke-dasharray: 5 4; }
-.pz-map .edge text { fill: var(--pz-fg, #18181b); font-size: 11.5px; paint-order: stroke;
-  stroke: var(--pz-bg, #ffffff); stroke-width: 4px; stroke-linejoin: round; }
-.pz-map marker path { fill: var(--pz-accent, #0284c7); }
-.pz-map marker#pz-arrow-inflow path { fill: var(--pz-muted, #71717a); }
-"""
+STYLESHEET = Path(__file__).parent / "static" / "zone-map.css"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +83,12 @@ def _layers(names: Sequence[str], edges: Sequence[_Edge]) -> dict[str, int]:
     return layer
 
 
-def render_zone_map(policy: PolicyOut) -> str:
-    """The zone map of ``policy`` as a standalone SVG document fragment (``<svg>`` element)."""
+def render_zone_map(policy: PolicyOut, *, standalone: bool = False) -> str:
+    """The zone map of ``policy`` as an ``<svg>`` element.
+
+    In a page its look comes from the page's stylesheet (light and dark); ``standalone`` embeds
+    the same rules so the file renders on its own.
+    """
     zones = {zone.name: zone for zone in policy.zones}
     edges = _edges(policy)
     layer = _layers(list(zones), edges)
@@ -118,7 +112,7 @@ def render_zone_map(policy: PolicyOut) -> str:
         f'height="{height}" viewBox="0 0 {width} {height}" aria-labelledby="pz-map-title">',
         f'<title id="pz-map-title">Zone map of policy {escape(policy.name or "")} '
         f"({escape(policy.version[:12])})</title>",
-        f"<style>{_STYLE}</style>",
+        f"<style>{_stylesheet()}</style>" if standalone else "",
         "<defs>",
         *(
             f'<marker id="pz-arrow-{kind}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
@@ -172,6 +166,11 @@ def _edge_svg(edge: _Edge, place: dict[str, tuple[float, float]], *, forward: bo
         f'<text x="{label_x}" y="{label_y}" text-anchor="middle">{escape(_clip(edge.label, 40))}</text>'
         "</g>"
     )
+
+
+@functools.cache
+def _stylesheet() -> str:
+    return STYLESHEET.read_text(encoding="utf-8")
 
 
 def _clip(text: str, limit: int) -> str:
