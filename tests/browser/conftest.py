@@ -47,7 +47,10 @@ EXAMPLE_DAGS = (
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
     """The example DAGs, run once in a real deployment on a fresh PostgreSQL database."""
-    with tempfile.TemporaryDirectory(prefix="policyzones-browser-") as tmp, postgres_database("pz_browser") as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="policyzones-browser-") as tmp,
+        postgres_database("pz_browser") as url,
+    ):
         root = Path(tmp)
         dags = copy_dags(EXAMPLES, root / "dags")
         (dags / ".airflowignore").write_text((EXAMPLES / ".airflowignore").read_text())

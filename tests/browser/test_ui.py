@@ -54,7 +54,9 @@ def test_reviewer_sees_violations_filters_by_zone_and_opens_the_task_instance(
     frame.locator("a[data-ti-link]").first.click()
     run_id = deployment.runs["recs_content_ranking"]  # type: ignore[attr-defined]
     page.wait_for_url(
-        re.compile(rf".*/dags/recs_content_ranking/runs/{re.escape(run_id)}/tasks/rank_from_purchases/details")
+        re.compile(
+            rf".*/dags/recs_content_ranking/runs/{re.escape(run_id)}/tasks/rank_from_purchases/details"
+        )
     )
     page.get_by_text("No Task Instance found").wait_for(state="hidden")
     page.get_by_text("Failed", exact=True).first.wait_for()
