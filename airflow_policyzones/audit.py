@@ -8,9 +8,9 @@ decision row behind. Every try that started after enforcement was switched on an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -43,8 +43,17 @@ class UncheckedTry:
         return row
 
 
-def unchecked_tries(*, session: Session, since: datetime, limit: int = 10_000) -> Sequence[UncheckedTry]:
-    """Tries started at or after ``since`` (current and earlier tries) without a decision row."""
+def unchecked_tries(
+    *,
+    session: Session,
+    since: datetime,
+    limit: int = 10_000,
+    dag_ids: Collection[str] | None = None,
+) -> Sequence[UncheckedTry]:
+    """Tries started at or after ``since`` (current and earlier tries) without a decision row.
+
+    ``dag_ids`` (None: every DAG) lets the database drop the tries of DAGs a user may not read.
+    """
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.taskinstancehistory import TaskInstanceHistory
 
@@ -83,5 +92,31 @@ def unchecked_tries(*, session: Session, since: datetime, limit: int = 10_000) -
             .order_by(tries.start_date)
             .limit(limit)
         )
+        if dag_ids is not None:
+            query = query.where(tries.dag_id.in_(sorted(dag_ids)))
         found.extend(UncheckedTry(**row) for row in session.execute(query).mappings())
     return sorted(found, key=lambda item: (item.start_date is None, item.start_date))
+
+
+_DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime | None:
+    """``7d``/``12h``/``30m`` before now, or an ISO date / date-time (UTC when no offset is given).
+
+    ``None`` for anything else, including durations too long to subtract from now.
+    """
+    value = text.strip()
+    moment = now or datetime.now(timezone.utc)
+    if value[:-1].isascii() and value[:-1].isdigit() and value[-1:] in _DURATION_UNITS:
+        try:
+            return moment - timedelta(**{_DURATION_UNITS[value[-1]]: int(value[:-1])})
+        except OverflowError:
+            return None
+    if value.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not read the UTC suffix
+        value = value[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)

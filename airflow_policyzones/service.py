@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
@@ -166,9 +166,23 @@ def _task_context(session: Session, identity: TaskInstanceIdentity) -> TaskConte
         return TaskContext(dag_id=identity.dag_id, task_id=identity.task_id)
     relative_fileloc, owners = found
     tags = session.scalars(select(DagTag.name).where(DagTag.dag_id == identity.dag_id)).all()
-    return TaskContext(
+    return dag_task_context(
         dag_id=identity.dag_id,
         task_id=identity.task_id,
+        relative_fileloc=relative_fileloc,
+        owners=owners,
+        tags=tags,
+    )
+
+
+def dag_task_context(
+    *, dag_id: str, task_id: str, relative_fileloc: str | None, owners: str | None, tags: Iterable[str]
+) -> TaskContext:
+    """Membership identity from a ``dag`` row's columns: shared with the coverage report, so that
+    both judge a DAG's membership from the same facts."""
+    return TaskContext(
+        dag_id=dag_id,
+        task_id=task_id,
         dag_file=relative_fileloc or None,
         tags=frozenset(tags),
         owners=frozenset(owner.strip() for owner in (owners or "").split(",") if owner.strip()),

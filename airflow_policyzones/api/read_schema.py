@@ -7,6 +7,7 @@ evolve separately: the worker contract is frozen by deployed workers, this one b
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -143,3 +144,79 @@ class PolicyOut(_Out):
     categories: list[CategoryOut]
     flows: list[FlowOut]
     reclassifiers: list[ReclassifierOut]
+
+
+class LastDecisionOut(_Out):
+    """The most recent decision recorded for a task (any run, map index or try)."""
+
+    decision_id: int
+    zone: str | None
+    zone_source: str = Field(description="task, group, dag, default or none: where the zone came from")
+    outcome: str
+    decided_at: datetime
+    policy_version: str
+
+
+class TaskCoverageOut(_Out):
+    """One task of a DAG's latest serialized version and the zone it runs in."""
+
+    task_id: str
+    zone: str | None = Field(
+        description="The zone of the task's latest decision; for a task never decided, its DAG's "
+        "default zone. Null: the task runs unzoned"
+    )
+    zone_basis: Literal["decision", "dag_default"]
+    last_decision: LastDecisionOut | None = Field(description="Null: the task was never decided")
+
+
+class DagCoverageOut(_Out):
+    """A DAG, its default zone, whether the policy admits it there, and its tasks."""
+
+    dag_id: str
+    relative_fileloc: str | None = Field(description="The DAG file, relative to its bundle")
+    tags: list[str]
+    default_zone: str | None = Field(description="From the DAG's policyzone:<zone> tag, else the policy's")
+    default_zone_source: Literal["tag", "policy", "none"]
+    zone_tag_problem: str | None = Field(description="Why the DAG's zone tags were ignored, if they were")
+    membership: Literal["member", "not_member", "unknown_zone"] | None = Field(
+        description="Whether the policy admits the DAG in its default zone; null when the DAG has no "
+        "default zone or the policy does not load"
+    )
+    tasks: list[TaskCoverageOut]
+
+
+class CoverageSummary(_Out):
+    """Counts over the DAGs and tasks of the report (after its filters)."""
+
+    dags: int
+    tasks: int
+    tasks_per_zone: dict[str, int] = Field(description="Tasks per zone, by the tasks' zone field")
+    unzoned_tasks: int
+    never_decided_tasks: int
+
+
+class CoverageOut(_Out):
+    """Which DAGs and tasks run in which zone, and which run in none."""
+
+    policy_version: str | None = Field(description="The active policy's version; null if it does not load")
+    policy_error: str | None = Field(description="Why the policy does not load (membership is then null)")
+    summary: CoverageSummary
+    dags: list[DagCoverageOut]
+
+
+class UncheckedTryOut(_Out):
+    """A task-instance try that started without a recorded decision: evidence of a bypass."""
+
+    task_instance: TaskInstanceRef
+    state: str | None
+    start_date: datetime | None
+    operator: str | None
+
+
+class UncheckedOut(_Out):
+    """Tries started since ``since`` without a decision, oldest first, at most ``limit`` of them."""
+
+    since: datetime
+    limit: int
+    truncated: bool = Field(description="More tries matched: narrow the window (start after the last item)")
+    items: list[UncheckedTryOut]

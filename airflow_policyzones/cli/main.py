@@ -17,7 +17,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -245,7 +244,9 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    since = _parse_since(args.since)
+    from airflow_policyzones.audit import parse_since, unchecked_tries
+
+    since = parse_since(args.since)
     if since is None:
         print(
             f"policyzones audit: error: --since {args.since!r} is neither an ISO date/date-time nor a "
@@ -254,8 +255,6 @@ def _run_audit(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     from airflow.utils.session import create_session
-
-    from airflow_policyzones.audit import unchecked_tries
 
     with create_session() as session:
         tries = unchecked_tries(session=session, since=since)
@@ -274,19 +273,6 @@ def _run_audit(args: argparse.Namespace) -> int:
             f"{since.isoformat(timespec='seconds')} ran without a recorded decision"
         )
     return EXIT_VIOLATIONS if tries else EXIT_OK
-
-
-def _parse_since(text: str) -> datetime | None:
-    """``7d``/``12h``/``30m`` before now, or an ISO date / date-time (UTC when no offset is given)."""
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    value = text.strip()
-    if value[:-1].isdigit() and value[-1:] in units:
-        return datetime.now(timezone.utc) - timedelta(**{units[value[-1]]: int(value[:-1])})
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 class _ProgressBar:

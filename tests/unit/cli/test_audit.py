@@ -6,10 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_policyzones.cli.main import EXIT_USAGE, _parse_since, main
+from airflow_policyzones.audit import parse_since as _parse_since
+from airflow_policyzones.cli.main import EXIT_USAGE, main
 
 
-@pytest.mark.parametrize("text", ["yesterday", "7 days", "d7", "", "2026-13-01"])
+@pytest.mark.parametrize("text", ["yesterday", "7 days", "d7", "", "2026-13-01", "99999999999d", "\u00b2d"])
 def test_an_unreadable_since_is_a_usage_error(text: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "--since", text]) == EXIT_USAGE
     assert "--since" in capsys.readouterr().err
