@@ -182,9 +182,11 @@ def violations_page(
         problem, status_code = _invalid(error).detail, 422
     except HTTPException as error:
         problem, status_code = error.detail, error.status_code
+    unchecked = read_routes.list_unchecked(session=session, readable=readable, since=None, limit=1)
     return _render(
         request,
         "violations.html",
+        unchecked_since=unchecked.since if unchecked.items else None,
         status_code=status_code,
         policy=policy,
         policy_error=policy_error,
@@ -194,6 +196,67 @@ def violations_page(
         rules=get_args(read_routes.RuleValue),
         modes=get_args(read_routes.ModeValue),
         outcomes=get_args(read_routes.ViolationOutcome),
+        ti_links=_ti_links,
+    )
+
+
+class CoverageFilters(_Form):
+    dag_id: _FilterText = None
+    zone: _FilterText = None
+    unzoned_only: bool = False
+
+
+class UncheckedFilters(_Form):
+    since: Annotated[str | None, Field(max_length=64)] = None
+    limit: Annotated[int, Field(ge=1, le=read_routes.MAX_UNCHECKED_LIMIT)] = (
+        read_routes.DEFAULT_UNCHECKED_LIMIT
+    )
+
+
+def coverage_page(
+    request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
+) -> HTMLResponse:
+    """Which DAGs and tasks run in which zone; unzoned and never-decided tasks stand out."""
+    policy, _error = _policy_or_none()
+    filters, report, problem, status_code = CoverageFilters(), None, None, 200
+    try:
+        filters = CoverageFilters.parse(request)
+        report = read_routes.get_coverage(session=session, readable=readable, **filters.model_dump())
+    except ValidationError as error:
+        problem, status_code = _invalid(error).detail, 422
+    except HTTPException as error:
+        problem, status_code = error.detail, error.status_code
+    return _render(
+        request,
+        "coverage.html",
+        status_code=status_code,
+        policy=policy,
+        filters=filters,
+        report=report,
+        problem=problem,
+    )
+
+
+def unchecked_page(
+    request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
+) -> HTMLResponse:
+    """Tries that started without a decision: what ``policyzones audit`` reports, in the UI."""
+    filters, report, problem, status_code = UncheckedFilters(), None, None, 200
+    try:
+        filters = UncheckedFilters.parse(request)
+        report = read_routes.list_unchecked(session=session, readable=readable, **filters.model_dump())
+    except ValidationError as error:
+        problem, status_code = _invalid(error).detail, 422
+    except HTTPException as error:
+        problem, status_code = error.detail, error.status_code
+    return _render(
+        request,
+        "unchecked.html",
+        status_code=status_code,
+        filters=filters,
+        report=report,
+        problem=problem,
+        default_since=read_routes.DEFAULT_UNCHECKED_SINCE,
         ti_links=_ti_links,
     )
 
@@ -337,6 +400,8 @@ def ui_router() -> APIRouter:
     router.add_api_route("/zones", zones_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/zone-map.svg", zone_map_svg, methods=["GET"])
     router.add_api_route("/task-instance", task_instance_page, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route("/coverage", coverage_page, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route("/unchecked", unchecked_page, methods=["GET"], response_class=HTMLResponse)
     return router
 
 

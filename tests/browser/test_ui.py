@@ -105,3 +105,19 @@ def test_pages_follow_airflow_dark_mode(page: Any) -> None:
     airflow_font = page.evaluate("getComputedStyle(document.body).fontFamily")
     assert font == airflow_font
     save_screenshot(page, "violations-dark")
+
+
+def test_coverage_shows_every_example_task_in_its_zone(page: Any) -> None:
+    frame = open_policy_zones(page)
+    frame.get_by_role("link", name="Coverage", exact=True).click()
+    frame.locator("tr[data-task]").first.wait_for()
+    rows = frame.locator("tr[data-task]").evaluate_all(
+        "rows => rows.map(r => [r.dataset.dag, r.dataset.task, r.querySelectorAll('td')[r.cells.length - 2]"
+        ".textContent.trim().split(' ')[0]])"
+    )
+    zones = {(dag, task): zone for dag, task, zone in rows}
+    assert zones[("recs_content_ranking", "rank_from_purchases")] == "content_recommendations"
+    assert zones[("ai_training_recsys", "train_on_raw_purchases")] == "ai_training"
+    assert zones[("purchases_reclassify", "aggregate_consented")] == "ads_optimization"
+    assert frame.locator("[data-unzoned]").get_attribute("data-unzoned") == "0"
+    save_screenshot(page, "coverage")

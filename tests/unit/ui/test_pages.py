@@ -227,3 +227,43 @@ def test_data_is_escaped_everywhere(
     assert "<script>alert" not in html
     assert "<img src=x" not in html
     assert str(escape(PURCHASES + payload)) in html
+
+
+def test_coverage_page_shows_each_task_and_its_zone(
+    client: TestClient, seeded: Seeded, auth: dict[str, str]
+) -> None:
+    response = page(client, "/coverage", token=auth["viewer"], dag_id="recs_dag")
+    assert response.status_code == 200, response.text
+    html = response.text
+    row = re.search(r'<tr data-dag="recs_dag" data-task="read"[^>]*>(.*?)</tr>', html, re.S)
+    assert row is not None
+    assert "<td>recs</td>" in row.group(1)
+    assert "blocked" in row.group(1) or "exempted" in row.group(1)
+    assert "data-summary" in html
+
+
+def test_coverage_page_rejects_contradictory_filters(client: TestClient, auth: dict[str, str]) -> None:
+    response = page(client, "/coverage", token=auth["viewer"], zone="recs", unzoned_only="true")
+    assert response.status_code == 422
+    assert 'data-error="invalid"' in response.text
+
+
+def test_unchecked_tries_are_shown_and_flagged_on_the_violations_page(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from tests.support.airflow_db import create_run
+    from tests.unit.api.test_coverage_api import _start
+
+    run_id = create_run("mkt_dag")
+    _start("mkt_dag", run_id, "read", datetime.now(timezone.utc) - timedelta(minutes=5))
+
+    html = page(client, "/unchecked", token=auth["viewer"]).text
+    assert 'data-unchecked="mkt_dag.read"' in html
+    assert run_id in html
+    assert "data-unchecked-banner" in page(client, "/violations", token=auth["viewer"]).text
+
+    bad = page(client, "/unchecked", token=auth["viewer"], since="last tuesday")
+    assert bad.status_code == 422
+    assert 'data-error="invalid"' in bad.text
