@@ -8,7 +8,7 @@ in the CLI and in the tests. There is no second implementation of any rule.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -278,6 +278,16 @@ class _Zone:
             return None
         return self._explain(item.ref, labels)
 
+    def unsanctioned(self, labels: AssetLabels) -> list[str]:
+        """Origin zones whose data may not flow into this zone (sorted): the ``unsanctioned_flow`` rule."""
+        unsanctioned: list[str] = []
+        for origin in sorted(labels.origins - self.sanctioned):
+            reclassifiers = self.via.get(origin)
+            if reclassifiers is not None and not reclassifiers.isdisjoint(labels.reclassified_by):
+                continue
+            unsanctioned.append(origin)
+        return unsanctioned
+
     def _explain(self, ref: InputRef, labels: AssetLabels) -> Finding | None:
         rules: list[Rule] = []
         reasons: list[str] = []
@@ -304,10 +314,8 @@ class _Zone:
             rules.append(Rule.NOT_AGGREGATED)
             reasons.append(f"{ref} holds user-level rows and zone {self.name!r} accepts aggregated data only")
             fixes.append("read the output of an aggregating reclassifier (outputs.aggregated: true)")
-        for origin in sorted(labels.origins - self.sanctioned):
+        for origin in self.unsanctioned(labels):
             reclassifiers = self.via.get(origin)
-            if reclassifiers is not None and not reclassifiers.isdisjoint(labels.reclassified_by):
-                continue
             rules.append(Rule.UNSANCTIONED_FLOW)
             reasons.append(
                 f"{ref} carries data from zone {origin!r}, and {origin} → {self.name} is not sanctioned"
@@ -389,6 +397,10 @@ class PolicyEngine:
         self._zones = {name: _Zone(name, policy, exemptions.get(name, [])) for name in policy.zones}
         self._default_zone = policy.settings.default_zone
         self._require_zone = policy.settings.require_zone
+        self._reclassifier_zones = {name: spec.zone for name, spec in policy.reclassifiers.items()}
+        self._reclassifier_tasks: dict[tuple[str, str], str] = {}
+        for name, spec in policy.reclassifiers.items():
+            self._reclassifier_tasks.setdefault((spec.dag_id, spec.task_id), name)
 
     @classmethod
     def from_file(cls, path: str | Path) -> PolicyEngine:
@@ -398,6 +410,30 @@ class PolicyEngine:
     @property
     def zones(self) -> Sequence[str]:
         return tuple(self._zones)
+
+    @property
+    def reclassifier_zones(self) -> Mapping[str, str]:
+        """The zone each reclassifier runs in, by name: what label propagation needs to know."""
+        return self._reclassifier_zones
+
+    def reclassifier_for(self, *, dag_id: str, task_id: str) -> str | None:
+        """The name of the reclassifier the policy declares for this task, if any (the first one)."""
+        return self._reclassifier_tasks.get((dag_id, task_id))
+
+    def unsanctioned_origins(self, *, zone: str, labels: AssetLabels) -> tuple[str, ...]:
+        """Origin zones of ``labels`` whose data may not flow into ``zone`` (sorted).
+
+        The same evaluation as the ``unsanctioned_flow`` rule of :meth:`decide`: an origin is
+        sanctioned when it is the zone itself, one of its inflows, the source of a flow without
+        ``via``, or the source of a flow whose ``via`` names a reclassifier in ``reclassified_by``.
+        Raises ``KeyError`` for a zone the policy does not define.
+        """
+        compiled = self._zones.get(zone)
+        if compiled is None:
+            raise KeyError(
+                f"zone {zone!r} is not defined in the policy; zones: {_quoted(sorted(self._zones))}"
+            )
+        return tuple(compiled.unsanctioned(labels))
 
     # --- labels ---------------------------------------------------------------------------------
 
