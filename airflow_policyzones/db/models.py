@@ -200,6 +200,94 @@ class PolicyZonesViolation(Base):
     )
 
 
+class PolicyZonesAssetLabelEvent(Base):
+    """Append-only history: the labels one task-instance try gave one output it wrote.
+
+    Never updated or deleted, so the labels of any asset at any past moment can be explained
+    (which task wrote it, in which zone, from which decision, through which reclassifier).
+    """
+
+    __tablename__ = "policyzones_asset_label_event"
+
+    id: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(20), nullable=False)
+    name: Mapped[str] = mapped_column(String(INPUT_LEN), nullable=False)
+    categories: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    consented: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    aggregated: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    origins: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    reclassified_by: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    dag_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    task_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    run_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    map_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    try_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    zone: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    decision_id: Mapped[int] = mapped_column(_PK, nullable=False)
+    """The decision of the writing try: its recorded inputs are where these labels came from."""
+    reclassifier: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    policy_version: Mapped[str] = mapped_column(String(POLICY_VERSION_LEN), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "decision_id", "namespace", "name", name="policyzones_asset_label_event_decision_output_uq"
+        ),
+        Index("idx_policyzones_asset_label_event_asset", "namespace", "name", "recorded_at"),
+    )
+
+
+class PolicyZonesAssetLabels(Base):
+    """The propagated labels of one asset now: the union of every event recorded for it.
+
+    A summary of the history kept up to date on every write, so a decision reads one row per
+    input instead of the asset's whole history. Union, not "latest": a table written by several
+    tasks holds all their rows, so its restrictions are those of every writer.
+    """
+
+    __tablename__ = "policyzones_asset_labels"
+
+    id: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(20), nullable=False)
+    name: Mapped[str] = mapped_column(String(INPUT_LEN), nullable=False)
+    categories: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    consented: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    aggregated: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    origins: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    reclassified_by: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    event_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+    __table_args__ = (UniqueConstraint("namespace", "name", name="policyzones_asset_labels_asset_uq"),)
+
+
+class PolicyZonesReclassification(Base):
+    """One run of a reclassifier: which try changed which labels of which outputs, and how."""
+
+    __tablename__ = "policyzones_reclassification"
+
+    id: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    reclassifier: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    zone: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    dag_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    task_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    run_id: Mapped[str] = mapped_column(String(ID_LEN), nullable=False)
+    map_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    try_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    decision_id: Mapped[int] = mapped_column(_PK, nullable=False)
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    labels_before: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    labels_after: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    policy_version: Mapped[str] = mapped_column(String(POLICY_VERSION_LEN), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("decision_id", name="policyzones_reclassification_decision_uq"),
+        Index("idx_policyzones_reclassification_recorded_at", "recorded_at"),
+    )
+
+
 def table_names() -> frozenset[str]:
     """Every table the provider owns (without the Alembic version table)."""
     return frozenset(table.name for table in policyzones_metadata.sorted_tables)

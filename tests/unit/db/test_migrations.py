@@ -22,7 +22,13 @@ from tests.support.airflow_db import backend_params, postgres_database
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"policyzones_decision", "policyzones_decision_input", "policyzones_violation"}
+FIRST_REVISION = "5c3f0a9d2b71"
+FIRST_TABLES = {"policyzones_decision", "policyzones_decision_input", "policyzones_violation"}
+TABLES = FIRST_TABLES | {
+    "policyzones_asset_label_event",
+    "policyzones_asset_labels",
+    "policyzones_reclassification",
+}
 INDEXES = {
     "policyzones_decision": {
         "idx_policyzones_decision_decided_at": ["decided_at"],
@@ -153,6 +159,15 @@ def test_db_migrate_creates_upgrades_and_downgrades_the_tables(database_url: str
     airflow(database_url, home, "db", "migrate")  # again: nothing to do
     assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
 
+    # A deployment on the first release upgrades to the lineage tables.
+    downgrade = ("db-manager", "downgrade", DB_MANAGER, "--yes")
+    manager = {"AIRFLOW__DATABASE__EXTERNAL_DB_MANAGERS": DB_MANAGER}
+    airflow(database_url, home, *downgrade, "--to-revision", FIRST_REVISION, **manager)
+    assert ours(database_url) == (FIRST_TABLES | {VERSION_TABLE}, [FIRST_REVISION])
+    airflow(database_url, home, "db", "migrate")
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
+    assert schema_problems(database_url) == []
+
     # `airflow db-manager` only runs managers listed in [database] external_db_managers.
     airflow(
         database_url,
@@ -170,7 +185,9 @@ def test_db_migrate_creates_upgrades_and_downgrades_the_tables(database_url: str
 def test_migration_files_create_the_same_schema_as_the_orm(database_url: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
     result = airflow(database_url, home, "db", "migrate", "--use-migration-files")
-    assert "Running upgrade  -> " + HEAD_REVISION in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Running upgrade  -> " + FIRST_REVISION in output
+    assert f"Running upgrade {FIRST_REVISION} -> {HEAD_REVISION}" in output
     assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
     assert schema_problems(database_url) == []
 
