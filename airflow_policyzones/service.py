@@ -38,6 +38,7 @@ from airflow_policyzones.policy.engine import (
     PolicyEngine,
     TaskContext,
 )
+from airflow_policyzones.propagation import with_propagated
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -98,7 +99,7 @@ def decide_and_record(
     moment = now or datetime.now(timezone.utc)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    labeled = engine.label(_refs(request.inputs))
+    labeled = with_propagated(session, engine, engine.label(_refs(request.inputs)))
     decision = engine.decide(
         task=_task_context(session, identity),
         zone=request.zone,

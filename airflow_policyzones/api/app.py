@@ -23,10 +23,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from airflow_policyzones import __version__
 from airflow_policyzones.api.auth import WorkerAuth, WorkerClaims
 from airflow_policyzones.api.read_routes import read_router
-from airflow_policyzones.api.schema import API_VERSION, DECISIONS_PATH, DecisionRequest, DecisionResponse
+from airflow_policyzones.api.schema import (
+    API_VERSION,
+    DECISIONS_PATH,
+    OUTPUTS_PATH,
+    DecisionRequest,
+    DecisionResponse,
+    OutputsRequest,
+    OutputsResponse,
+    TaskInstanceIdentity,
+)
 from airflow_policyzones.api.tokens import ti_claim
 from airflow_policyzones.config import get_engine
 from airflow_policyzones.policy import PolicyEngine, PolicyError
+from airflow_policyzones.propagation import OutputsRefused, record_outputs
 from airflow_policyzones.service import DecisionRefused, decide_and_record
 from airflow_policyzones.ui.pages import UI_PREFIX, page_http_error, static_files, ui_router
 
@@ -35,7 +45,18 @@ URL_PREFIX = "/policyzones"
 API_PREFIX = f"/api/{API_VERSION}"
 
 _decisions_route = DECISIONS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
+_outputs_route = OUTPUTS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
 WorkerClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=DECISIONS_PATH))]
+OutputsClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=OUTPUTS_PATH))]
+
+
+def _check_try(claims: WorkerClaims, identity: TaskInstanceIdentity) -> None:
+    if claims.ti != ti_claim(identity):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"Forbidden: the token is for task-instance try {claims.ti}, the request names "
+            f"{ti_claim(identity)}",
+        )
 
 
 def _engine() -> PolicyEngine:
@@ -50,16 +71,21 @@ def _engine() -> PolicyEngine:
 
 def _decide(body: DecisionRequest, claims: WorkerClaimsDep, session: SessionDep) -> DecisionResponse:
     """Decide one task-instance try for the worker the token was signed for, and record it."""
-    if claims.ti != ti_claim(body.task):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"Forbidden: the token is for task-instance try {claims.ti}, the request names "
-            f"{ti_claim(body.task)}",
-        )
+    _check_try(claims, body.task)
     engine = _engine()
     try:
         return decide_and_record(session=session, engine=engine, request=body, source="api")
     except DecisionRefused as error:
+        raise HTTPException(error.status_code, str(error)) from None
+
+
+def _outputs(body: OutputsRequest, claims: OutputsClaimsDep, session: SessionDep) -> OutputsResponse:
+    """Record what a succeeded try wrote; its labels come from the try's recorded decision."""
+    _check_try(claims, body.task)
+    engine = _engine()
+    try:
+        return record_outputs(session=session, engine=engine, request=body)
+    except OutputsRefused as error:
         raise HTTPException(error.status_code, str(error)) from None
 
 
@@ -88,6 +114,19 @@ def create_app() -> FastAPI:
             404: {"description": "No such task instance"},
             409: {"description": "The task instance is at another try"},
             503: {"description": "The policy is missing or invalid: the worker fails closed"},
+        },
+    )
+    router.add_api_route(
+        _outputs_route,
+        _outputs,
+        methods=["POST"],
+        response_model=OutputsResponse,
+        summary="Record what a succeeded try wrote, and propagate labels to it (worker token required)",
+        responses={
+            401: {"description": "No token"},
+            403: {"description": "Token invalid, expired, or for another endpoint or try"},
+            409: {"description": "The try has no decision, or was denied"},
+            503: {"description": "The policy is missing or invalid"},
         },
     )
     router.add_api_route("/health", _health, methods=["GET"], summary="Liveness and policy status")

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 API_VERSION = "v1"
 DECISIONS_PATH = f"/policyzones/api/{API_VERSION}/decisions"
 """Path of the worker-only endpoint, below the api-server's base URL."""
+OUTPUTS_PATH = f"/policyzones/api/{API_VERSION}/outputs"
+"""Path of the worker-only endpoint a try reports what it wrote to, after it succeeded."""
 
 MAX_INPUTS = 1_000
 
@@ -70,3 +72,29 @@ class DecisionResponse(_Strict):
     findings: list[FindingModel]
     already_recorded: bool = False
     """True when this try had been decided before (a retried request, a resumed deferral)."""
+
+
+class OutputsRequest(_Strict):
+    """What a worker sends after a task body succeeded: the data it wrote (outlets, SQL targets)."""
+
+    task: TaskInstanceIdentity
+    outputs: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
+
+
+class OutputLabels(_Strict):
+    namespace: Literal["asset", "table"]
+    name: str
+    categories: list[str]
+    consented: list[str]
+    aggregated: bool
+    origins: list[str]
+    reclassified_by: list[str]
+
+
+class OutputsResponse(_Strict):
+    """The labels each output now carries from this try (the asset's own labels are their union)."""
+
+    decision_id: int
+    reclassifier: str | None
+    outputs: list[OutputLabels]
+    already_recorded: bool = False

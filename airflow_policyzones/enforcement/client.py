@@ -22,7 +22,15 @@ import httpx
 from pydantic import ValidationError
 
 from airflow_policyzones import __version__
-from airflow_policyzones.api.schema import DECISIONS_PATH, DecisionRequest, DecisionResponse
+from airflow_policyzones.api.schema import (
+    DECISIONS_PATH,
+    OUTPUTS_PATH,
+    DecisionRequest,
+    DecisionResponse,
+    OutputsRequest,
+    OutputsResponse,
+    TaskInstanceIdentity,
+)
 from airflow_policyzones.enforcement.errors import DecisionUnavailable
 from airflow_policyzones.enforcement.settings import EnforcementSettings
 
@@ -60,27 +68,43 @@ class DecisionClient:
 
     def decide(self, request: DecisionRequest) -> DecisionResponse:
         """The verified decision for ``request``; raises :class:`DecisionUnavailable` otherwise."""
+        response = self._post(DECISIONS_PATH, body=request.model_dump_json().encode(), identity=request.task)
+        return verify_response(request, response=_parse(response))
+
+    def record_outputs(self, request: OutputsRequest) -> OutputsResponse:
+        """Report what a succeeded try wrote; raises :class:`DecisionUnavailable` if not recorded."""
+        response = self._post(OUTPUTS_PATH, body=request.model_dump_json().encode(), identity=request.task)
+        try:
+            return OutputsResponse.model_validate_json(response.content)
+        except ValidationError as error:
+            raise DecisionUnavailable(
+                "the decision service answered the outputs report with something else",
+                detail=_snippet(response.text),
+            ) from error
+
+    def _post(self, path: str, *, body: bytes, identity: TaskInstanceIdentity) -> httpx.Response:
+        """POST with a fresh worker token per attempt, retrying what may pass; 200 or raise."""
+        url = self.api_url.rstrip("/") + path
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": f"airflow-policyzones/{__version__}",
         }
-        body = request.model_dump_json().encode()
         attempts = self.retries + 1
         # trust_env=False: proxy and CA settings from the environment are ignored, since a DAG
         # file can set os.environ on the worker and must not be able to route the check elsewhere.
         # verify only for https: building the CA context costs ~15 ms per task process otherwise.
-        verify = self.url.startswith("https://")
+        verify = url.startswith("https://")
         with httpx.Client(
             timeout=self.timeout, trust_env=False, follow_redirects=False, verify=verify
         ) as client:
             for attempt in range(1, attempts + 1):
                 # A fresh short-lived token per attempt: retries can outlast token_valid_for.
-                headers["Authorization"] = f"Bearer {self._token(request)}"
+                headers["Authorization"] = f"Bearer {self._token(identity, path)}"
                 try:
-                    response = client.post(self.url, content=body, headers=headers)
+                    response = client.post(url, content=body, headers=headers)
                 except _RETRYABLE_ERRORS as error:
-                    cause = _describe_error(error, self.url, self.timeout)
+                    cause = _describe_error(error, url, self.timeout)
                     if attempt < attempts:
                         self._wait(attempt, cause, retry_after=None)
                         continue
@@ -92,7 +116,7 @@ class DecisionClient:
                     ) from error
                 except httpx.HTTPError as error:  # e.g. an unsupported URL scheme: retrying cannot help
                     raise DecisionUnavailable(
-                        f"request to {self.url} failed: {type(error).__name__}: {error}",
+                        f"request to {url} failed: {type(error).__name__}: {error}",
                         hint="Check [policyzones] api_url.",
                     ) from error
                 if response.status_code >= 500 or response.status_code == 429:
@@ -104,14 +128,14 @@ class DecisionClient:
                     raise _status_error(response, attempts)
                 if response.status_code != 200:
                     raise _status_error(response, attempt)
-                return verify_response(request, response=_parse(response))
+                return response
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _token(self, request: DecisionRequest) -> str:
+    def _token(self, identity: TaskInstanceIdentity, path: str) -> str:
         from airflow_policyzones.api.tokens import sign_worker_token
 
         try:
-            return sign_worker_token(identity=request.task, valid_for=self.token_valid_for)
+            return sign_worker_token(identity=identity, valid_for=self.token_valid_for, method=path)
         except Exception as error:
             raise DecisionUnavailable(
                 "cannot sign the worker token", detail=f"{type(error).__name__}: {error}"

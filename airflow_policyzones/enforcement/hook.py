@@ -31,6 +31,8 @@ from airflow_policyzones.api.schema import (
     DecisionRequest,
     DecisionResponse,
     InputSpec,
+    OutputsRequest,
+    OutputsResponse,
     TaskInstanceIdentity,
 )
 from airflow_policyzones.enforcement.errors import DecisionUnavailable, UncheckableTask, ZoneViolation
@@ -166,7 +168,75 @@ def enforce(
     request = build_request(task=task, ti=context["ti"], task_zone=task_zone)
     response = obtain_decision(request, settings=settings)
     act_on(request, response=response, elapsed=time.perf_counter() - started)
+    _report_outputs_after_success(task, request=request, settings=settings)
     return response
+
+
+# --- after the body: what the try wrote -------------------------------------------------------------
+
+
+def declared_outputs(task: Any) -> list[InputSpec]:
+    """The try's outputs: its outlets that are Assets (other outlets name no checkable data)."""
+    from airflow.sdk import Asset
+
+    from airflow_policyzones.zones import _flatten
+
+    return list(
+        {
+            (spec := InputSpec(namespace="asset", name=outlet.uri)).name: spec
+            for outlet in _flatten(getattr(task, "outlets", None) or ())
+            if isinstance(outlet, Asset)
+        }.values()
+    )
+
+
+def _report_outputs_after_success(
+    task: Any, *, request: DecisionRequest, settings: EnforcementSettings
+) -> None:
+    """Chain a post-execute step that reports the outputs before the try is marked successful.
+
+    It runs after the body and before Airflow records success (and emits asset events), so a
+    downstream task never reads an output whose labels are not recorded yet; if the report
+    fails, the try fails and is retried, rather than leaving unlabeled data behind.
+    """
+    outputs = declared_outputs(task)
+    if not outputs:
+        return
+    previous = getattr(task, "_post_execute_hook", None)
+    report = OutputsRequest(task=request.task, outputs=outputs)
+
+    def policyzones_post_execute(context: Any, result: Any = None) -> Any:
+        response = obtain_outputs_record(report, settings=settings)
+        log.info(
+            "policyzones: %s.%s wrote %s; labels recorded%s",
+            report.task.dag_id,
+            report.task.task_id,
+            ", ".join(item.name for item in response.outputs),
+            f" (reclassified by {response.reclassifier})" if response.reclassifier else "",
+        )
+        return previous(context, result) if previous is not None else None
+
+    task._post_execute_hook = policyzones_post_execute
+
+
+def obtain_outputs_record(request: OutputsRequest, *, settings: EnforcementSettings) -> OutputsResponse:
+    """Record the outputs: in process when the ORM is open here (``dag.test()``), else over HTTP."""
+    if not orm_available():
+        from airflow_policyzones.enforcement.client import DecisionClient
+
+        return DecisionClient.from_settings(settings).record_outputs(request)
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.config import get_engine
+    from airflow_policyzones.propagation import record_outputs
+
+    try:
+        with create_session() as session:
+            return record_outputs(session=session, engine=get_engine(settings.policy_file), request=request)
+    except Exception as error:
+        raise DecisionUnavailable(
+            "recording the outputs' labels failed", detail=f"{type(error).__name__}: {error}"
+        ) from error
 
 
 def build_request(*, task: Any, ti: Any, task_zone: str | None = None) -> DecisionRequest:

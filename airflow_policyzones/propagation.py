@@ -1,0 +1,296 @@
+"""Label propagation at run time: restrictions travel with the data (issue 5, DESIGN.md).
+
+After a try succeeds, the worker reports what it wrote; the server gives each output the labels
+of what the try read — the effective labels recorded with its decision — plus the try's zone as
+origin, or, for the policy's reclassifier task, the labels the policy declares
+(:mod:`airflow_policyzones.policy.lineage` has the rules). Every write is appended to the
+history; a summary row per asset (the union of its history) is what later decisions read, one
+indexed row per input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from airflow_policyzones.api.schema import OutputLabels, OutputsRequest, OutputsResponse
+from airflow_policyzones.db.models import (
+    PolicyZonesAssetLabelEvent,
+    PolicyZonesAssetLabels,
+    PolicyZonesDecision,
+    PolicyZonesDecisionInput,
+    PolicyZonesReclassification,
+)
+from airflow_policyzones.policy import PolicyEngine
+from airflow_policyzones.policy.engine import AssetLabels, InputRef, LabeledInput
+from airflow_policyzones.policy.lineage import (
+    ReclassifierSpec,
+    effective_labels,
+    output_labels,
+    reclassify,
+    union_labels,
+)
+
+
+class OutputsRefused(Exception):
+    """The outputs of this try cannot be recorded (see ``status_code`` for the HTTP answer)."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def with_propagated(
+    session: Session, engine: PolicyEngine, labeled: Sequence[LabeledInput]
+) -> list[LabeledInput]:
+    """Inputs with their effective labels: catalog labels united with propagated ones (one query)."""
+    if not labeled:
+        return []
+    keys = [(item.ref.namespace, item.ref.name) for item in labeled]
+    rows = session.scalars(
+        select(PolicyZonesAssetLabels).where(
+            tuple_(PolicyZonesAssetLabels.namespace, PolicyZonesAssetLabels.name).in_(keys)
+        )
+    )
+    propagated = {(row.namespace, row.name): _labels(row) for row in rows}
+    if not propagated:
+        return list(labeled)
+    zones = engine.reclassifier_zones
+    return [
+        LabeledInput(
+            item.ref,
+            effective_labels(
+                catalog=item.labels,
+                propagated=propagated.get((item.ref.namespace, item.ref.name)),
+                reclassifier_zones=zones,
+            ),
+        )
+        for item in labeled
+    ]
+
+
+def record_outputs(
+    *, session: Session, engine: PolicyEngine, request: OutputsRequest, now: datetime | None = None
+) -> OutputsResponse:
+    """Record what a succeeded try wrote and the labels it gave it; idempotent per try.
+
+    The labels come from the try's recorded decision (its inputs' effective labels and zone),
+    never from the request: a worker names its outputs, not their labels.
+    """
+    identity = request.task
+    decision = session.scalars(
+        select(PolicyZonesDecision).where(
+            PolicyZonesDecision.dag_id == identity.dag_id,
+            PolicyZonesDecision.task_id == identity.task_id,
+            PolicyZonesDecision.run_id == identity.run_id,
+            PolicyZonesDecision.map_index == identity.map_index,
+            PolicyZonesDecision.try_number == identity.try_number,
+        )
+    ).one_or_none()
+    if decision is None:
+        raise OutputsRefused(
+            "no decision was recorded for this try, so what it read is unknown: outputs are only "
+            "recorded for tries that were checked before they ran",
+            status_code=409,
+        )
+    if not decision.allowed and decision.mode == "enforce":
+        raise OutputsRefused("this try was denied and cannot have written anything", status_code=409)
+    moment = now or datetime.now(timezone.utc)
+    outputs = list(dict.fromkeys(_ref(spec.namespace, spec.name) for spec in request.outputs))
+    existing = _events_of(session, decision.id)
+    if existing:
+        return _response(decision.id, existing, already_recorded=True)
+    inputs = _decision_inputs(decision)
+    zones = engine.reclassifier_zones
+    name = engine.reclassifier_for(dag_id=decision.dag_id, task_id=decision.task_id)
+    spec = ReclassifierSpec.from_policy(policy=engine.loaded.policy, name=name) if name else None
+    if spec is not None and spec.zone != decision.zone:
+        spec = None  # a reclassifier changes labels only in its own zone; the decision said so
+    labels = output_labels(
+        zone=decision.zone,
+        inputs=[item.labels for item in inputs],
+        reclassifier=spec,
+        reclassifier_zones=zones,
+    )
+    for attempt in range(3):
+        events = [
+            _event(decision, ref, labels, reclassifier=name if spec else None, at=moment) for ref in outputs
+        ]
+        try:
+            session.add_all(events)
+            if spec is not None and outputs:
+                session.add(_reclassification(decision, spec, inputs, outputs, zones=zones, at=moment))
+            for ref in outputs:
+                _merge_current(session, ref, labels, zones=zones, at=moment)
+            session.commit()
+            return _response(decision.id, events, already_recorded=False)
+        except IntegrityError:
+            # Another writer created an asset's summary row (or this try's events) meanwhile.
+            session.rollback()
+            decision = session.get_one(PolicyZonesDecision, decision.id)
+            existing = _events_of(session, decision.id)
+            if existing or attempt == 2:
+                if not existing:
+                    raise
+                return _response(decision.id, existing, already_recorded=True)
+    raise AssertionError("unreachable")
+
+
+def _events_of(session: Session, decision_id: int) -> Sequence[PolicyZonesAssetLabelEvent]:
+    return session.scalars(
+        select(PolicyZonesAssetLabelEvent).where(PolicyZonesAssetLabelEvent.decision_id == decision_id)
+    ).all()
+
+
+def _ref(namespace: str, name: str) -> InputRef:
+    return InputRef.asset(name) if namespace == "asset" else InputRef.table(name)
+
+
+def _decision_inputs(decision: PolicyZonesDecision) -> list[LabeledInput]:
+    """The inputs of a decision with the effective labels recorded then (one row per category)."""
+    grouped: dict[int, tuple[PolicyZonesDecisionInput, set[str]]] = {}
+    for row in decision.inputs:
+        _first, categories = grouped.setdefault(row.position, (row, set()))
+        if row.category is not None:
+            categories.add(row.category)
+    return [
+        LabeledInput(
+            _ref(row.namespace, row.name),
+            AssetLabels(
+                categories=frozenset(categories),
+                consented=frozenset(row.consented or ()),
+                aggregated=bool(row.aggregated),
+                origins=frozenset(row.origins or ()),
+                reclassified_by=frozenset(row.reclassified_by or ()),
+            )
+            if row.labeled
+            else None,
+        )
+        for row, categories in grouped.values()
+    ]
+
+
+def _labels(row: PolicyZonesAssetLabels | PolicyZonesAssetLabelEvent) -> AssetLabels:
+    return AssetLabels(
+        categories=frozenset(row.categories),
+        consented=frozenset(row.consented),
+        aggregated=row.aggregated,
+        origins=frozenset(row.origins),
+        reclassified_by=frozenset(row.reclassified_by),
+    )
+
+
+def _columns(labels: AssetLabels) -> dict[str, object]:
+    return {
+        "categories": sorted(labels.categories),
+        "consented": sorted(labels.consented),
+        "aggregated": labels.aggregated,
+        "origins": sorted(labels.origins),
+        "reclassified_by": sorted(labels.reclassified_by),
+    }
+
+
+def _event(
+    decision: PolicyZonesDecision,
+    ref: InputRef,
+    labels: AssetLabels,
+    *,
+    reclassifier: str | None,
+    at: datetime,
+) -> PolicyZonesAssetLabelEvent:
+    return PolicyZonesAssetLabelEvent(
+        namespace=ref.namespace,
+        name=ref.name,
+        **_columns(labels),
+        dag_id=decision.dag_id,
+        task_id=decision.task_id,
+        run_id=decision.run_id,
+        map_index=decision.map_index,
+        try_number=decision.try_number,
+        zone=decision.zone,
+        decision_id=decision.id,
+        reclassifier=reclassifier,
+        policy_version=decision.policy_version,
+        recorded_at=at,
+    )
+
+
+def _reclassification(
+    decision: PolicyZonesDecision,
+    spec: ReclassifierSpec,
+    inputs: Sequence[LabeledInput],
+    outputs: Sequence[InputRef],
+    *,
+    zones: Mapping[str, str],
+    at: datetime,
+) -> PolicyZonesReclassification:
+    record = reclassify(
+        reclassifier=spec,
+        dag_id=decision.dag_id,
+        task_id=decision.task_id,
+        zone=decision.zone,
+        inputs=inputs,
+        outputs=outputs,
+        reclassifier_zones=zones,
+    ).to_dict()
+    return PolicyZonesReclassification(
+        reclassifier=spec.name,
+        zone=spec.zone,
+        dag_id=decision.dag_id,
+        task_id=decision.task_id,
+        run_id=decision.run_id,
+        map_index=decision.map_index,
+        try_number=decision.try_number,
+        decision_id=decision.id,
+        inputs=record["inputs"],
+        outputs=record["outputs"],
+        labels_before=record["before"],
+        labels_after=record["after"],
+        policy_version=decision.policy_version,
+        recorded_at=at,
+    )
+
+
+def _merge_current(
+    session: Session, ref: InputRef, labels: AssetLabels, *, zones: Mapping[str, str], at: datetime
+) -> None:
+    """Fold one write into the asset's summary row, under a row lock (two writers may race)."""
+    row = session.scalars(
+        select(PolicyZonesAssetLabels)
+        .where(PolicyZonesAssetLabels.namespace == ref.namespace, PolicyZonesAssetLabels.name == ref.name)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        session.add(
+            PolicyZonesAssetLabels(
+                namespace=ref.namespace, name=ref.name, **_columns(labels), event_count=1, updated_at=at
+            )
+        )
+        session.flush()
+        return
+    merged = union_labels(_labels(row), labels, reclassifier_zones=zones)
+    for key, value in _columns(merged).items():
+        setattr(row, key, value)
+    row.event_count += 1
+    row.updated_at = at
+
+
+def _response(
+    decision_id: int, events: Sequence[PolicyZonesAssetLabelEvent], *, already_recorded: bool
+) -> OutputsResponse:
+    first = events[0] if events else None
+    return OutputsResponse(
+        decision_id=decision_id,
+        reclassifier=first.reclassifier if first else None,
+        outputs=[
+            OutputLabels.model_validate(
+                {"namespace": event.namespace, "name": event.name, **_columns(_labels(event))}
+            )
+            for event in events
+        ],
+        already_recorded=already_recorded,
+    )
