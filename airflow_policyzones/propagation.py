@@ -73,6 +73,50 @@ def with_propagated(
     ]
 
 
+MAX_PATH_HOPS = 8
+
+
+def explain_derivation(session: Session, ref: InputRef, *, max_hops: int = MAX_PATH_HOPS) -> str | None:
+    """How a derived input came to carry its labels: the chain of writes back to labeled data.
+
+    Follows, from ``ref``, the most recent write recorded for it to the inputs of the try that
+    wrote it, and so on (the first labeled input at each hop), e.g. ``spend_segments (written by
+    ads_spend_segments.segment_spenders in ads_optimization) ← bid_features (written by
+    ads_optimization_daily.build_bid_features in ads_optimization) ← s3://lake/raw/purchases/daily``.
+    ``None`` for an input nothing was propagated to.
+    """
+    steps: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    current: InputRef | None = ref
+    while current is not None and len(steps) <= max_hops:
+        key = (current.namespace, current.name)
+        if key in seen:
+            steps.append(f"{current} (cycle)")
+            break
+        seen.add(key)
+        event = session.scalars(
+            select(PolicyZonesAssetLabelEvent)
+            .where(PolicyZonesAssetLabelEvent.namespace == current.namespace)
+            .where(PolicyZonesAssetLabelEvent.name == current.name)
+            .order_by(PolicyZonesAssetLabelEvent.recorded_at.desc(), PolicyZonesAssetLabelEvent.id.desc())
+            .limit(1)
+        ).first()
+        if event is None:
+            if steps:
+                steps.append(str(current))
+            break
+        steps.append(f"{current} (written by {event.dag_id}.{event.task_id} in {event.zone or 'no zone'})")
+        source = session.scalars(
+            select(PolicyZonesDecisionInput)
+            .where(PolicyZonesDecisionInput.decision_id == event.decision_id)
+            .where(PolicyZonesDecisionInput.labeled.is_(True))
+            .order_by(PolicyZonesDecisionInput.position)
+            .limit(1)
+        ).first()
+        current = None if source is None else _ref(source.namespace, source.name)
+    return " ← ".join(steps) if steps else None
+
+
 def record_outputs(
     *, session: Session, engine: PolicyEngine, request: OutputsRequest, now: datetime | None = None
 ) -> OutputsResponse:

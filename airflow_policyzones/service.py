@@ -7,9 +7,10 @@ taken from the request: the worker runs DAG code and must not choose its own ide
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
@@ -38,7 +39,7 @@ from airflow_policyzones.policy.engine import (
     PolicyEngine,
     TaskContext,
 )
-from airflow_policyzones.propagation import with_propagated
+from airflow_policyzones.propagation import explain_derivation, with_propagated
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -99,14 +100,16 @@ def decide_and_record(
     moment = now or datetime.now(timezone.utc)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    labeled = with_propagated(session, engine, engine.label(_refs(request.inputs)))
+    labeled, undeclared = _labeled_inputs(session, engine, request)
     decision = engine.decide(
         task=_task_context(session, identity),
         zone=request.zone,
         inputs=labeled,
         uncheckable=request.uncheckable,
+        undeclared=undeclared,
         now=moment,
     )
+    decision = _with_derivations(session, decision, refs={item.ref.name: item.ref for item in labeled})
     row = _decision_row(request, decision, labeled, source=source, decided_at=moment)
     row.claims_digest = digest
     try:
@@ -188,6 +191,36 @@ def dag_task_context(
         tags=frozenset(tags),
         owners=frozenset(owner.strip() for owner in (owners or "").split(",") if owner.strip()),
     )
+
+
+def _with_derivations(session: Session, decision: Decision, *, refs: Mapping[str, InputRef]) -> Decision:
+    """Findings on derived data say how the data got its labels (the path back to its source)."""
+    if not decision.findings:
+        return decision
+    findings = []
+    for finding in decision.findings:
+        ref = refs.get(finding.input) if finding.input is not None else None
+        path = explain_derivation(session, ref) if ref is not None else None
+        findings.append(
+            finding
+            if path is None
+            else dataclasses.replace(finding, reason=f"{finding.reason}; derived: {path}")
+        )
+    return dataclasses.replace(decision, findings=tuple(findings))
+
+
+def _labeled_inputs(
+    session: Session, engine: PolicyEngine, request: DecisionRequest
+) -> tuple[list[LabeledInput], list[InputRef]]:
+    """Declared inputs and the tables the SQL reads, with effective labels; and the SQL reads
+    that are neither declared nor labeled by anything (``undeclared_input``)."""
+    declared = _refs(request.inputs)
+    known = set(declared)
+    extra = [ref for ref in _refs(request.sql_reads) if ref not in known]
+    labeled = with_propagated(session, engine, engine.label([*declared, *extra]))
+    undeclared = [item.ref for item in labeled[len(declared) :] if item.labels is None]
+    missing = set(undeclared)
+    return [item for item in labeled if item.ref not in missing], undeclared
 
 
 def _refs(inputs: Sequence[InputSpec]) -> list[InputRef]:

@@ -89,6 +89,7 @@ RuleValue = Literal[
     "not_aggregated",
     "unsanctioned_flow",
     "uncheckable_input",
+    "undeclared_input",
 ]
 
 _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {

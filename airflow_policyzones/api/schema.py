@@ -49,6 +49,9 @@ class DecisionRequest(_Strict):
     inputs: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
     uncheckable: list[str] = Field(default_factory=list, max_length=MAX_INPUTS)
     """Inlets that name no checkable data, described by the worker."""
+    sql_reads: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
+    """Tables the task's rendered SQL reads (SQL operators): checked like inlets when the policy
+    knows them, an ``undeclared_input`` violation when neither an inlet nor the policy does."""
 
 
 class FindingModel(_Strict):

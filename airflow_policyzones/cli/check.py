@@ -5,6 +5,13 @@ The scan returns typed results and prints nothing, so that the text, JSON and SA
 and no metadata database: DAG files are parsed by Airflow's own ``DagBag`` (so ``.airflowignore``,
 safe mode, cluster policies and import errors behave as in the dag-processor), one file at a time
 so that a caller can show progress.
+
+Decisions come from the static flow analysis (:func:`~airflow_policyzones.policy.flows.analyze_flows`)
+over every task of the folder: a task's inputs (Asset inlets) and outputs (Asset outlets) join
+tasks across DAGs, labels propagate from writers to readers (reclassifiers apply the labels the
+policy declares), and each task is decided on its inputs' effective labels (catalog and
+propagated). An input no task of the folder writes keeps its catalog labels, so a task whose
+inputs are all written elsewhere is decided exactly as from the catalog alone.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from airflow_policyzones.policy.engine import (
     Outcome,
     PolicyEngine,
 )
+from airflow_policyzones.policy.flows import FlowFinding, FlowWarning, TaskNode, analyze_flows
 
 ZoneOrigin = Literal["task", "group", "dag", "default", "none", "error"]
 """Where a task's zone came from: its own annotation, a ZoneGroup, the DAG tag, the policy's
@@ -41,10 +49,12 @@ class DagFolderError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CheckedInput:
-    """One declared input with the catalog labels the engine resolved for it."""
+    """One declared input with the effective labels the decision used (catalog and propagated)."""
 
     ref: InputRef
     labels: AssetLabels | None
+    propagated: AssetLabels | None = None
+    """What tasks of the folder that write the input make it carry (``None``: none writes it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,13 @@ class TaskResult:
     uncheckable: tuple[str, ...]
     decision: Decision | None
     error: str | None = None
+    outputs: tuple[InputRef, ...] = ()
+    """The task's Asset outlets: what it writes, for the flow analysis."""
+    reclassifier: str | None = None
+    """The policy reclassifier this task is, if any."""
+    flows: tuple[FlowFinding, ...] = ()
+    """One per finding of ``decision``, in the same order: its :attr:`FlowFinding.paths` say
+    where the offending labels come from."""
 
     @property
     def key(self) -> str:
@@ -116,6 +133,7 @@ class Counts:
     not_checked: int
     dag_problems: int
     import_errors: int
+    flow_warnings: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,12 @@ class CheckResult:
     dag_problems: tuple[DagProblem, ...] = field(default=())
     import_errors: tuple[ImportFailure, ...] = field(default=())
     seconds: float = 0.0
+    flow_warnings: tuple[FlowWarning, ...] = field(default=())
+    """Legal but suspicious flows (an asset written in several zones, a misplaced reclassifier)."""
+    parse_seconds: float = 0.0
+    """Of ``seconds``, the time Airflow's ``DagBag`` spent parsing the files."""
+    flow_seconds: float = 0.0
+    """Of ``seconds``, the time the flow analysis and the decisions took."""
 
     @property
     def counts(self) -> Counts:
@@ -145,6 +169,7 @@ class CheckResult:
             not_checked=outcomes.count(None),
             dag_problems=len(self.dag_problems),
             import_errors=len(self.import_errors),
+            flow_warnings=len(self.flow_warnings),
         )
 
     @property
@@ -193,16 +218,21 @@ def check_dag_folder(
     bag._log = logging.getLogger("airflow.dag_processing.dagbag")
 
     tasks: list[TaskResult] = []
+    nodes: list[TaskNode | None] = []
     problems: list[DagProblem] = []
     failures: list[ImportFailure] = []
     dag_count = 0
     sources: dict[str, list[str]] = {}
+    safe_mode = _safe_mode()
+    parse_seconds = 0.0
     with _quiet(), _on_sys_path(folder), parse_time_validation_suspended():
         for index, path in enumerate(files):
             if on_file is not None:
                 on_file(index, len(files), relative[index])
             known_errors = set(bag.import_errors)
-            dags = bag.process_file(path, only_if_updated=False, safe_mode=_safe_mode())
+            parse_started = time.perf_counter()
+            dags = bag.process_file(path, only_if_updated=False, safe_mode=safe_mode)
+            parse_seconds += time.perf_counter() - parse_started
             for error_file in sorted(set(bag.import_errors) - known_errors):
                 failures.append(_import_failure(error_file, bag.import_errors[error_file], folder))
             for dag in sorted(dags, key=lambda dag: str(dag.dag_id)):
@@ -211,30 +241,94 @@ def check_dag_folder(
                 if file not in sources:
                     sources[file] = _read_lines(folder / file)
                 lines = sources[file]
-                dag_tasks, problem = _check_dag(engine, dag, folder, file, lines)
-                tasks.extend(dag_tasks)
+                problem = _collect_dag(engine, dag, folder, file, lines, tasks, nodes)
                 if problem is not None:
                     problems.append(problem)
     if on_file is not None:
         on_file(len(files), len(files), "")
+    flow_started = time.perf_counter()
+    decided, warnings = _decide(engine, tasks, nodes)
+    flow_seconds = time.perf_counter() - flow_started
     return CheckResult(
         engine=engine,
         dag_folder=folder,
         files=relative,
         dags=dag_count,
-        tasks=tuple(tasks),
+        tasks=decided,
         dag_problems=tuple(problems),
         import_errors=tuple(sorted(failures, key=lambda failure: failure.file)),
         seconds=time.perf_counter() - started,
+        flow_warnings=warnings,
+        parse_seconds=parse_seconds,
+        flow_seconds=flow_seconds,
     )
 
 
-def _check_dag(
-    engine: PolicyEngine, dag: Any, folder: Path, file: str, lines: Sequence[str]
-) -> tuple[list[TaskResult], DagProblem | None]:
+def _decide(
+    engine: PolicyEngine, tasks: Sequence[TaskResult], nodes: Sequence[TaskNode | None]
+) -> tuple[tuple[TaskResult, ...], tuple[FlowWarning, ...]]:
+    """Decide every task through the flow analysis; tasks without a node (a zone annotation
+    that could not be read) stay undecided and take no part in the flows."""
+    graph = [node for node in nodes if node is not None]
+    report = analyze_flows(engine=engine, tasks=graph)
+    decided: list[TaskResult] = []
+    position = 0  # in graph / report.decisions
+    cursor = 0  # in report.findings: one per finding of each decision, in task order
+    labels = report.labels
+    propagated = report.propagated
+    for task, node in zip(tasks, nodes, strict=True):
+        if node is None:
+            decided.append(task)
+            continue
+        decision = report.decisions[position]
+        position += 1
+        count = len(decision.findings)
+        flows = report.findings[cursor : cursor + count]
+        cursor += count
+        decided.append(
+            _with_decision(
+                task,
+                decision,
+                tuple(CheckedInput(ref, labels.get(ref), propagated.get(ref)) for ref in node.inputs),
+                flows,
+            )
+        )
+    return tuple(decided), report.warnings
+
+
+def _with_decision(
+    task: TaskResult, decision: Decision, inputs: tuple[CheckedInput, ...], flows: tuple[FlowFinding, ...]
+) -> TaskResult:
+    return TaskResult(
+        dag_id=task.dag_id,
+        task_id=task.task_id,
+        file=task.file,
+        line=task.line,
+        zone=task.zone,
+        zone_origin=task.zone_origin,
+        mapped=task.mapped,
+        inputs=inputs,
+        uncheckable=task.uncheckable,
+        decision=decision,
+        error=task.error,
+        outputs=task.outputs,
+        reclassifier=task.reclassifier,
+        flows=flows,
+    )
+
+
+def _collect_dag(
+    engine: PolicyEngine,
+    dag: Any,
+    folder: Path,
+    file: str,
+    lines: Sequence[str],
+    results: list[TaskResult],
+    nodes: list[TaskNode | None],
+) -> DagProblem | None:
+    """Append one undecided result and one flow node (``None``: not checked) per task of ``dag``."""
     from airflow_policyzones.zones import ZoneAnnotationError, declared_inputs, task_context, zone_of
 
-    results: list[TaskResult] = []
     errors: dict[str, list[str]] = {}
     for task in sorted(dag.tasks, key=lambda task: str(task.task_id)):
         line = task_line(lines, task_id=task.task_id, label=getattr(task, "label", None))
@@ -258,13 +352,12 @@ def _check_dag(
                     error=str(error),
                 )
             )
+            nodes.append(None)
             continue
         declared = declared_inputs(task)
+        outputs = declared_outputs(task)
         identity = task_context(task, dag_folder=folder)
-        labeled = engine.label(declared.inputs)
-        decision = engine.decide(
-            task=identity, zone=assignment.zone, inputs=labeled, uncheckable=declared.problems
-        )
+        reclassifier = engine.reclassifier_for(dag_id=identity.dag_id, task_id=identity.task_id)
         origin: ZoneOrigin = assignment.source
         zone = engine.effective_zone(assignment.zone)
         if assignment.zone is None and zone is not None:
@@ -278,17 +371,48 @@ def _check_dag(
                 zone=zone,
                 zone_origin=origin,
                 mapped=mapped,
-                inputs=tuple(CheckedInput(item.ref, item.labels) for item in labeled),
+                inputs=(),
                 uncheckable=declared.problems,
-                decision=decision,
+                decision=None,
+                outputs=outputs,
+                reclassifier=reclassifier,
             )
         )
-    problem = None
-    if errors:
-        message = "; ".join(errors)
-        affected = tuple(task_id for task_ids in errors.values() for task_id in task_ids)
-        problem = DagProblem(dag.dag_id, file, dag_line(lines, dag_id=dag.dag_id), message, affected)
-    return results, problem
+        nodes.append(
+            TaskNode(
+                task=identity,
+                zone=assignment.zone,
+                inputs=declared.inputs,
+                outputs=outputs,
+                reclassifier=reclassifier,
+                uncheckable=declared.problems,
+            )
+        )
+    if not errors:
+        return None
+    message = "; ".join(errors)
+    affected = tuple(task_id for task_ids in errors.values() for task_id in task_ids)
+    return DagProblem(dag.dag_id, file, dag_line(lines, dag_id=dag.dag_id), message, affected)
+
+
+def declared_outputs(task: Any) -> tuple[InputRef, ...]:
+    """The task's Asset outlets, each once. Other outlets (an AssetAlias resolved at run time)
+    name nothing the static check can follow; at run time the outputs are what the task reports."""
+    from airflow.sdk import Asset
+
+    outputs: dict[InputRef, None] = {}
+    for outlet in _flatten(getattr(task, "outlets", None) or ()):
+        if isinstance(outlet, Asset):
+            outputs.setdefault(InputRef.asset(outlet.uri), None)
+    return tuple(outputs)
+
+
+def _flatten(items: Any) -> Iterator[Any]:
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flatten(item)
+        else:
+            yield item
 
 
 # --- locations ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``policyzones``: validate a policy, explain one decision, check a DAG folder.
+"""``policyzones``: validate a policy, explain one decision, check a DAG folder, simulate a policy.
 
 Exit codes are the contract CI relies on:
 
@@ -7,7 +7,8 @@ Exit codes are the contract CI relies on:
 * 2: the policy is invalid, or the command line is (a missing DAG folder, an unknown option).
 
 ``validate`` and ``explain`` never import Airflow; ``check`` parses DAG files with Airflow's own
-``DagBag`` and needs neither an Airflow server nor a metadata database.
+``DagBag`` and needs neither an Airflow server nor a metadata database. ``audit`` and ``simulate``
+read (never write) the metadata database Airflow is configured with.
 """
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ EXIT_INTERRUPTED = 130
 
 PROGRESS_MIN_FILES = 10
 """Show a progress bar (on a terminal) only when parsing takes long enough to wonder."""
+PROGRESS_MIN_DECISIONS = 5_000
+"""The same for ``simulate``: replaying fewer decisions takes about a second."""
+
+SIMULATE_DESCRIPTION = """\
+Replay the decisions recorded in Airflow's metadata database since WHEN under NEW_POLICY, and
+report what it would newly block (recorded allow, dry_run or exempted; now deny) and newly allow
+(recorded deny; now allow, dry_run or exempted), per zone and per DAG, with examples.
+
+Replay means: each recorded decision (one per task-instance try) is made again by the new
+policy's engine from what was recorded: its inputs (names only; their labels come from the new
+policy's catalog, joined with the current propagated labels of policyzones_asset_labels when that
+table exists), the inlets that named no data as far as the recorded decision reported them, and
+the recorded zone (a zone that came from the old policy's default_zone follows the new policy's).
+Zone membership is judged on the DAG's tags, owners and file in the dag table now; exemptions at
+the time of the recorded decision. Labels are not re-propagated under the new policy.
+
+Nothing is written. Run it where the scheduler or api-server runs (it reads the metadata
+database Airflow is configured with). Exit 0 when the replay ran, whatever it found; 2 for an
+invalid policy or bad arguments."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,6 +166,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("text", "json"), default="text", help="report format (default: text)"
     )
     audit.set_defaults(run=_run_audit)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="what a new policy would newly block and allow, replayed over recorded decisions",
+        description=SIMULATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.add_argument("policy", metavar="NEW_POLICY", help="the new policy file (YAML)")
+    simulate.add_argument(
+        "--since",
+        default="30d",
+        metavar="WHEN",
+        help="replay decisions recorded since WHEN: a duration such as 30d or 12h, or an ISO date or "
+        "date-time (UTC if no offset); default: 30d",
+    )
+    simulate.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format (default: text)"
+    )
+    simulate.add_argument(
+        "--examples",
+        type=int,
+        default=3,
+        metavar="N",
+        help="examples listed per zone and DAG in the text report (default: 3; JSON lists all)",
+    )
+    simulate.set_defaults(run=_run_simulate)
     return parser
 
 
@@ -275,23 +321,75 @@ def _run_audit(args: argparse.Namespace) -> int:
     return EXIT_VIOLATIONS if tries else EXIT_OK
 
 
-class _ProgressBar:
-    """A transient progress bar on stderr, shown only on a terminal and for folders with many files."""
+def _run_simulate(args: argparse.Namespace) -> int:
+    from airflow_policyzones.audit import parse_since
 
-    def __init__(self, stream: IO[str]) -> None:
+    loaded = _load(args.policy)
+    if loaded is None:
+        return EXIT_USAGE
+    engine = PolicyEngine(loaded)
+    since = parse_since(args.since)
+    if since is None:
+        print(
+            f"policyzones simulate: error: --since {args.since!r} is neither an ISO date/date-time nor a "
+            "duration such as 30d or 12h",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.examples < 0:
+        print("policyzones simulate: error: --examples must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
+
+    from airflow.utils.session import create_session
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from airflow_policyzones.cli.simulate import dumps, render_text, simulate, to_json
+
+    progress = _ProgressBar(sys.stderr, label="replaying decisions", minimum=PROGRESS_MIN_DECISIONS)
+    try:
+        with create_session() as session:
+            try:
+                result = simulate(session=session, engine=engine, since=since, on_progress=progress)
+            finally:
+                session.rollback()  # read-only: nothing to keep, whatever happened
+    except SQLAlchemyError as error:
+        reason = str(error).splitlines()[0]
+        print(
+            "policyzones simulate: error: cannot read the recorded decisions from Airflow's metadata "
+            f"database ({reason}); run it where the scheduler or api-server runs, after `airflow db migrate`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    finally:
+        progress.close()
+    if args.format == "json":
+        sys.stdout.write(dumps(to_json(result)))
+    else:
+        sys.stdout.write(render_text(result, examples=args.examples))
+    return EXIT_OK
+
+
+class _ProgressBar:
+    """A transient progress bar on stderr, shown only on a terminal and for long runs."""
+
+    def __init__(
+        self, stream: IO[str], *, label: str = "parsing DAG files", minimum: int = PROGRESS_MIN_FILES
+    ) -> None:
         self._stream = stream
+        self._label = label
+        self._minimum = minimum
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
     def __call__(self, done: int, total: int, file: str) -> None:
         if self._progress is None:
-            if done != 0 or total < PROGRESS_MIN_FILES or not self._stream.isatty():
+            if done != 0 or total < self._minimum or not self._stream.isatty():
                 return
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
-                TextColumn("parsing DAG files"),
+                TextColumn(self._label),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),

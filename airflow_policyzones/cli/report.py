@@ -20,21 +20,30 @@ JSON of ``policyzones check`` (``"format_version": 1``; fields are only ever add
         "zone": str | null,                   # the zone the task runs in
         "zone_origin": "task" | "group" | "dag" | "default" | "none" | "error",
         "outcome": "allow" | "deny" | "dry_run" | "exempted" | null,   # null: not checked
-        "inputs": [{"input": str, "namespace": "asset" | "table", "labels": {…} | null}],
+        "inputs": [{"input": str, "namespace": "asset" | "table",
+                    "labels": {…} | null,      # effective: catalog and propagated
+                    "propagated": {…} | null}],  # what writers in the folder make it carry
+        "outputs": [{"output": str, "namespace": "asset"}],   # Asset outlets
+        "reclassifier": str | null,           # the policy reclassifier this task is
         "uncheckable": [str],
-        "decision": Decision.to_dict() | null,
+        "decision": Decision.to_dict() | null, # each finding also has "paths": [FlowPath.to_dict()]
         "error": str | null                   # why the task was not checked
       }],                                     # sorted by file, dag_id, task_id
       "dag_problems": [{"dag_id", "file", "line", "message", "tasks": [str]}],
-      "import_errors": [{"file", "line", "message", "detail"}]
+      "import_errors": [{"file", "line", "message", "detail"}],
+      "flow_warnings": [FlowWarning.to_dict()]  # assets written in several zones, ...
     }
+
+A finding's ``paths`` say where each offending label fact of its input comes from, source first:
+``{"rule", "fact", "path": "a (catalog) → b (zone: dag.task) → dag.task reads b", "steps": [
+{"asset", "namespace", "kind", "task", "zone"}]}``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +59,7 @@ from airflow_policyzones.policy.engine import (
     Rule,
     TaskContext,
 )
+from airflow_policyzones.policy.flows import FlowFinding, FlowPath, FlowWarning
 from airflow_policyzones.policy.loader import LoadedPolicy
 
 TOOL_NAME = "policyzones"
@@ -99,6 +109,19 @@ RULE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
 
 IMPORT_ERROR_RULE = "dag_import_error"
 ZONE_ANNOTATION_RULE = "zone_annotation_error"
+FLOW_WARNING_RULES: dict[str, tuple[str, str]] = {
+    "written_by_several_zones": (
+        "An asset is written by tasks in several zones.",
+        "The asset carries the union of what each zone writes, so every reader must be allowed to read "
+        "all of it; write one asset per zone.",
+    ),
+    "reclassifier_outside_zone": (
+        "A reclassifier task runs outside the zone the policy gives it.",
+        "Its outputs keep the labels of its inputs instead of the labels the policy declares.",
+    ),
+}
+"""Flow analysis warnings (:class:`~airflow_policyzones.policy.flows.FlowWarning` kinds): SARIF
+results of level ``warning`` that do not fail the check."""
 EXTRA_RULES: dict[str, tuple[str, str]] = {
     IMPORT_ERROR_RULE: (
         "The DAG file failed to import.",
@@ -109,6 +132,7 @@ EXTRA_RULES: dict[str, tuple[str, str]] = {
         "For example two different policyzone: tags on one DAG; the DAG fails to import once the "
         "cluster policy is installed.",
     ),
+    **FLOW_WARNING_RULES,
 }
 
 _ORIGIN_LABELS = {
@@ -250,8 +274,18 @@ def render_text(result: CheckResult) -> str:
                 f"{_outcome_text(task.outcome)}  {task.key}  (zone {task.zone or '-'}{mode})  "
                 f"{task.file}:{task.line}"
             )
-            for finding in decision.findings:
+            for position, finding in enumerate(decision.findings):
                 out.extend(_finding_lines(finding, prefix="  - "))
+                out.extend(_path_lines(_flow_paths(task, position), indent="    "))
+    if result.flow_warnings:
+        locations = _task_locations(result)
+        out.extend(["", "Flow warnings (the check does not fail on them):"])
+        for warning in result.flow_warnings:
+            out.append(f"  {warning.kind}  {warning.message}")
+            out.append(f"    fix: {warning.remediation}")
+            for name in warning.tasks:
+                file, line = locations.get(name, ("?", 1))
+                out.append(f"    {name}  {file}:{line}")
     if result.dag_problems:
         out.extend(["", "DAG problems (the task was not checked):"])
         for problem in result.dag_problems:
@@ -278,6 +312,8 @@ def summary_line(result: CheckResult) -> str:
     text += f"; {_plural(counts.import_errors, 'import error')}"
     if counts.dag_problems:
         text += f", {_plural(counts.dag_problems, 'DAG problem')}"
+    if counts.flow_warnings:
+        text += f", {_plural(counts.flow_warnings, 'flow warning')}"
     return text + (" -> FAILED" if result.failed else " -> OK")
 
 
@@ -313,6 +349,7 @@ def check_json(result: CheckResult) -> dict[str, Any]:
             "not_checked": counts.not_checked,
             "dag_problems": counts.dag_problems,
             "import_errors": counts.import_errors,
+            "flow_warnings": counts.flow_warnings,
         },
         "tasks": [_task_dict(task) for task in result.tasks],
         "dag_problems": [
@@ -329,10 +366,16 @@ def check_json(result: CheckResult) -> dict[str, Any]:
             {"file": failure.file, "line": failure.line, "message": failure.message, "detail": failure.detail}
             for failure in result.import_errors
         ],
+        "flow_warnings": [warning.to_dict() for warning in result.flow_warnings],
     }
 
 
 def _task_dict(task: TaskResult) -> dict[str, Any]:
+    decision: dict[str, Any] | None = None
+    if task.decision is not None:
+        decision = task.decision.to_dict()
+        for position, finding in enumerate(decision["findings"]):
+            finding["paths"] = [path.to_dict() for path in _flow_paths(task, position, only_propagated=False)]
     return {
         "dag_id": task.dag_id,
         "task_id": task.task_id,
@@ -342,9 +385,15 @@ def _task_dict(task: TaskResult) -> dict[str, Any]:
         "zone": task.zone,
         "zone_origin": task.zone_origin,
         "outcome": task.outcome.value if task.outcome is not None else None,
-        "inputs": [_input_dict(item) for item in task.inputs],
+        "inputs": [
+            _input_dict(item)
+            | {"propagated": item.propagated.to_dict() if item.propagated is not None else None}
+            for item in task.inputs
+        ],
+        "outputs": [{"output": ref.name, "namespace": ref.namespace} for ref in task.outputs],
+        "reclassifier": task.reclassifier,
         "uncheckable": list(task.uncheckable),
-        "decision": task.decision.to_dict() if task.decision is not None else None,
+        "decision": decision,
         "error": task.error,
     }
 
@@ -378,13 +427,14 @@ def check_sarif(result: CheckResult) -> dict[str, Any]:
     rule_ids = [*RULE_DESCRIPTIONS, *EXTRA_RULES]
     index = {rule_id: position for position, rule_id in enumerate(rule_ids)}
     descriptions = {**RULE_DESCRIPTIONS, **EXTRA_RULES}
+    locations = _task_locations(result)
     rules = [
         {
             "id": rule_id,
             "name": _camel(rule_id),
             "shortDescription": {"text": descriptions[rule_id][0]},
             "fullDescription": {"text": descriptions[rule_id][1]},
-            "defaultConfiguration": {"level": "error"},
+            "defaultConfiguration": {"level": "warning" if rule_id in FLOW_WARNING_RULES else "error"},
             "properties": {"tags": ["policyzones", "purpose-limitation"]},
         }
         for rule_id in rule_ids
@@ -395,19 +445,28 @@ def check_sarif(result: CheckResult) -> dict[str, Any]:
         if decision is None or decision.outcome not in (Outcome.DENY, Outcome.DRY_RUN):
             continue
         level = "warning" if decision.outcome is Outcome.DRY_RUN else "error"
-        for finding in decision.violations:
+        for position, finding in enumerate(decision.findings):
+            if finding.exempted:
+                continue
             rule_id = finding.rule.value
             prefix = "[dry run: the task runs, the violation is recorded] " if level == "warning" else ""
+            paths = _flow_paths(task, position)
+            via = "".join(f" Path of {path.fact}: {path}." for path in paths)
+            sarif_result: dict[str, Any] = {
+                "ruleId": rule_id,
+                "ruleIndex": index[rule_id],
+                "level": level,
+                "message": {
+                    "text": f"{prefix}{task.key} (zone {decision.zone}): {finding.reason}. "
+                    f"Fix: {finding.remediation}.{via}"
+                },
+                "locations": [_location(task.file, task.line, logical=task.key, kind="function")],
+            }
+            if paths:
+                sarif_result.update(_sarif_flows(task, paths, locations, _location))
             results.append(
-                {
-                    "ruleId": rule_id,
-                    "ruleIndex": index[rule_id],
-                    "level": level,
-                    "message": {
-                        "text": f"{prefix}{task.key} (zone {decision.zone}): {finding.reason}. "
-                        f"Fix: {finding.remediation}."
-                    },
-                    "locations": [_location(task.file, task.line, logical=task.key, kind="function")],
+                sarif_result
+                | {
                     "partialFingerprints": {
                         "policyzones/v1": _fingerprint(
                             task.dag_id, task.task_id, rule_id, finding.input or ""
@@ -423,6 +482,7 @@ def check_sarif(result: CheckResult) -> dict[str, Any]:
                         "rules": [rule.value for rule in finding.rules],
                         "remediation": finding.remediation,
                         "policy_version": decision.policy_version,
+                        "paths": [str(path) for path in paths],
                     },
                 }
             )
@@ -438,6 +498,8 @@ def check_sarif(result: CheckResult) -> dict[str, Any]:
                 "properties": {"dag_id": problem.dag_id, "tasks": list(problem.tasks)},
             }
         )
+    for warning in result.flow_warnings:
+        results.append(_sarif_warning(warning, index[warning.kind], locations, _location))
     for failure in result.import_errors:
         results.append(
             {
@@ -467,6 +529,72 @@ def check_sarif(result: CheckResult) -> dict[str, Any]:
             }
         ],
     }
+
+
+_Locate = Callable[..., dict[str, Any]]
+
+
+def _sarif_flows(
+    task: TaskResult, paths: Sequence[FlowPath], locations: Mapping[str, tuple[str, int]], locate: _Locate
+) -> dict[str, Any]:
+    """``relatedLocations`` (each writing task on the paths, once) and one ``codeFlow`` per path."""
+    related: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    flows: list[dict[str, Any]] = []
+    for path in paths:
+        steps: list[dict[str, Any]] = []
+        for step in path.steps:
+            text = f"{step.asset} ({step.kind}" + (f": {step.task}, zone {step.zone})" if step.task else ")")
+            if step.task is not None and step.task in locations:
+                file, line = locations[step.task]
+                location = locate(file, line, logical=step.task, kind="function")
+                if step.task not in seen:
+                    seen[step.task] = len(related)
+                    related.append(
+                        location
+                        | {"id": len(related), "message": {"text": f"{step.task} writes {step.asset}"}}
+                    )
+            else:
+                location = {}
+            steps.append({"location": location | {"message": {"text": text}}})
+        reader = locate(task.file, task.line, logical=task.key, kind="function")
+        steps.append(
+            {"location": reader | {"message": {"text": f"{path.reader} reads {path.steps[-1].asset}"}}}
+        )
+        flows.append(
+            {"message": {"text": f"{path.rule.value}: {path.fact}"}, "threadFlows": [{"locations": steps}]}
+        )
+    found: dict[str, Any] = {"codeFlows": flows}
+    if related:
+        found["relatedLocations"] = related
+    return found
+
+
+def _sarif_warning(
+    warning: FlowWarning, rule_index: int, locations: Mapping[str, tuple[str, int]], locate: _Locate
+) -> dict[str, Any]:
+    placed = [
+        locate(*locations[name], logical=name, kind="function") for name in warning.tasks if name in locations
+    ]
+    found: dict[str, Any] = {
+        "ruleId": warning.kind,
+        "ruleIndex": rule_index,
+        "level": "warning",
+        "message": {"text": f"{warning.message}. Fix: {warning.remediation}."},
+        "locations": placed[:1],
+        "partialFingerprints": {
+            "policyzones/v1": _fingerprint(
+                warning.kind, warning.asset.name if warning.asset is not None else "", *warning.tasks
+            )
+        },
+        "properties": warning.to_dict(),
+    }
+    if len(placed) > 1:
+        found["relatedLocations"] = [
+            location | {"id": number, "message": {"text": name}}
+            for number, (location, name) in enumerate(zip(placed[1:], warning.tasks[1:], strict=False))
+        ]
+    return found
 
 
 def _sarif_root(dag_folder: Path) -> tuple[Path, str]:
@@ -535,6 +663,34 @@ def _rule_ids(task: TaskResult) -> list[str]:
             if rule.value not in ids:
                 ids.append(rule.value)
     return ids
+
+
+def _flow_paths(task: TaskResult, position: int, *, only_propagated: bool = True) -> tuple[FlowPath, ...]:
+    """The paths of the task's ``position``-th finding; by default only those propagation made
+    (a fact straight from the catalog needs no path: the reason names the input)."""
+    if position >= len(task.flows):
+        return ()
+    flow: FlowFinding = task.flows[position]
+    paths = flow.paths
+    if not only_propagated:
+        return paths
+    return tuple(path for path in paths if len(path.steps) > 1 or path.steps[0].kind != "catalog")
+
+
+def _path_lines(paths: Sequence[FlowPath], *, indent: str) -> list[str]:
+    """Each path as indented lines, source first, one asset per line."""
+    lines: list[str] = []
+    for path in paths:
+        lines.append(f"{indent}path of {path.fact}:")
+        hops = str(path).split(" → ")
+        lines.append(f"{indent}    {hops[0]}")
+        lines.extend(f"{indent}  → {hop}" for hop in hops[1:])
+    return lines
+
+
+def _task_locations(result: CheckResult) -> dict[str, tuple[str, int]]:
+    """``dag_id.task_id`` → (file, line), for the writers named on paths and in warnings."""
+    return {task.key: (task.file, task.line) for task in result.tasks}
 
 
 def _finding_lines(finding: Finding, *, prefix: str) -> list[str]:

@@ -176,18 +176,25 @@ def enforce(
 
 
 def declared_outputs(task: Any) -> list[InputSpec]:
-    """The try's outputs: its outlets that are Assets (other outlets name no checkable data)."""
+    """The try's outputs: its outlets that are Assets, and the tables its SQL writes."""
     from airflow.sdk import Asset
 
+    from airflow_policyzones.enforcement.sql_tasks import sql_tables
+    from airflow_policyzones.policy.sql import SqlParseError
     from airflow_policyzones.zones import _flatten
 
-    return list(
-        {
-            (spec := InputSpec(namespace="asset", name=outlet.uri)).name: spec
-            for outlet in _flatten(getattr(task, "outlets", None) or ())
-            if isinstance(outlet, Asset)
-        }.values()
-    )
+    specs = [
+        InputSpec(namespace="asset", name=outlet.uri)
+        for outlet in _flatten(getattr(task, "outlets", None) or ())
+        if isinstance(outlet, Asset)
+    ]
+    try:
+        tables = sql_tables(task)
+    except SqlParseError:  # the decision already refused the task
+        tables = None
+    if tables is not None:
+        specs += [InputSpec(namespace="table", name=ref.name) for ref in tables.outputs]
+    return list({(spec.namespace, spec.name): spec for spec in specs}.values())
 
 
 def _report_outputs_after_success(
@@ -263,6 +270,7 @@ def build_request(*, task: Any, ti: Any, task_zone: str | None = None) -> Decisi
             f"policyzones: the zone annotations of {where} are invalid, so it cannot be checked and "
             f"does not run: {error}"
         ) from error
+    sql_reads, problems = _sql_reads(task, where=where)
     try:
         map_index = getattr(ti, "map_index", None)
         return DecisionRequest(
@@ -276,13 +284,28 @@ def build_request(*, task: Any, ti: Any, task_zone: str | None = None) -> Decisi
             zone=assignment.zone,
             zone_source=assignment.source,
             inputs=[InputSpec(namespace=ref.namespace, name=ref.name) for ref in declared.inputs],
-            uncheckable=list(declared.problems),
+            uncheckable=[*declared.problems, *problems],
+            sql_reads=sql_reads,
         )
     except ValidationError as error:
         raise UncheckableTask(
             f"policyzones: {where} cannot be described to the decision service, so it does not run: "
             f"{_validation_summary(error)}"
         ) from error
+
+
+def _sql_reads(task: Any, *, where: str) -> tuple[list[InputSpec], list[str]]:
+    """The tables a SQL task's rendered SQL reads, or why they cannot be known (fails closed)."""
+    from airflow_policyzones.enforcement.sql_tasks import sql_tables
+    from airflow_policyzones.policy.sql import SqlParseError
+
+    try:
+        tables = sql_tables(task)
+    except SqlParseError as error:
+        return [], [f"the SQL of {where} cannot be parsed, so the tables it reads are unknown: {error}"]
+    if tables is None:
+        return [], []
+    return [InputSpec(namespace=ref.namespace, name=ref.name) for ref in tables.inputs], []
 
 
 def obtain_decision(request: DecisionRequest, *, settings: EnforcementSettings) -> DecisionResponse:

@@ -42,6 +42,8 @@ class Rule(str, Enum):
     UNSANCTIONED_FLOW = "unsanctioned_flow"
     UNCHECKABLE_INPUT = "uncheckable_input"
     """An inlet that names no checkable data (a string, ``None``, an unresolved AssetAlias)."""
+    UNDECLARED_INPUT = "undeclared_input"
+    """A table a task's SQL reads that is neither declared as an inlet nor known to the policy."""
 
 
 class Outcome(str, Enum):
@@ -465,21 +467,27 @@ class PolicyEngine:
         zone: str | None,
         inputs: Sequence[LabeledInput],
         uncheckable: Sequence[str] = (),
+        undeclared: Sequence[InputRef] = (),
         now: datetime | None = None,
     ) -> Decision:
         """Decide one task-instance try whose inputs already carry their effective labels.
 
-        ``uncheckable`` describes inlets that name no checkable data; each is a violation, since
-        an input nobody can label must not be read silently.
+        ``uncheckable`` describes inlets that name no checkable data, ``undeclared`` tables the
+        task's SQL reads that nothing labels; each is a violation, since an input nobody can
+        label must not be read silently.
         """
         zone = self.effective_zone(zone)
         if zone is None:
-            if inputs or uncheckable or self._require_zone:
+            if inputs or uncheckable or undeclared or self._require_zone:
                 return self._deny_task(
                     None,
                     Rule.UNZONED_TASK,
                     f"task {task.dag_id}.{task.task_id} has no zone"
-                    + (" and reads inputs" if inputs or uncheckable else " and the policy requires one"),
+                    + (
+                        " and reads inputs"
+                        if inputs or uncheckable or undeclared
+                        else " and the policy requires one"
+                    ),
                     "give the task a zone (DAG tag 'policyzone:<zone>', ZoneGroup or set_zone) "
                     "or set settings.default_zone in the policy",
                 )
@@ -510,6 +518,17 @@ class PolicyEngine:
             )
             for problem in uncheckable
         ] or None
+        if undeclared:
+            findings = (findings or []) + [
+                Finding(
+                    (Rule.UNDECLARED_INPUT,),
+                    ref.name,
+                    f"the task's SQL reads {ref} which is neither declared as an inlet nor known to the "
+                    "policy's catalog",
+                    f"declare it as an inlet and ask the policy owners to catalog {ref.name!r}",
+                )
+                for ref in undeclared
+            ]
         check = compiled.check
         for item in inputs:
             finding = check(item)

@@ -107,6 +107,11 @@ def test_restrictions_travel_with_the_data_two_hops(backend: Prepared, engine: P
     write(engine, "ads_dag", hop_run, [segments])
     _, two_hops = decide(engine, "recs_dag", zone="recs", inputs=[segments])
     assert rules(two_hops) == {"category_not_allowed", "unsanctioned_flow"}
+    [finding] = two_hops.findings
+    assert finding.reason.endswith(
+        f"; derived: {segments} (written by ads_dag.read in ads) "
+        f"← {features} (written by ads_dag.read in ads) ← {PURCHASES}"
+    )
 
     with _session() as session:
         history = session.scalars(

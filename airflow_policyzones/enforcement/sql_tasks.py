@@ -1,0 +1,62 @@
+"""What a SQL task really reads and writes: its rendered SQL, parsed in its connection's dialect.
+
+A DAG author cannot hide a table behind SQL: the tables the statement reads are checked like
+inlets (an ``undeclared_input`` violation when nothing labels them), and the tables it writes
+get propagated labels like outlets. Only for ``SQLExecuteQueryOperator`` and its subclasses
+(the common.sql provider); sqlglot is imported only when such a task runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_policyzones.policy.sql import SqlTables
+
+log = logging.getLogger(__name__)
+
+
+def is_sql_task(task: Any) -> bool:
+    try:
+        from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+    except ImportError:  # the common.sql provider is not installed: no SQL operators to check
+        return False
+    return isinstance(task, SQLExecuteQueryOperator)
+
+
+def rendered_sql(task: Any) -> str:
+    """The task's SQL as it will run (templates are rendered before pre-execute hooks run)."""
+    sql = getattr(task, "sql", "") or ""
+    if isinstance(sql, (list, tuple)):
+        return ";\n".join(str(statement) for statement in sql)
+    return str(sql)
+
+
+def connection_type(task: Any) -> str | None:
+    """The conn_type of the task's connection, to parse in its dialect (None: generic SQL)."""
+    conn_id = getattr(task, "conn_id", None)
+    if not conn_id:
+        return None
+    try:
+        from airflow.sdk import BaseHook
+
+        return str(BaseHook.get_connection(conn_id).conn_type or "") or None
+    except Exception as error:  # the dialect only sharpens parsing; a missing connection fails later
+        log.warning(
+            "policyzones: connection %r not found (%s); parsing its SQL as generic SQL", conn_id, error
+        )
+        return None
+
+
+def sql_tables(task: Any) -> SqlTables | None:
+    """Tables the task's SQL reads and writes; None for tasks that are not SQL operators.
+
+    Raises :class:`~airflow_policyzones.policy.sql.SqlParseError` for SQL that cannot be
+    parsed: enforcement then treats the task as uncheckable, and it does not run.
+    """
+    if not is_sql_task(task):
+        return None
+    from airflow_policyzones.policy.sql import dialect_for_connection, tables_in_sql
+
+    return tables_in_sql(rendered_sql(task), dialect=dialect_for_connection(connection_type(task)))
