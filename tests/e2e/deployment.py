@@ -239,6 +239,32 @@ class Deployment:
             engine.dispose()
         raise TimeoutError(f"runs not finished after {timeout}s: {states}; logs: {self.home}")
 
+    def wait_for_asset_runs(self, dag_ids: set[str], timeout: float = 300) -> dict[str, tuple[str, str]]:
+        """Wait until each asset-scheduled DAG has a finished run; dag_id → (run_id, state)."""
+        deadline = time.monotonic() + timeout
+        engine = self.engine()
+        found: dict[str, tuple[str, str]] = {}
+        try:
+            while time.monotonic() < deadline:
+                self._check_alive()
+                with engine.connect() as connection:
+                    for dag_id in dag_ids - set(found):
+                        row = connection.execute(
+                            sa.text(
+                                "SELECT run_id, state FROM dag_run WHERE dag_id = :d "
+                                "AND run_type = 'asset_triggered' ORDER BY id LIMIT 1"
+                            ),
+                            {"d": dag_id},
+                        ).first()
+                        if row is not None and row.state in TERMINAL_RUN_STATES:
+                            found[dag_id] = (str(row.run_id), str(row.state))
+                if set(found) == dag_ids:
+                    return found
+                time.sleep(1)
+        finally:
+            engine.dispose()
+        raise TimeoutError(f"asset-triggered runs missing after {timeout}s: {sorted(dag_ids - set(found))}")
+
     def task_instances(self, dag_id: str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
         """(task_id, map_index) → state, try_number, start/end dates."""
         engine = self.engine()

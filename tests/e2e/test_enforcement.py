@@ -21,6 +21,8 @@ EXAMPLE_DAGS = {
     "ai_training_recsys",
     "marketing_attribution",
 }
+# Scheduled on Assets the examples write: they run when their upstream succeeds.
+ASSET_DAGS = {"ads_spend_segments", "recs_spend_ranking", "ai_training_features"}
 # (dag, task) -> (task state, decision outcome, whether the body ran)
 EXPECTED = {
     ("ads_optimization_daily", "build_bid_features"): ("success", "allow", True),
@@ -30,12 +32,20 @@ EXPECTED = {
     ("ai_training_recsys", "train_on_raw_purchases"): ("failed", "deny", False),
     ("ai_training_recsys", "train_on_consented_aggregates"): ("success", "allow", True),
     ("marketing_attribution", "attribute_campaigns"): ("success", "dry_run", True),
+    ("ads_spend_segments", "segment_spenders"): ("success", "allow", True),
+    ("recs_spend_ranking", "rank_by_spend_segments"): ("failed", "deny", False),
+    ("ai_training_features", "train_on_bid_features"): ("failed", "deny", False),
 }
 EXPECTED_VIOLATIONS = {
     ("recs_content_ranking", "rank_from_purchases", "deny", "category_not_allowed"),
     ("ai_training_recsys", "train_on_raw_purchases", "deny", "consent_missing"),
     ("marketing_attribution", "attribute_campaigns", "dry_run", "category_not_allowed"),
+    ("recs_spend_ranking", "rank_by_spend_segments", "deny", "category_not_allowed"),
+    ("ai_training_features", "train_on_bid_features", "deny", "category_not_allowed"),
 }
+PURCHASES = "s3://lake/raw/purchases/daily"
+BID_FEATURES = "s3://lake/ads/bid_features/daily"
+SPEND_SEGMENTS = "s3://lake/ads/spend_segments/daily"
 
 
 def test_example_dags_are_enforced_and_recorded(deployment: Deployment) -> None:
@@ -43,13 +53,16 @@ def test_example_dags_are_enforced_and_recorded(deployment: Deployment) -> None:
     assert deployment.import_errors() == {}
     runs = {dag_id: deployment.trigger(dag_id) for dag_id in sorted(EXAMPLE_DAGS)}
     states = deployment.wait_for_runs(runs)
+    asset_runs = deployment.wait_for_asset_runs(ASSET_DAGS)
+    runs |= {dag_id: run_id for dag_id, (run_id, _) in asset_runs.items()}
+    states |= {dag_id: state for dag_id, (_, state) in asset_runs.items()}
     evidence: Path = deployment.evidence  # type: ignore[attr-defined]
 
     expected_run_states = {
         dag_id: "failed"
         if any(s == "failed" for (d, _), (s, _, _) in EXPECTED.items() if d == dag_id)
         else "success"
-        for dag_id in EXAMPLE_DAGS
+        for dag_id in EXAMPLE_DAGS | ASSET_DAGS
     }
     assert states == expected_run_states
 
@@ -76,7 +89,46 @@ def test_example_dags_are_enforced_and_recorded(deployment: Deployment) -> None:
     )
     assert {(v["dag_id"], v["task_id"], v["outcome"], v["rule"]) for v in violations} == EXPECTED_VIOLATIONS
     assert len(violations) == len(EXPECTED_VIOLATIONS)
-    assert all(v["input"] == "s3://lake/raw/purchases/daily" for v in violations)
+    assert {v["input"] for v in violations} == {PURCHASES, SPEND_SEGMENTS, BID_FEATURES}
+
+    # Restrictions travelled with the data: two hops from the raw purchases, with the path.
+    [two_hops] = deployment.query(
+        "SELECT rules, reason FROM policyzones_violation WHERE dag_id = 'recs_spend_ranking'"
+    )
+    assert "unsanctioned_flow" in str(two_hops["rules"])
+    assert two_hops["reason"].endswith(
+        f"derived: {SPEND_SEGMENTS} (written by ads_spend_segments.segment_spenders in ads_optimization) "
+        f"← {BID_FEATURES} (written by ads_optimization_daily.build_bid_features in ads_optimization) "
+        f"← {PURCHASES}"
+    )
+    labels = {
+        row["name"]: row
+        for row in deployment.query(
+            "SELECT name, categories, consented, aggregated, origins, reclassified_by, event_count "
+            "FROM policyzones_asset_labels"
+        )
+    }
+    segments = labels[SPEND_SEGMENTS]
+    assert (segments["categories"], segments["consented"], segments["origins"]) == (
+        ["ad_clicks", "purchase_events"],
+        ["ads_optimization"],
+        ["ads_optimization"],
+    )
+    consented_daily = labels["s3://lake/derived/purchases_consented_daily/latest"]
+    assert "purchases_consented_daily" in str(consented_daily["reclassified_by"])
+    [reclassified] = deployment.query(
+        "SELECT reclassifier, dag_id, task_id, labels_before, labels_after FROM policyzones_reclassification"
+    )
+    assert (reclassified["reclassifier"], reclassified["dag_id"], reclassified["task_id"]) == (
+        "purchases_consented_daily",
+        "purchases_reclassify",
+        "aggregate_consented",
+    )
+    history = deployment.query("SELECT name, dag_id, task_id FROM policyzones_asset_label_event ORDER BY id")
+    assert {(h["name"], h["dag_id"]) for h in history} >= {
+        (BID_FEATURES, "ads_optimization_daily"),
+        (SPEND_SEGMENTS, "ads_spend_segments"),
+    }
 
     categories = deployment.query(
         "SELECT DISTINCT d.task_id FROM policyzones_decision d "
@@ -86,6 +138,7 @@ def test_example_dags_are_enforced_and_recorded(deployment: Deployment) -> None:
     assert {row["task_id"] for row in categories} == {
         "train_on_raw_purchases",
         "train_on_consented_aggregates",
+        "train_on_bid_features",
     }, "an auditor can list every AI-training task that touched purchase data"
 
     log = _task_log(deployment, "recs_content_ranking", runs["recs_content_ranking"], "rank_from_purchases")
