@@ -695,6 +695,7 @@ class Demo:
         self.env: dict[str, str] = {}
         self.settings: dict[str, str] = {}
         self.services_started_at = datetime.now(timezone.utc)
+        self.asset_scheduled: list[str] = []
 
     # -- helpers
 
@@ -908,14 +909,21 @@ class Demo:
         return sorted(parsed)
 
     def trigger(self, dag_ids: Sequence[str]) -> dict[str, str]:
-        step("Unpausing and triggering every example DAG")
+        step("Unpausing every example DAG, triggering those that are not scheduled on Assets")
         # Evidence of the previous demo's task bodies would hide a blocked task's body running now.
         if self.paths.evidence.is_dir():
             for old in self.paths.evidence.iterdir():
                 old.unlink()
-        runs: dict[str, str] = {}
+        self.asset_scheduled = []
         for dag_id in dag_ids:
             self.api.call("PATCH", f"/api/v2/dags/{dag_id}?update_mask=is_paused", {"is_paused": False})
+            if self.api.call("GET", f"/api/v2/dags/{dag_id}/details").get("asset_expression"):
+                self.asset_scheduled.append(dag_id)
+        runs: dict[str, str] = {}
+        for dag_id in dag_ids:
+            if dag_id in self.asset_scheduled:
+                say(f"  {dag_id:<28} runs when the Assets it is scheduled on are updated")
+                continue
             run = self.api.call(
                 "POST",
                 f"/api/v2/dags/{dag_id}/dagRuns",
@@ -924,6 +932,32 @@ class Demo:
             runs[dag_id] = str(run["dag_run_id"])
             say(f"  {dag_id:<28} run {runs[dag_id]}")
         self.paths.runs_file.write_text(json.dumps(runs, indent=2) + "\n")
+        return runs
+
+    def asset_triggered_runs(self) -> dict[str, str]:
+        """The runs the Asset-scheduled DAGs got from their upstream (waits for them to exist)."""
+        if not self.asset_scheduled:
+            return {}
+        step(
+            f"Waiting for the {len(self.asset_scheduled)} Asset-scheduled DAGs to be triggered by their data"
+        )
+        deadline = time.monotonic() + self.args.run_timeout
+        runs: dict[str, str] = {}
+        while len(runs) < len(self.asset_scheduled):
+            self.check_alive()
+            for dag_id in self.asset_scheduled:
+                if dag_id not in runs:
+                    listed = self.api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=asset_triggered")
+                    if listed.get("dag_runs"):
+                        runs[dag_id] = str(listed["dag_runs"][0]["dag_run_id"])
+                        say(f"  {dag_id:<28} run {runs[dag_id]}")
+            if time.monotonic() > deadline:
+                missing = sorted(set(self.asset_scheduled) - set(runs))
+                raise DemoError(
+                    f"no Asset-triggered run of {', '.join(missing)} after {self.args.run_timeout:.0f} s"
+                )
+            if len(runs) < len(self.asset_scheduled):
+                time.sleep(2.0)
         return runs
 
     def wait_for_runs(self, runs: Mapping[str, str]) -> dict[str, str]:
@@ -1007,6 +1041,11 @@ class Demo:
             raise
         runs = self.trigger(dag_ids)
         self.wait_for_runs(runs)
+        asset_runs = self.asset_triggered_runs()
+        if asset_runs:
+            self.wait_for_runs(asset_runs)
+        runs = {**runs, **asset_runs}
+        self.paths.runs_file.write_text(json.dumps(runs, indent=2) + "\n")
         step("Task outcomes (final state, try / tries allowed, did the body run, what the policy says)")
         lines, mismatches = format_task_summary(self.task_results(runs), expected)
         for line in lines:

@@ -42,6 +42,8 @@ EXAMPLE_DAGS = (
     "ai_training_recsys",
     "marketing_attribution",
 )
+ASSET_DAGS = ("ads_spend_segments", "recs_spend_ranking", "ai_training_features")
+"""Scheduled on Assets the examples write: they run once their upstream succeeded."""
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +71,13 @@ def deployment() -> Iterator[Deployment]:
         )
         try:
             instance.start()
-            instance.wait_for_dags(set(EXAMPLE_DAGS))
+            instance.wait_for_dags({*EXAMPLE_DAGS, *ASSET_DAGS})
             runs = {dag_id: instance.trigger(dag_id) for dag_id in EXAMPLE_DAGS}
             instance.wait_for_runs(runs)
+            runs |= {
+                dag_id: run_id
+                for dag_id, (run_id, _) in instance.wait_for_asset_runs(set(ASSET_DAGS)).items()
+            }
             instance.runs = runs  # type: ignore[attr-defined]
             yield instance
         finally:

@@ -17,6 +17,8 @@ VIOLATING = {
     "recs_content_ranking": "rank_from_purchases",
     "ai_training_recsys": "train_on_raw_purchases",
     "marketing_attribution": "attribute_campaigns",
+    "recs_spend_ranking": "rank_by_spend_segments",
+    "ai_training_features": "train_on_bid_features",
 }
 
 
@@ -47,11 +49,13 @@ def test_reviewer_sees_violations_filters_by_zone_and_opens_the_task_instance(
     frame.locator("select[name=zone] option[selected]", has_text="content_recommendations").wait_for(
         state="attached"
     )
-    assert frame.locator("tr[data-violation]").count() == 1
-    assert "rank_from_purchases" in frame.locator("table").inner_text()
+    assert frame.locator("tr[data-violation]").count() == 2
+    table = frame.locator("table").inner_text()
+    assert "rank_from_purchases" in table and "rank_by_spend_segments" in table
+    assert "derived: s3://lake/ads/spend_segments/daily" in table  # the path back to the purchases
     assert "zone=content_recommendations" in page.url  # the frame's filters are in Airflow's URL
 
-    frame.locator("a[data-ti-link]").first.click()
+    frame.locator("tr[data-violation]", has_text="recs_content_ranking").locator("a[data-ti-link]").click()
     run_id = deployment.runs["recs_content_ranking"]  # type: ignore[attr-defined]
     page.wait_for_url(
         re.compile(
