@@ -1,0 +1,135 @@
+"""SQL tasks are checked against the tables their rendered SQL really reads, with ``dag.test()``
+on a real PostgreSQL connection (the SQL runs when it is allowed).
+
+The metadata database is SQLite (in-process recording, like ``airflow dags test``); the data
+lives in a fresh PostgreSQL database behind the ``pz_sql`` connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.support.airflow_db import postgres_database
+from tests.unit.enforcement.conftest import FIXTURES
+from tests.unit.enforcement.test_dag_test import AIRFLOW, Home, Outcome
+
+pytestmark = pytest.mark.integration
+
+SQL_FIXTURES = FIXTURES / "dags_sql"
+DAGS = [
+    "sqlads_build",
+    "sqlrecs_rank",
+    "sqlrecs_undeclared",
+    "sqlrecs_broken",
+    "sqlrecs_templated",
+    "sqlrecs_allowed",
+]
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Outcome, Path]]:
+    root = tmp_path_factory.mktemp("sql-home")
+    with postgres_database("pz_sqldata") as url:
+        data = sa.create_engine(url)
+        with data.begin() as connection:
+            for ddl in (
+                "CREATE TABLE purchases (user_id int)",
+                "CREATE TABLE segments (user_id int)",
+                "CREATE TABLE secrets (user_id int)",
+                "CREATE TABLE watch_history (user_id int)",
+                "INSERT INTO purchases VALUES (1), (2)",
+            ):
+                connection.execute(sa.text(ddl))
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW__")}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(root / "airflow"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(SQL_FIXTURES),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
+                "AIRFLOW__POLICYZONES__POLICY_FILE": str(SQL_FIXTURES / "policy.yaml"),
+                "AIRFLOW__POLICYZONES__ENABLED": "True",
+                "AIRFLOW_CONN_PZ_SQL": sa.make_url(url)
+                .set(drivername="postgresql")
+                .render_as_string(hide_password=False),
+            }
+        )
+        migrate = subprocess.run(
+            [str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert migrate.returncode == 0, migrate.stderr[-3000:]
+        result = Home(root, env, SQL_FIXTURES / "policy.yaml").run(*DAGS, phase="sql")
+        with data.connect() as connection:
+            segments = connection.execute(sa.text("SELECT count(*) FROM segments")).scalar()
+        data.dispose()
+        result.result["segments_rows"] = segments
+        yield result, root / "airflow.db"
+
+
+def violations(db: Path) -> dict[str, tuple[list[str], str | None, str]]:
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT dag_id, rules, input, reason FROM policyzones_violation").fetchall()
+    return {dag_id: (json.loads(rules), value, reason) for dag_id, rules, value, reason in rows}
+
+
+def state(result: Outcome, dag_id: str) -> Any:
+    return next(ti["state"] for ti in result.result["task_instances"] if ti["dag_id"] == dag_id)
+
+
+def test_an_allowed_sql_task_runs_and_its_written_table_carries_the_labels(
+    outcome: tuple[Outcome, Path],
+) -> None:
+    result, db = outcome
+    assert state(result, "sqlads_build") == "success"
+    assert result.result["segments_rows"] == 2
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(
+            "SELECT namespace, name, categories, origins FROM policyzones_asset_labels "
+            "WHERE name = 'segments'"
+        ).fetchall()
+    assert rows == [("table", "segments", '["purchase_events"]', '["ads"]')]
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "rules", "input_name"),
+    [
+        ("sqlrecs_rank", ["category_not_allowed", "unsanctioned_flow"], "segments"),
+        ("sqlrecs_undeclared", ["undeclared_input"], "secrets"),
+        ("sqlrecs_broken", ["uncheckable_input"], None),
+        ("sqlrecs_templated", ["category_not_allowed"], "purchases"),
+    ],
+)
+def test_sql_reads_are_checked(
+    outcome: tuple[Outcome, Path], dag_id: str, rules: list[str], input_name: str | None
+) -> None:
+    result, db = outcome
+    assert state(result, dag_id) == "failed"
+    found_rules, found_input, reason = violations(db)[dag_id]
+    assert (found_rules, found_input) == (rules, input_name)
+    if dag_id == "sqlrecs_broken":
+        assert "cannot be parsed" in reason and "postgres" in reason
+    if dag_id == "sqlrecs_rank":
+        assert reason.endswith(
+            "derived: table segments (written by sqlads_build.run_sql in ads) ← table purchases"
+        )
+
+
+def test_sql_that_reads_only_allowed_tables_runs(outcome: tuple[Outcome, Path]) -> None:
+    result, db = outcome
+    assert state(result, "sqlrecs_allowed") == "success"
+    assert "sqlrecs_allowed" not in violations(db)
+
+
+def test_denied_sql_tasks_never_retry(outcome: tuple[Outcome, Path]) -> None:
+    result, _ = outcome
+    tries = {ti["dag_id"]: ti["try_number"] for ti in result.result["task_instances"]}
+    assert all(tries[dag_id] == 1 for dag_id in DAGS), tries
