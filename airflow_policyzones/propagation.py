@@ -56,7 +56,7 @@ def with_propagated(
             tuple_(PolicyZonesAssetLabels.namespace, PolicyZonesAssetLabels.name).in_(keys)
         )
     )
-    propagated = {(row.namespace, row.name): _labels(row) for row in rows}
+    propagated = {(row.namespace, row.name): labels_of(row) for row in rows}
     if not propagated:
         return list(labeled)
     zones = engine.reclassifier_zones
@@ -218,7 +218,8 @@ def _decision_inputs(decision: PolicyZonesDecision) -> list[LabeledInput]:
     ]
 
 
-def _labels(row: PolicyZonesAssetLabels | PolicyZonesAssetLabelEvent) -> AssetLabels:
+def labels_of(row: PolicyZonesAssetLabels | PolicyZonesAssetLabelEvent) -> AssetLabels:
+    """The labels a current-labels row or a history row holds."""
     return AssetLabels(
         categories=frozenset(row.categories),
         consented=frozenset(row.consented),
@@ -316,7 +317,7 @@ def _merge_current(
         )
         session.flush()
         return
-    merged = union_labels(_labels(row), labels, reclassifier_zones=zones)
+    merged = union_labels(labels_of(row), labels, reclassifier_zones=zones)
     for key, value in _columns(merged).items():
         setattr(row, key, value)
     row.event_count += 1
@@ -332,7 +333,7 @@ def _response(
         reclassifier=first.reclassifier if first else None,
         outputs=[
             OutputLabels.model_validate(
-                {"namespace": event.namespace, "name": event.name, **_columns(_labels(event))}
+                {"namespace": event.namespace, "name": event.name, **_columns(labels_of(event))}
             )
             for event in events
         ],

@@ -31,6 +31,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from airflow_policyzones.api.read_schema import (
+    AssetLabelsOut,
     CategoryOut,
     CoverageOut,
     CoverageSummary,
@@ -40,6 +41,8 @@ from airflow_policyzones.api.read_schema import (
     DecisionOut,
     DecisionPage,
     FlowOut,
+    LabelEventOut,
+    LabelsOut,
     LastDecisionOut,
     PolicyOut,
     ReclassifierOut,
@@ -981,6 +984,71 @@ def _export_response(
     )
 
 
+MAX_HISTORY = 500
+
+
+def get_asset_labels(
+    *,
+    session: SessionDep,
+    readable: ReadableDagIds,
+    name: Annotated[str, Query(min_length=1, max_length=3000, description="Asset URI or table name")],
+    namespace: Literal["asset", "table"] = "asset",
+    at: Annotated[
+        datetime | None, Query(description="Labels as of this moment (ISO 8601); default now")
+    ] = None,
+) -> AssetLabelsOut:
+    """The propagated labels of an asset at any moment, explained by the writes that made them.
+
+    The history is append-only, so the labels at ``at`` are the union of every write recorded
+    up to then (the same union later decisions used). The name is normalized like an inlet.
+    """
+    from airflow_policyzones.config import get_engine
+    from airflow_policyzones.db.models import PolicyZonesAssetLabelEvent as Event
+    from airflow_policyzones.policy.engine import InputRef
+    from airflow_policyzones.policy.lineage import union_labels
+    from airflow_policyzones.propagation import labels_of
+
+    try:
+        ref = InputRef.asset(name) if namespace == "asset" else InputRef.table(name)
+    except ValueError as error:
+        raise HTTPException(_UNPROCESSABLE, {"msg": f"invalid {namespace} name: {error}"}) from None
+    moment = _utc(at)
+    clauses = [Event.namespace == ref.namespace, Event.name == ref.name]
+    if moment is not None:
+        clauses.append(Event.recorded_at <= moment)
+    events = list(
+        session.scalars(sa.select(Event).where(*clauses).order_by(Event.recorded_at.desc(), Event.id.desc()))
+    )
+    try:
+        zones = get_engine().reclassifier_zones
+    except PolicyError:
+        zones = {}
+    labels = [labels_of(event) for event in events]
+    joined = union_labels(*labels, reclassifier_zones=zones) if labels else None
+    visible = [(event, item) for event, item in zip(events, labels, strict=True) if event.dag_id in readable]
+    return AssetLabelsOut(
+        namespace=ref.namespace,
+        name=ref.name,
+        at=moment,
+        labels=None if joined is None else LabelsOut(**joined.to_dict()),
+        write_count=len(events),
+        history=[
+            LabelEventOut(
+                id=event.id,
+                recorded_at=event.recorded_at,
+                task_instance=_ti_ref(event),
+                zone=event.zone,
+                reclassifier=event.reclassifier,
+                decision_id=event.decision_id,
+                policy_version=event.policy_version,
+                labels=LabelsOut(**item.to_dict()),
+            )
+            for event, item in visible[:MAX_HISTORY]
+        ],
+        truncated=len(visible) > MAX_HISTORY,
+    )
+
+
 def read_router(*, prefix: str) -> APIRouter:
     """The read-only routes, each behind Airflow's DAG read permission."""
     router = APIRouter(prefix=prefix, tags=["audit"], dependencies=_read_access, responses=_AUTH_RESPONSES)
@@ -1029,6 +1097,13 @@ def read_router(*, prefix: str) -> APIRouter:
         methods=["GET"],
         response_model=UncheckedOut,
         summary="Task-instance tries that started without a recorded decision (evidence of a bypass)",
+    )
+    router.add_api_route(
+        "/assets/labels",
+        get_asset_labels,
+        methods=["GET"],
+        response_model=AssetLabelsOut,
+        summary="An asset's propagated labels at a moment, and the writes that made them",
     )
     router.add_api_route(
         "/export/violations",

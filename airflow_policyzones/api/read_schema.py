@@ -220,3 +220,38 @@ class UncheckedOut(_Out):
     limit: int
     truncated: bool = Field(description="More tries matched: narrow the window (start after the last item)")
     items: list[UncheckedTryOut]
+
+
+class LabelsOut(_Out):
+    categories: list[str]
+    consented: list[str]
+    aggregated: bool
+    origins: list[str] = Field(description="Zones whose data this holds")
+    reclassified_by: list[str] = Field(description="Reclassifiers whose output this is")
+
+
+class LabelEventOut(_Out):
+    """One write of the asset by a task-instance try, and the labels that write gave it."""
+
+    id: int
+    recorded_at: datetime
+    task_instance: TaskInstanceRef
+    zone: str | None
+    reclassifier: str | None
+    decision_id: int = Field(
+        description="The writing try's decision: its inputs are where the labels came from"
+    )
+    policy_version: str
+    labels: LabelsOut
+
+
+class AssetLabelsOut(_Out):
+    """What was propagated to one asset: its labels at a moment, and the writes that made them."""
+
+    namespace: str
+    name: str
+    at: datetime | None = Field(description="The moment the labels are for; null: now")
+    labels: LabelsOut | None = Field(description="Union of every write up to `at`; null: nothing propagated")
+    write_count: int = Field(description="Writes up to `at`, including those of DAGs the user may not read")
+    history: list[LabelEventOut] = Field(description="Newest first, only writes by DAGs the user may read")
+    truncated: bool
