@@ -261,6 +261,22 @@ def unchecked_page(
     )
 
 
+class AssetQuery(_Form):
+    name: Annotated[str, Field(min_length=1, max_length=3000)]
+    namespace: Literal["asset", "table"] = "asset"
+    at: datetime | None = None
+
+
+def asset_page(request: Request, session: SessionDep, readable: read_routes.ReadableDagIds) -> HTMLResponse:
+    """One asset's propagated labels and the writes that made them (optionally as of a moment)."""
+    try:
+        query = AssetQuery.parse(request)
+    except ValidationError as error:
+        raise _invalid(error) from None
+    report = read_routes.get_asset_labels(session=session, readable=readable, **query.model_dump())
+    return _render(request, "asset.html", query=query, report=report, ti_links=_ti_links)
+
+
 def zones_page(request: Request) -> HTMLResponse:
     """The active policy: the zone map, zones, flows and reclassifiers."""
     policy, policy_error = _policy_or_none()
@@ -400,6 +416,7 @@ def ui_router() -> APIRouter:
     router.add_api_route("/zones", zones_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/zone-map.svg", zone_map_svg, methods=["GET"])
     router.add_api_route("/task-instance", task_instance_page, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route("/asset", asset_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/coverage", coverage_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/unchecked", unchecked_page, methods=["GET"], response_class=HTMLResponse)
     return router

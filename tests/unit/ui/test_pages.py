@@ -267,3 +267,20 @@ def test_unchecked_tries_are_shown_and_flagged_on_the_violations_page(
     bad = page(client, "/unchecked", token=auth["viewer"], since="last tuesday")
     assert bad.status_code == 422
     assert 'data-error="invalid"' in bad.text
+
+
+def test_asset_page_shows_propagated_labels_and_writes(
+    client: TestClient, auth: dict[str, str], engine: Any
+) -> None:
+    from tests.unit.db.test_propagation import decide, fresh, write
+
+    features = fresh("features")
+    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    write(engine, "ads_dag", run_id, [features])
+
+    html = page(client, "/asset", token=auth["viewer"], name=features).text
+    assert "data-asset-labels" in html
+    assert html.count("data-write=") == 1
+    assert run_id in html and "purchase_events" in html
+    assert 'data-empty="asset"' in page(client, "/asset", token=auth["viewer"], name=fresh("none")).text
+    assert page(client, "/asset", token=auth["viewer"]).status_code == 422
