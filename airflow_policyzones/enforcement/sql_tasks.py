@@ -9,6 +9,7 @@ get propagated labels like outlets. Only for ``SQLExecuteQueryOperator`` and its
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,11 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def is_sql_task(task: Any) -> bool:
-    try:
-        from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-    except ImportError:  # the common.sql provider is not installed: no SQL operators to check
-        return False
-    return isinstance(task, SQLExecuteQueryOperator)
+    """Whether ``task`` is a ``SQLExecuteQueryOperator``; costs nothing for other tasks.
+
+    A task of that class has imported its module already, so the module is looked up rather than
+    imported: every other task skips importing the common.sql provider.
+    """
+    module = sys.modules.get("airflow.providers.common.sql.operators.sql")
+    operator = getattr(module, "SQLExecuteQueryOperator", None)
+    return operator is not None and isinstance(task, operator)
 
 
 def rendered_sql(task: Any) -> str:
