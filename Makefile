@@ -65,6 +65,8 @@ test: lint unit
 bench: install
 	$(PY) -m benchmarks.bench_engine
 	$(PY) -m benchmarks.bench_airflow
+	$(PY) -m benchmarks.bench_flows
+	$(PY) -m benchmarks.bench_lineage
 	$(PY) -m benchmarks.bench_ui
 
 # The audit API's violation list at scale (PostgreSQL), with and without the provider's indexes.

@@ -22,7 +22,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,8 +32,10 @@ from airflow_policyzones.policy.engine import (
     InputRef,
     Outcome,
     PolicyEngine,
+    TaskContext,
 )
 from airflow_policyzones.policy.flows import FlowFinding, FlowWarning, TaskNode, analyze_flows
+from airflow_policyzones.policy.loader import gc_paused
 
 ZoneOrigin = Literal["task", "group", "dag", "default", "none", "error"]
 """Where a task's zone came from: its own annotation, a ZoneGroup, the DAG tag, the policy's
@@ -222,7 +224,7 @@ def check_dag_folder(
     problems: list[DagProblem] = []
     failures: list[ImportFailure] = []
     dag_count = 0
-    sources: dict[str, list[str]] = {}
+    sources: dict[str, SourceIndex] = {}
     safe_mode = _safe_mode()
     parse_seconds = 0.0
     with _quiet(), _on_sys_path(folder), parse_time_validation_suspended():
@@ -239,7 +241,7 @@ def check_dag_folder(
                 dag_count += 1
                 file = _dag_file(dag, folder, default=relative[index])
                 if file not in sources:
-                    sources[file] = _read_lines(folder / file)
+                    sources[file] = SourceIndex(_read_lines(folder / file))
                 lines = sources[file]
                 problem = _collect_dag(engine, dag, folder, file, lines, tasks, nodes)
                 if problem is not None:
@@ -247,7 +249,8 @@ def check_dag_folder(
     if on_file is not None:
         on_file(len(files), len(files), "")
     flow_started = time.perf_counter()
-    decided, warnings = _decide(engine, tasks, nodes)
+    with gc_paused():  # tens of thousands of long-lived results next to a heap of parsed DAGs
+        decided, warnings = _decide(engine, tasks, nodes)
     flow_seconds = time.perf_counter() - flow_started
     return CheckResult(
         engine=engine,
@@ -276,6 +279,14 @@ def _decide(
     cursor = 0  # in report.findings: one per finding of each decision, in task order
     labels = report.labels
     propagated = report.propagated
+    checked: dict[InputRef, CheckedInput] = {}  # one per asset, shared by its readers
+
+    def check(ref: InputRef) -> CheckedInput:
+        found = checked.get(ref)
+        if found is None:
+            found = checked[ref] = CheckedInput(ref, labels.get(ref), propagated.get(ref))
+        return found
+
     for task, node in zip(tasks, nodes, strict=True):
         if node is None:
             decided.append(task)
@@ -289,7 +300,7 @@ def _decide(
             _with_decision(
                 task,
                 decision,
-                tuple(CheckedInput(ref, labels.get(ref), propagated.get(ref)) for ref in node.inputs),
+                tuple(map(check, node.inputs)),
                 flows,
             )
         )
@@ -322,7 +333,7 @@ def _collect_dag(
     dag: Any,
     folder: Path,
     file: str,
-    lines: Sequence[str],
+    lines: SourceIndex,
     results: list[TaskResult],
     nodes: list[TaskNode | None],
 ) -> DagProblem | None:
@@ -330,8 +341,9 @@ def _collect_dag(
     from airflow_policyzones.zones import ZoneAnnotationError, declared_inputs, task_context, zone_of
 
     errors: dict[str, list[str]] = {}
+    identities: dict[object, TaskContext] = {}
     for task in sorted(dag.tasks, key=lambda task: str(task.task_id)):
-        line = task_line(lines, task_id=task.task_id, label=getattr(task, "label", None))
+        line = lines.task_line(task_id=task.task_id, label=getattr(task, "label", None))
         mapped = bool(getattr(task, "is_mapped", False))
         try:
             assignment = zone_of(task)
@@ -356,7 +368,13 @@ def _collect_dag(
             continue
         declared = declared_inputs(task)
         outputs = declared_outputs(task)
-        identity = task_context(task, dag_folder=folder)
+        # The identity depends on the DAG and the task's owner only: one lookup of the file per owner.
+        owner = getattr(task, "owner", None)
+        shared = identities.get(owner)
+        if shared is None:
+            identity = identities[owner] = task_context(task, dag_folder=folder)
+        else:
+            identity = replace(shared, task_id=task.task_id)
         reclassifier = engine.reclassifier_for(dag_id=identity.dag_id, task_id=identity.task_id)
         origin: ZoneOrigin = assignment.source
         zone = engine.effective_zone(assignment.zone)
@@ -392,7 +410,7 @@ def _collect_dag(
         return None
     message = "; ".join(errors)
     affected = tuple(task_id for task_ids in errors.values() for task_id in task_ids)
-    return DagProblem(dag.dag_id, file, dag_line(lines, dag_id=dag.dag_id), message, affected)
+    return DagProblem(dag.dag_id, file, dag_line(lines.lines, dag_id=dag.dag_id), message, affected)
 
 
 def declared_outputs(task: Any) -> tuple[InputRef, ...]:
@@ -425,12 +443,7 @@ def task_line(lines: Sequence[str], *, task_id: str, label: str | None = None) -
     function name, possibly de-duplicated as ``x__2`` or prefixed by a TaskGroup), then any
     quoted ``"x"``. Source search is a heuristic: Airflow does not record where a task was built.
     """
-    names: list[str] = []
-    for name in (task_id, label or "", task_id.rsplit(".", 1)[-1]):
-        for candidate in (name, re.sub(r"__\d+$", "", name)):
-            if candidate and candidate not in names:
-                names.append(candidate)
-    for name in names:
+    for name in _candidate_names(task_id, label):
         quoted = re.escape(name)
         patterns = (
             rf"""\btask_id\s*=\s*(['"]){quoted}\1""",
@@ -442,6 +455,57 @@ def task_line(lines: Sequence[str], *, task_id: str, label: str | None = None) -
             if found is not None:
                 return found
     return 1
+
+
+class SourceIndex:
+    """A DAG file's lines, indexed once for :func:`task_line`'s first two patterns.
+
+    ``SourceIndex(lines).task_line(...)`` equals ``task_line(lines, ...)``, without scanning the
+    file once per task (quadratic in big generated DAG files); the quoted-name fallback still scans.
+    """
+
+    _TASK_ID = re.compile(r"""\btask_id\s*=\s*(['"])(.*?)\1""")
+    _DEF = re.compile(r"\bdef\s+(\w+)\s*\(")
+    _IDENTIFIER = re.compile(r"\w+")
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = lines
+        self._task_ids: dict[str, int] = {}
+        self._defs: dict[str, int] = {}
+        for number, text in enumerate(lines, start=1):
+            if "task_id" in text:
+                for match in self._TASK_ID.finditer(text):
+                    self._task_ids.setdefault(match.group(2), number)
+            if "def" in text:
+                for match in self._DEF.finditer(text):
+                    self._defs.setdefault(match.group(1), number)
+
+    def task_line(self, *, task_id: str, label: str | None = None) -> int:
+        for name in _candidate_names(task_id, label):
+            found = self._task_ids.get(name)
+            if found is None and ("'" in name or '"' in name):  # the index cannot see these
+                found = _first_match(self.lines, rf"""\btask_id\s*=\s*(['"]){re.escape(name)}\1""")
+            if found is not None:
+                return found
+            if self._IDENTIFIER.fullmatch(name):
+                found = self._defs.get(name)
+            else:
+                found = _first_match(self.lines, rf"\bdef\s+{re.escape(name)}\s*\(")
+            if found is not None:
+                return found
+            found = _first_match(self.lines, rf"""(['"]){re.escape(name)}\1""")
+            if found is not None:
+                return found
+        return 1
+
+
+def _candidate_names(task_id: str, label: str | None) -> list[str]:
+    names: list[str] = []
+    for name in (task_id, label or "", task_id.rsplit(".", 1)[-1]):
+        for candidate in (name, re.sub(r"__\d+$", "", name)):
+            if candidate and candidate not in names:
+                names.append(candidate)
+    return names
 
 
 def dag_line(lines: Sequence[str], *, dag_id: str) -> int:

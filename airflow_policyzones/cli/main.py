@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING
 from airflow_policyzones import __version__
 from airflow_policyzones.policy.engine import InputRef, PolicyEngine, TaskContext
 from airflow_policyzones.policy.errors import PolicyError
-from airflow_policyzones.policy.loader import LoadedPolicy, load_policy
+from airflow_policyzones.policy.loader import LoadedPolicy, gc_paused, load_policy
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -47,8 +47,9 @@ report what it would newly block (recorded allow, dry_run or exempted; now deny)
 Replay means: each recorded decision (one per task-instance try) is made again by the new
 policy's engine from what was recorded: its inputs (names only; their labels come from the new
 policy's catalog, joined with the current propagated labels of policyzones_asset_labels when that
-table exists), the inlets that named no data as far as the recorded decision reported them, and
-the recorded zone (a zone that came from the old policy's default_zone follows the new policy's).
+table exists), the inlets that named no data and the tables its SQL read that nothing labeled
+(as far as the recorded decision reported them), and the recorded zone (a zone that came from the
+old policy's default_zone follows the new policy's).
 Zone membership is judged on the DAG's tags, owners and file in the dag table now; exemptions at
 the time of the recorded decision. Labels are not re-propagated under the new policy.
 
@@ -271,12 +272,13 @@ def _run_check(args: argparse.Namespace) -> int:
     finally:
         progress.close()
 
-    if args.format == "json":
-        report = dumps(check_json(result))
-    elif args.format == "sarif":
-        report = dumps(check_sarif(result))
-    else:
-        report = render_text(result)
+    with gc_paused():  # paths are built while rendering: many small objects, none of them garbage
+        if args.format == "json":
+            report = dumps(check_json(result))
+        elif args.format == "sarif":
+            report = dumps(check_sarif(result))
+        else:
+            report = render_text(result)
     if args.output:
         try:
             Path(args.output).write_text(report, encoding="utf-8")

@@ -104,6 +104,10 @@ RULE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
         "An inlet names no checkable data.",
         "Inlets that are not Assets (strings, None, run-time AssetAliases) cannot be labelled or checked.",
     ),
+    Rule.UNDECLARED_INPUT.value: (
+        "A task's SQL reads a table that nothing labels.",
+        "The table is neither declared as an inlet nor known to the policy's catalog or propagated labels.",
+    ),
 }
 """One SARIF rule per engine rule (a test keeps this in step with :class:`Rule`)."""
 
@@ -677,14 +681,23 @@ def _flow_paths(task: TaskResult, position: int, *, only_propagated: bool = True
     return tuple(path for path in paths if len(path.steps) > 1 or path.steps[0].kind != "catalog")
 
 
+TEXT_PATHS_PER_FINDING = 5
+"""Paths printed per finding in the text report (data mixed from many sources has many)."""
+
+
 def _path_lines(paths: Sequence[FlowPath], *, indent: str) -> list[str]:
     """Each path as indented lines, source first, one asset per line."""
     lines: list[str] = []
-    for path in paths:
+    for path in paths[:TEXT_PATHS_PER_FINDING]:
         lines.append(f"{indent}path of {path.fact}:")
         hops = str(path).split(" → ")
         lines.append(f"{indent}    {hops[0]}")
         lines.extend(f"{indent}  → {hop}" for hop in hops[1:])
+    if len(paths) > TEXT_PATHS_PER_FINDING:
+        more = len(paths) - TEXT_PATHS_PER_FINDING
+        lines.append(
+            f"{indent}... and {more} more path{'s' if more != 1 else ''} (--format json lists every one)"
+        )
     return lines
 
 

@@ -5,8 +5,11 @@ task-instance try) is decided again with the new policy's engine, from what was 
 
 * the inputs (``policyzones_decision_input``: namespace and name; labels are *not* taken from the
   row, they are what the new policy's catalog says, plus propagated labels, see below);
-* the inlets that named no data, as far as the recorded decision reported them
-  (``uncheckable_input`` findings: a decision denied for its zone or membership first did not);
+* the inlets that named no data and the tables a task's SQL read that nothing labeled, as far as
+  the recorded decision reported them (``uncheckable_input`` and ``undeclared_input`` findings; a
+  decision denied for its zone or membership first did not report them). Such a table that the
+  new policy labels is checked like any input; SQL reads the old policy labeled were recorded as
+  inputs, so under a new policy that no longer labels them they count as unlabeled inputs;
 * the zone: the recorded one when the task claimed it; when the zone came from the old policy's
   ``default_zone`` (or there was none), the new policy's default zone applies;
 * the task's identity for zone membership (tags, owners, file) from the ``dag`` table now, as the
@@ -203,12 +206,13 @@ def simulate(
         last_id = rows[-1].id
         ids = [row.id for row in rows]
         inputs = _inputs(session, ids)
-        uncheckable = _uncheckable(session, ids)
-        labels.prefetch(ref for refs in inputs.values() for ref in refs)
+        uncheckable, undeclared = _reported(session, ids)
+        labels.prefetch(ref for refs in (*inputs.values(), *undeclared.values()) for ref in refs)
         for row in rows:
             context = contexts.get(row.dag_id)
             if context is None:
                 context = contexts[row.dag_id] = _dag_context(session, row.dag_id)
+            sql_reads = [labels.labeled(ref) for ref in undeclared.get(row.id, ())]
             decision = engine.decide(
                 task=TaskContext(
                     dag_id=row.dag_id,
@@ -218,8 +222,10 @@ def simulate(
                     owners=context.owners,
                 ),
                 zone=row.zone if row.zone_source in _CLAIMED_ZONE_SOURCES else None,
-                inputs=[labels.labeled(ref) for ref in inputs.get(row.id, ())],
+                inputs=[labels.labeled(ref) for ref in inputs.get(row.id, ())]
+                + [item for item in sql_reads if item.labels is not None],
                 uncheckable=uncheckable.get(row.id, ()),
+                undeclared=[item.ref for item in sql_reads if item.labels is None],
                 now=_utc(row.decided_at),
             )
             _tally(result, row, decision)
@@ -285,17 +291,25 @@ def _inputs(session: Session, ids: Sequence[int]) -> dict[int, list[InputRef]]:
     return {decision_id: list(refs) for decision_id, refs in found.items()}
 
 
-def _uncheckable(session: Session, ids: Sequence[int]) -> dict[int, list[str]]:
-    """Inlets that named no data, as the recorded decisions reported them."""
+def _reported(session: Session, ids: Sequence[int]) -> tuple[dict[int, list[str]], dict[int, list[InputRef]]]:
+    """What the recorded decisions reported and their input rows do not hold: inlets that named
+    no data (their descriptions), and tables the SQL read that nothing labeled."""
     column = PolicyZonesViolation.__table__.c
-    found: dict[int, list[str]] = {}
-    for decision_id, reason in session.execute(
-        sa.select(column.decision_id, column.reason)
-        .where(column.decision_id.in_(ids), column.rule == Rule.UNCHECKABLE_INPUT.value)
+    uncheckable: dict[int, list[str]] = {}
+    undeclared: dict[int, list[InputRef]] = {}
+    for decision_id, rule, name, reason in session.execute(
+        sa.select(column.decision_id, column.rule, column.input, column.reason)
+        .where(
+            column.decision_id.in_(ids),
+            column.rule.in_((Rule.UNCHECKABLE_INPUT.value, Rule.UNDECLARED_INPUT.value)),
+        )
         .order_by(column.id)
     ):
-        found.setdefault(decision_id, []).append(reason)
-    return found
+        if rule == Rule.UNCHECKABLE_INPUT.value:
+            uncheckable.setdefault(decision_id, []).append(reason)
+        elif name is not None:
+            undeclared.setdefault(decision_id, []).append(InputRef("table", name))
+    return uncheckable, undeclared
 
 
 def _recorded_rules(session: Session, result: SimulationResult) -> None:

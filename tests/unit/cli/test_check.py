@@ -28,6 +28,9 @@ EXAMPLE_NON_ALLOW = {
     ("recs_content_ranking", "rank_from_purchases"): "deny",
     ("ai_training_recsys", "train_on_raw_purchases"): "deny",
     ("marketing_attribution", "attribute_campaigns"): "dry_run",
+    # derived assets: denied through the flow analysis (tests/unit/cli/test_check_flows.py)
+    ("ai_training_features", "train_on_bid_features"): "deny",
+    ("recs_spend_ranking", "rank_by_spend_segments"): "deny",
 }
 
 
@@ -72,8 +75,8 @@ def test_check_examples_json(capsys: pytest.CaptureFixture[str]) -> None:
     } <= set(tasks)
     summary = report["summary"]
     assert summary["tasks"] == len(tasks) >= 7
-    assert (summary["deny"], summary["dry_run"], summary["exempted"]) == (2, 1, 0)
-    assert summary["allow"] == len(tasks) - 3
+    assert (summary["deny"], summary["dry_run"], summary["exempted"]) == (4, 1, 0)
+    assert summary["allow"] == len(tasks) - 5
     assert (summary["import_errors"], summary["dag_problems"], summary["not_checked"]) == (0, 0, 0)
     assert report["import_errors"] == [] and report["dag_problems"] == []
 
@@ -108,6 +111,8 @@ def test_check_examples_text(capsys: pytest.CaptureFixture[str]) -> None:
         ("recs_content_ranking", "rank_from_purchases"): "DENY",
         ("ai_training_recsys", "train_on_raw_purchases"): "DENY",
         ("marketing_attribution", "attribute_campaigns"): "dry-run",
+        ("ai_training_features", "train_on_bid_features"): "DENY",
+        ("recs_spend_ranking", "rank_by_spend_segments"): "DENY",
     }
     assert rows[("recs_content_ranking", "rank_from_purchases")][2] == "content_recommendations (dag tag)"
     assert rows[("recs_content_ranking", "rank_from_purchases")][4] == "category_not_allowed"
@@ -127,7 +132,7 @@ def test_check_examples_text(capsys: pytest.CaptureFixture[str]) -> None:
 
     total = len(rows)
     assert lines[-1] == (
-        f"{total} tasks: {total - 3} allowed, 2 denied, 1 dry-run, 0 exempted; 0 import errors -> FAILED"
+        f"{total} tasks: {total - 5} allowed, 4 denied, 1 dry-run, 0 exempted; 0 import errors -> FAILED"
     )
 
 
@@ -186,8 +191,22 @@ def test_check_examples_sarif(capsys: pytest.CaptureFixture[str], monkeypatch: p
             line_of(EXAMPLES / "marketing_attribution.py", "def attribute_campaigns("),
             "marketing_attribution.attribute_campaigns",
         ),
+        (
+            "category_not_allowed",
+            "error",
+            "dags_examples/ai_training_features.py",
+            line_of(EXAMPLES / "ai_training_features.py", "def train_on_bid_features("),
+            "ai_training_features.train_on_bid_features",
+        ),
+        (
+            "category_not_allowed",
+            "error",
+            "dags_examples/recs_spend_ranking.py",
+            line_of(EXAMPLES / "recs_spend_ranking.py", "def rank_by_spend_segments("),
+            "recs_spend_ranking.rank_by_spend_segments",
+        ),
     }
-    assert len(sarif_run["results"]) == 3
+    assert len(sarif_run["results"]) == 5
     training = next(r for r in sarif_run["results"] if r["ruleId"] == "consent_missing")
     assert training["properties"]["rules"] == ["consent_missing", "not_aggregated"]
     assert "[dry run" in next(r for r in sarif_run["results"] if r["level"] == "warning")["message"]["text"]
@@ -203,7 +222,13 @@ def test_sarif_paths_fall_back_to_the_dag_folder_outside_the_working_directory(
     (sarif_run,) = json.loads(out)["runs"]
     assert sarif_run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == EXAMPLES.resolve().as_uri() + "/"
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in sarif_run["results"]}
-    assert uris == {"ai_training.py", "content_recommendations.py", "marketing_attribution.py"}
+    assert uris == {
+        "ai_training.py",
+        "content_recommendations.py",
+        "marketing_attribution.py",
+        "ai_training_features.py",
+        "recs_spend_ranking.py",
+    }
 
 
 @pytest.mark.integration
@@ -215,7 +240,7 @@ def test_check_writes_the_report_to_a_file(tmp_path: Path, capsys: pytest.Captur
     assert code == EXIT_VIOLATIONS
     assert out == ""
     assert json.loads(target.read_text(encoding="utf-8"))["version"] == "2.1.0"
-    assert "2 denied, 1 dry-run" in err and str(target) in err
+    assert "4 denied, 1 dry-run" in err and str(target) in err
 
 
 @pytest.mark.integration
