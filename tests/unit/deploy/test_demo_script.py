@@ -213,6 +213,10 @@ def test_expected_outcomes_of_the_example_dags() -> None:
         ("ai_training_recsys", "train_on_raw_purchases"): "failed",
         ("ai_training_recsys", "train_on_consented_aggregates"): "success",
         ("marketing_attribution", "attribute_campaigns"): "success",
+        # Scheduled on the Assets above: labels propagated from what their upstream read.
+        ("ads_spend_segments", "segment_spenders"): "success",
+        ("recs_spend_ranking", "rank_by_spend_segments"): "failed",
+        ("ai_training_features", "train_on_bid_features"): "failed",
     }
 
 

@@ -396,6 +396,7 @@ def test_every_rule_id_is_covered_by_the_table() -> None:
     """Adding a rule to engine.Rule without a test row fails here."""
     covered = {rule for param in RULE_CASES for rules in param.values[0].rules for rule in rules}
     covered |= {Rule.UNCHECKABLE_INPUT.value}  # test_uncheckable_input
+    covered |= {Rule.UNDECLARED_INPUT.value}  # test_undeclared_sql_input
     assert covered == {rule.value for rule in Rule}
 
 
@@ -444,6 +445,21 @@ def test_uncheckable_input(rules_engine: PolicyEngine, zone: str, dag_id: str, o
     assert decision.findings[0].input is None
     assert "'some string'" in decision.findings[0].reason
     assert "Asset" in decision.findings[0].remediation
+
+
+def test_undeclared_sql_input(rules_engine: PolicyEngine) -> None:
+    """A table the SQL reads that nothing labels is a violation even where unlabeled data is allowed."""
+    secret = InputRef.table("warehouse.secret")
+    decision = rules_engine.decide(
+        task=task("open_daily"), zone="open", inputs=[], undeclared=[secret], now=NOW
+    )
+    assert decision.outcome is Outcome.DENY
+    assert rules_of(decision) == [("undeclared_input",)]
+    assert decision.findings[0].input == "warehouse.secret"
+    assert "table warehouse.secret" in decision.findings[0].reason
+
+    unzoned = rules_engine.decide(task=task("x"), zone=None, inputs=[], undeclared=[secret], now=NOW)
+    assert rules_of(unzoned) == [("unzoned_task",)]
 
 
 def test_unzoned_task_with_only_uncheckable_inputs(rules_engine: PolicyEngine) -> None:
