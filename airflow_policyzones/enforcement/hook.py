@@ -179,8 +179,7 @@ def declared_outputs(task: Any) -> list[InputSpec]:
     """The try's outputs: its outlets that are Assets, and the tables its SQL writes."""
     from airflow.sdk import Asset
 
-    from airflow_policyzones.enforcement.sql_tasks import sql_tables
-    from airflow_policyzones.policy.sql import SqlParseError
+    from airflow_policyzones.enforcement.sql_tasks import is_sql_task
     from airflow_policyzones.zones import _flatten
 
     specs = [
@@ -188,12 +187,16 @@ def declared_outputs(task: Any) -> list[InputSpec]:
         for outlet in _flatten(getattr(task, "outlets", None) or ())
         if isinstance(outlet, Asset)
     ]
-    try:
-        tables = sql_tables(task)
-    except SqlParseError:  # the decision already refused the task
-        tables = None
-    if tables is not None:
-        specs += [InputSpec(namespace="table", name=ref.name) for ref in tables.outputs]
+    if is_sql_task(task):  # sqlglot is imported for SQL tasks only (~0.1 s)
+        from airflow_policyzones.enforcement.sql_tasks import sql_tables
+        from airflow_policyzones.policy.sql import SqlParseError
+
+        try:
+            tables = sql_tables(task)
+        except SqlParseError:  # the decision already refused the task
+            tables = None
+        if tables is not None:
+            specs += [InputSpec(namespace="table", name=ref.name) for ref in tables.outputs]
     return list({(spec.namespace, spec.name): spec for spec in specs}.values())
 
 
@@ -296,6 +299,10 @@ def build_request(*, task: Any, ti: Any, task_zone: str | None = None) -> Decisi
 
 def _sql_reads(task: Any, *, where: str) -> tuple[list[InputSpec], list[str]]:
     """The tables a SQL task's rendered SQL reads, or why they cannot be known (fails closed)."""
+    from airflow_policyzones.enforcement.sql_tasks import is_sql_task
+
+    if not is_sql_task(task):  # sqlglot is imported for SQL tasks only (~0.1 s)
+        return [], []
     from airflow_policyzones.enforcement.sql_tasks import sql_tables
     from airflow_policyzones.policy.sql import SqlParseError
 

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,21 @@ def test_denied_sql_tasks_never_retry(outcome: tuple[Outcome, Path]) -> None:
     result, _ = outcome
     tries = {ti["dag_id"]: ti["try_number"] for ti in result.result["task_instances"]}
     assert all(tries[dag_id] == 1 for dag_id in DAGS), tries
+
+
+def test_other_tasks_never_import_sqlglot() -> None:
+    """sqlglot costs ~0.1 s to import: a worker running a non-SQL task must not pay it."""
+    code = (
+        "import sys\n"
+        "from airflow.sdk import DAG, Asset\n"
+        "from airflow.providers.standard.operators.python import PythonOperator\n"
+        "from airflow_policyzones.enforcement.hook import _sql_reads, declared_outputs\n"
+        "with DAG('d', schedule=None):\n"
+        "    t = PythonOperator(task_id='t', python_callable=print, outlets=[Asset('s3://x/y')])\n"
+        "assert declared_outputs(t)[0].name == 's3://x/y'\n"
+        "assert _sql_reads(t, where='d.t') == ([], [])\n"
+        "print('sqlglot' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"
