@@ -24,6 +24,7 @@ from airflow_policyzones.db.models import (
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
     PolicyZonesReclassification,
+    decision_of_try,
 )
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.engine import AssetLabels, InputRef, LabeledInput
@@ -126,15 +127,7 @@ def record_outputs(
     never from the request: a worker names its outputs, not their labels.
     """
     identity = request.task
-    decision = session.scalars(
-        select(PolicyZonesDecision).where(
-            PolicyZonesDecision.dag_id == identity.dag_id,
-            PolicyZonesDecision.task_id == identity.task_id,
-            PolicyZonesDecision.run_id == identity.run_id,
-            PolicyZonesDecision.map_index == identity.map_index,
-            PolicyZonesDecision.try_number == identity.try_number,
-        )
-    ).one_or_none()
+    decision = session.scalars(decision_of_try(**identity.model_dump())).one_or_none()
     if decision is None:
         raise OutputsRefused(
             "no decision was recorded for this try, so what it read is unknown: outputs are only "

@@ -29,6 +29,7 @@ from airflow_policyzones.db.models import (
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
     PolicyZonesViolation,
+    decision_of_try,
 )
 from airflow_policyzones.policy.engine import (
     Decision,
@@ -334,15 +335,7 @@ def _load(session: Session, identity: TaskInstanceIdentity, *, digest: str) -> D
     holding the shared JWT secret could record an 'allow' with no inputs for another task's try
     before that task asks.
     """
-    row = session.scalar(
-        select(PolicyZonesDecision).where(
-            PolicyZonesDecision.dag_id == identity.dag_id,
-            PolicyZonesDecision.task_id == identity.task_id,
-            PolicyZonesDecision.run_id == identity.run_id,
-            PolicyZonesDecision.map_index == identity.map_index,
-            PolicyZonesDecision.try_number == identity.try_number,
-        )
-    )
+    row = session.scalar(decision_of_try(**identity.model_dump()))
     if row is None:
         return None
     if row.claims_digest != digest:

@@ -24,9 +24,11 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -285,6 +287,19 @@ class PolicyZonesReclassification(Base):
     __table_args__ = (
         UniqueConstraint("decision_id", name="policyzones_reclassification_decision_uq"),
         Index("idx_policyzones_reclassification_recorded_at", "recorded_at"),
+    )
+
+
+def decision_of_try(
+    *, dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int
+) -> Select[PolicyZonesDecision]:
+    """The decision of one task-instance try (at most one: the unique key)."""
+    return select(PolicyZonesDecision).where(
+        PolicyZonesDecision.dag_id == dag_id,
+        PolicyZonesDecision.task_id == task_id,
+        PolicyZonesDecision.run_id == run_id,
+        PolicyZonesDecision.map_index == map_index,
+        PolicyZonesDecision.try_number == try_number,
     )
 
 

@@ -10,9 +10,10 @@ data — DAG ids, task ids, inputs and labels are user input.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
@@ -149,6 +150,24 @@ def _invalid(error: ValidationError) -> HTTPException:
     return HTTPException(422, {"msg": "invalid filter", "problems": problems})
 
 
+FormT = TypeVar("FormT", bound=_Form)
+
+
+def _query(request: Request, form: type[FormT], fetch: Callable[[FormT], Any]) -> tuple[FormT, Any, Any, int]:
+    """Parse a page's filters and fetch its rows; a bad filter becomes a message on the page.
+
+    Returns (filters, rows or None, problem or None, HTTP status).
+    """
+    filters = form()
+    try:
+        filters = form.parse(request)
+        return filters, fetch(filters), None, 200
+    except ValidationError as error:
+        return filters, None, _invalid(error).detail, 422
+    except HTTPException as error:
+        return filters, None, error.detail, error.status_code
+
+
 def _policy_or_none() -> tuple[PolicyOut | None, str | None]:
     try:
         return read_routes.get_policy(), None
@@ -164,24 +183,13 @@ def violations_page(
 ) -> HTMLResponse:
     """Violations newest first, filterable; each links to its task instance and log."""
     policy, policy_error = _policy_or_none()
-    problem: Any = None
-    status_code = 200
-    filters = ViolationFilters()
-    page = None
-    try:
-        filters = ViolationFilters.parse(request)
-        paging = _Paging.parse(request)
-        page = read_routes.list_violations(
-            session=session,
-            readable=readable,
-            limit=paging.limit,
-            cursor=paging.cursor,
-            **filters.model_dump(),
-        )
-    except ValidationError as error:
-        problem, status_code = _invalid(error).detail, 422
-    except HTTPException as error:
-        problem, status_code = error.detail, error.status_code
+    filters, page, problem, status_code = _query(
+        request,
+        ViolationFilters,
+        lambda filters: read_routes.list_violations(
+            session=session, readable=readable, **_Paging.parse(request).model_dump(), **filters.model_dump()
+        ),
+    )
     unchecked = read_routes.list_unchecked(session=session, readable=readable, since=None, limit=1)
     return _render(
         request,
@@ -218,14 +226,11 @@ def coverage_page(
 ) -> HTMLResponse:
     """Which DAGs and tasks run in which zone; unzoned and never-decided tasks stand out."""
     policy, _error = _policy_or_none()
-    filters, report, problem, status_code = CoverageFilters(), None, None, 200
-    try:
-        filters = CoverageFilters.parse(request)
-        report = read_routes.get_coverage(session=session, readable=readable, **filters.model_dump())
-    except ValidationError as error:
-        problem, status_code = _invalid(error).detail, 422
-    except HTTPException as error:
-        problem, status_code = error.detail, error.status_code
+    filters, report, problem, status_code = _query(
+        request,
+        CoverageFilters,
+        lambda filters: read_routes.get_coverage(session=session, readable=readable, **filters.model_dump()),
+    )
     return _render(
         request,
         "coverage.html",
@@ -241,14 +246,13 @@ def unchecked_page(
     request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
 ) -> HTMLResponse:
     """Tries that started without a decision: what ``policyzones audit`` reports, in the UI."""
-    filters, report, problem, status_code = UncheckedFilters(), None, None, 200
-    try:
-        filters = UncheckedFilters.parse(request)
-        report = read_routes.list_unchecked(session=session, readable=readable, **filters.model_dump())
-    except ValidationError as error:
-        problem, status_code = _invalid(error).detail, 422
-    except HTTPException as error:
-        problem, status_code = error.detail, error.status_code
+    filters, report, problem, status_code = _query(
+        request,
+        UncheckedFilters,
+        lambda filters: read_routes.list_unchecked(
+            session=session, readable=readable, **filters.model_dump()
+        ),
+    )
     return _render(
         request,
         "unchecked.html",
