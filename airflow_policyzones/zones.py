@@ -166,6 +166,19 @@ def declared_inputs(task: Any) -> DeclaredInputs:
     return DeclaredInputs(tuple(inputs), tuple(problems))
 
 
+def declared_outputs(task: Any) -> tuple[InputRef, ...]:
+    """The task's Asset outlets as :class:`InputRef` values, each once.
+
+    Other outlets (an AssetAlias resolved at run time) name nothing that can be followed before
+    the task runs; SQL tasks also write the tables their SQL names (enforcement adds those).
+    """
+    outputs: dict[InputRef, None] = {}
+    for outlet in _flatten(getattr(task, "outlets", None) or ()):
+        if isinstance(outlet, Asset):
+            outputs.setdefault(InputRef.asset(outlet.uri), None)
+    return tuple(outputs)
+
+
 def _flatten(items: Iterable[Any]) -> Iterable[Any]:
     for item in items:
         if isinstance(item, (list, tuple)):

@@ -338,7 +338,13 @@ def _collect_dag(
     nodes: list[TaskNode | None],
 ) -> DagProblem | None:
     """Append one undecided result and one flow node (``None``: not checked) per task of ``dag``."""
-    from airflow_policyzones.zones import ZoneAnnotationError, declared_inputs, task_context, zone_of
+    from airflow_policyzones.zones import (
+        ZoneAnnotationError,
+        declared_inputs,
+        declared_outputs,
+        task_context,
+        zone_of,
+    )
 
     errors: dict[str, list[str]] = {}
     identities: dict[object, TaskContext] = {}
@@ -411,29 +417,6 @@ def _collect_dag(
     message = "; ".join(errors)
     affected = tuple(task_id for task_ids in errors.values() for task_id in task_ids)
     return DagProblem(dag.dag_id, file, dag_line(lines.lines, dag_id=dag.dag_id), message, affected)
-
-
-def declared_outputs(task: Any) -> tuple[InputRef, ...]:
-    """The task's Asset outlets, each once. Other outlets (an AssetAlias resolved at run time)
-    name nothing the static check can follow; at run time the outputs are what the task reports."""
-    from airflow.sdk import Asset
-
-    outputs: dict[InputRef, None] = {}
-    for outlet in _flatten(getattr(task, "outlets", None) or ()):
-        if isinstance(outlet, Asset):
-            outputs.setdefault(InputRef.asset(outlet.uri), None)
-    return tuple(outputs)
-
-
-def _flatten(items: Any) -> Iterator[Any]:
-    for item in items:
-        if isinstance(item, (list, tuple)):
-            yield from _flatten(item)
-        else:
-            yield item
-
-
-# --- locations ----------------------------------------------------------------------------------
 
 
 def task_line(lines: Sequence[str], *, task_id: str, label: str | None = None) -> int:

@@ -176,17 +176,11 @@ def enforce(
 
 
 def declared_outputs(task: Any) -> list[InputSpec]:
-    """The try's outputs: its outlets that are Assets, and the tables its SQL writes."""
-    from airflow.sdk import Asset
-
+    """The try's outputs: its Asset outlets, and the tables its SQL writes."""
     from airflow_policyzones.enforcement.sql_tasks import is_sql_task
-    from airflow_policyzones.zones import _flatten
+    from airflow_policyzones.zones import declared_outputs as asset_outlets
 
-    specs = [
-        InputSpec(namespace="asset", name=outlet.uri)
-        for outlet in _flatten(getattr(task, "outlets", None) or ())
-        if isinstance(outlet, Asset)
-    ]
+    refs = list(asset_outlets(task))
     if is_sql_task(task):  # sqlglot is imported for SQL tasks only (~0.1 s)
         from airflow_policyzones.enforcement.sql_tasks import sql_tables
         from airflow_policyzones.policy.sql import SqlParseError
@@ -196,8 +190,8 @@ def declared_outputs(task: Any) -> list[InputSpec]:
         except SqlParseError:  # the decision already refused the task
             tables = None
         if tables is not None:
-            specs += [InputSpec(namespace="table", name=ref.name) for ref in tables.outputs]
-    return list({(spec.namespace, spec.name): spec for spec in specs}.values())
+            refs += tables.outputs
+    return [InputSpec(namespace=ref.namespace, name=ref.name) for ref in dict.fromkeys(refs)]
 
 
 def _report_outputs_after_success(

@@ -8,6 +8,7 @@ get propagated labels like outlets. Only for ``SQLExecuteQueryOperator`` and its
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
@@ -37,9 +38,8 @@ def rendered_sql(task: Any) -> str:
     return str(sql)
 
 
-def connection_type(task: Any) -> str | None:
-    """The conn_type of the task's connection, to parse in its dialect (None: generic SQL)."""
-    conn_id = getattr(task, "conn_id", None)
+def connection_type(conn_id: str | None) -> str | None:
+    """The conn_type of a task's connection, to parse in its dialect (None: generic SQL)."""
     if not conn_id:
         return None
     try:
@@ -61,6 +61,13 @@ def sql_tables(task: Any) -> SqlTables | None:
     """
     if not is_sql_task(task):
         return None
+    return _tables(rendered_sql(task), getattr(task, "conn_id", None))
+
+
+@functools.lru_cache(maxsize=16)
+def _tables(sql: str, conn_id: str | None) -> SqlTables:
+    """Parsed once per try: the decision needs the reads, the outputs report the writes, and the
+    connection lookup is a call to the API server."""
     from airflow_policyzones.policy.sql import dialect_for_connection, tables_in_sql
 
-    return tables_in_sql(rendered_sql(task), dialect=dialect_for_connection(connection_type(task)))
+    return tables_in_sql(sql, dialect=dialect_for_connection(connection_type(conn_id)))
