@@ -10,7 +10,7 @@ indexed row per input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from sqlalchemy import select, tuple_
@@ -49,15 +49,7 @@ def with_propagated(
     session: Session, engine: PolicyEngine, labeled: Sequence[LabeledInput]
 ) -> list[LabeledInput]:
     """Inputs with their effective labels: catalog labels united with propagated ones (one query)."""
-    if not labeled:
-        return []
-    keys = [(item.ref.namespace, item.ref.name) for item in labeled]
-    rows = session.scalars(
-        select(PolicyZonesAssetLabels).where(
-            tuple_(PolicyZonesAssetLabels.namespace, PolicyZonesAssetLabels.name).in_(keys)
-        )
-    )
-    propagated = {(row.namespace, row.name): labels_of(row) for row in rows}
+    propagated = propagated_labels(session, [item.ref for item in labeled])
     if not propagated:
         return list(labeled)
     zones = engine.reclassifier_zones
@@ -65,13 +57,31 @@ def with_propagated(
         LabeledInput(
             item.ref,
             effective_labels(
-                catalog=item.labels,
-                propagated=propagated.get((item.ref.namespace, item.ref.name)),
-                reclassifier_zones=zones,
+                catalog=item.labels, propagated=propagated.get(item.ref), reclassifier_zones=zones
             ),
         )
         for item in labeled
     ]
+
+
+LOOKUP_BATCH = 1_000
+
+
+def propagated_labels(session: Session, refs: Iterable[InputRef]) -> dict[InputRef, AssetLabels]:
+    """The current propagated labels of ``refs`` that have any: one indexed query per 1,000."""
+    wanted: dict[tuple[str, str], InputRef] = {(ref.namespace, ref.name): ref for ref in refs}
+    keys = list(wanted)
+    found: dict[InputRef, AssetLabels] = {}
+    for start in range(0, len(keys), LOOKUP_BATCH):
+        rows = session.scalars(
+            select(PolicyZonesAssetLabels).where(
+                tuple_(PolicyZonesAssetLabels.namespace, PolicyZonesAssetLabels.name).in_(
+                    keys[start : start + LOOKUP_BATCH]
+                )
+            )
+        )
+        found.update((wanted[row.namespace, row.name], labels_of(row)) for row in rows)
+    return found
 
 
 MAX_PATH_HOPS = 8

@@ -57,6 +57,7 @@ from airflow_policyzones.policy.engine import (
     TaskContext,
 )
 from airflow_policyzones.policy.lineage import effective_labels
+from airflow_policyzones.propagation import propagated_labels
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -357,14 +358,14 @@ class _Labels:
         self._engine = engine
         self._known: dict[InputRef, LabeledInput] = {}
         self._propagated: dict[InputRef, AssetLabels] = {}
-        self._table = _propagated_table(session)
-        self.source: str | None = None if self._table is None else self._table.name
+        self.source = _propagated_table(session)
+        """The propagated-labels table, or None when the database does not have it yet."""
         self.propagated_count = 0
 
     def prefetch(self, refs: Iterable[InputRef]) -> None:
         missing = {ref for ref in refs if ref not in self._known}
-        if self._table is not None and missing:
-            self._propagated.update(_propagated_labels(self._session, self._table, missing))
+        if self.source is not None and missing:
+            self._propagated.update(propagated_labels(self._session, missing))
         for ref in missing:
             self._known[ref] = self._label(ref)
 
@@ -387,50 +388,11 @@ class _Labels:
         )
 
 
-# --- propagated labels: optional, while the lineage tables are being added ---------------------
-
-
-def _propagated_table(session: Session) -> sa.Table | None:
-    """``policyzones_asset_labels`` when the models define it and the database has it."""
-    model = getattr(models, "PolicyZonesAssetLabels", None)
-    if model is None:
-        return None
-    table: sa.Table = model.__table__
-    if not sa.inspect(session.connection()).has_table(table.name, schema=table.schema):
-        return None
-    return table
-
-
-def _propagated_labels(
-    session: Session, table: sa.Table, refs: Iterable[InputRef]
-) -> dict[InputRef, AssetLabels]:
-    """The current propagated labels of ``refs`` (one row per asset)."""
-    wanted = set(refs)
-    names = sorted({ref.name for ref in wanted})
-    column = table.c
-    found: dict[InputRef, AssetLabels] = {}
-    for start in range(0, len(names), BATCH):
-        for row in session.execute(
-            sa.select(
-                column.namespace,
-                column.name,
-                column.categories,
-                column.consented,
-                column.aggregated,
-                column.origins,
-                column.reclassified_by,
-            ).where(column.name.in_(names[start : start + BATCH]))
-        ):
-            ref = InputRef(row.namespace, row.name)
-            if ref in wanted:
-                found[ref] = AssetLabels(
-                    categories=frozenset(row.categories or ()),
-                    consented=frozenset(row.consented or ()),
-                    aggregated=bool(row.aggregated),
-                    origins=frozenset(row.origins or ()),
-                    reclassified_by=frozenset(row.reclassified_by or ()),
-                )
-    return found
+def _propagated_table(session: Session) -> str | None:
+    """``policyzones_asset_labels`` if the database has it (``airflow db migrate`` adds it)."""
+    name = models.PolicyZonesAssetLabels.__tablename__
+    schema = models.policyzones_metadata.schema
+    return name if sa.inspect(session.connection()).has_table(name, schema=schema) else None
 
 
 # --- rendering ----------------------------------------------------------------------------------
