@@ -25,6 +25,7 @@ from airflow_policyzones.db.models import (
     PolicyZonesDecisionInput,
     PolicyZonesReclassification,
     decision_of_try,
+    inputs_by_position,
 )
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.engine import AssetLabels, InputRef, LabeledInput
@@ -199,11 +200,6 @@ def _ref(namespace: str, name: str) -> InputRef:
 
 def _decision_inputs(decision: PolicyZonesDecision) -> list[LabeledInput]:
     """The inputs of a decision with the effective labels recorded then (one row per category)."""
-    grouped: dict[int, tuple[PolicyZonesDecisionInput, set[str]]] = {}
-    for row in decision.inputs:
-        _first, categories = grouped.setdefault(row.position, (row, set()))
-        if row.category is not None:
-            categories.add(row.category)
     return [
         LabeledInput(
             _ref(row.namespace, row.name),
@@ -217,7 +213,7 @@ def _decision_inputs(decision: PolicyZonesDecision) -> list[LabeledInput]:
             if row.labeled
             else None,
         )
-        for row, categories in grouped.values()
+        for row, categories in inputs_by_position(decision.inputs)
     ]
 
 

@@ -60,6 +60,7 @@ from airflow_policyzones.db.models import (
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
     PolicyZonesViolation,
+    inputs_by_position,
 )
 from airflow_policyzones.policy import PolicyEngine, PolicyError
 from airflow_policyzones.policy.engine import Rule
@@ -330,7 +331,7 @@ def _violation_out(row: PolicyZonesViolation) -> ViolationOut:
 
 def _inputs_by_decision(session: Session, decision_ids: list[int]) -> dict[int, list[DecisionInputOut]]:
     """The inputs of many decisions in one query, one entry per input (its categories merged)."""
-    grouped: dict[int, dict[int, tuple[PolicyZonesDecisionInput, list[str]]]] = {}
+    by_decision: dict[int, list[PolicyZonesDecisionInput]] = {}
     if decision_ids:
         rows = session.scalars(
             sa.select(PolicyZonesDecisionInput)
@@ -338,9 +339,7 @@ def _inputs_by_decision(session: Session, decision_ids: list[int]) -> dict[int, 
             .order_by(PolicyZonesDecisionInput.decision_id, PolicyZonesDecisionInput.id)
         )
         for row in rows:
-            _first, categories = grouped.setdefault(row.decision_id, {}).setdefault(row.position, (row, []))
-            if row.category is not None:
-                categories.append(row.category)
+            by_decision.setdefault(row.decision_id, []).append(row)
     return {
         decision_id: [
             DecisionInputOut(
@@ -353,9 +352,9 @@ def _inputs_by_decision(session: Session, decision_ids: list[int]) -> dict[int, 
                 origins=row.origins,
                 reclassified_by=row.reclassified_by,
             )
-            for row, categories in by_position.values()
+            for row, categories in inputs_by_position(rows)
         ]
-        for decision_id, by_position in grouped.items()
+        for decision_id, rows in by_decision.items()
     }
 
 

@@ -10,6 +10,7 @@ There are deliberately **no foreign keys to Airflow's tables**: audit evidence m
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -288,6 +289,19 @@ class PolicyZonesReclassification(Base):
         UniqueConstraint("decision_id", name="policyzones_reclassification_decision_uq"),
         Index("idx_policyzones_reclassification_recorded_at", "recorded_at"),
     )
+
+
+def inputs_by_position(
+    rows: Iterable[PolicyZonesDecisionInput],
+) -> list[tuple[PolicyZonesDecisionInput, list[str]]]:
+    """One entry per input of a decision: its first row and the categories of all its rows
+    (rows come one per category, in ``id`` order)."""
+    grouped: dict[int, tuple[PolicyZonesDecisionInput, list[str]]] = {}
+    for row in rows:
+        _first, categories = grouped.setdefault(row.position, (row, []))
+        if row.category is not None:
+            categories.append(row.category)
+    return list(grouped.values())
 
 
 def decision_of_try(
