@@ -1,48 +1,31 @@
-"""The tables a SQL script reads and writes, so that SQL tasks are checked against what they run.
+"""The tables and files a SQL script reads and writes, so that SQL tasks are checked against what they run.
 
 A SQL task's declared inlets are a claim; its rendered SQL is what the database executes. This
-module parses that SQL with sqlglot in the connection's dialect and names the tables it reads
-(inputs to check) and writes (outputs that get propagated labels), normalized like
-:meth:`InputRef.table` so that catalog ``table`` patterns match them.
+module parses that SQL with sqlglot in the connection's dialect and names every table (and file)
+it reads (inputs to check) and writes (outputs that get propagated labels).
 
-Semantics, statement by statement, in script order:
-
-* Reads: every table a statement names outside a write position: ``FROM``/``JOIN``, subqueries,
-  ``USING``, ``MERGE ... USING``, ``LIKE``/``CLONE`` sources. ``SELECT *`` over a view reads the
-  view (its name is what the catalog and propagation label; views are not expanded).
-* Writes: targets of ``INSERT``, ``CREATE TABLE/VIEW`` (also ``AS SELECT``), ``SELECT ... INTO``,
-  ``UPDATE``, ``DELETE``, ``MERGE``, ``TRUNCATE``, ``COPY ... FROM``, ``ALTER`` and
-  ``REFRESH MATERIALIZED VIEW``. ``UPDATE``, ``DELETE``, ``MERGE`` and upserts (``ON CONFLICT`` /
-  ``ON DUPLICATE KEY``) also *read* their target: they read the rows they change, so the zone
-  must be allowed to read it. A plain ``INSERT`` does not read its target.
-* CTE names are not tables (scoped as SQL scopes them: a CTE is visible in the query's body, in
-  later CTEs and, when ``RECURSIVE``, in itself; a qualified name is never a CTE).
-* Temporary tables (``TEMP``/``TEMPORARY``/``VOLATILE``, T-SQL ``#name``, ``SELECT INTO TEMP``,
-  Spark ``CACHE TABLE``) created in the script hold only what the script put there: reading them
-  later is not an external read, and they are not outputs (they vanish with the session). They
-  are listed in :attr:`SqlTables.temporary`.
-* A permanent table or view the script creates (without ``IF NOT EXISTS``) is an output, and
-  reading it later in the script is not an external read either. With ``IF NOT EXISTS`` it may
-  hold older data, so later reads count. ``DROP`` ends that: a later read of the name counts.
-* Administrative statements (``USE``, ``SET``, ``GRANT``, ``DROP``, ``ANALYZE``, ``DESCRIBE``,
-  transactions, ...) read and write nothing. Unqualified names are reported as written: ``USE``
-  and ``search_path`` are not resolved, so catalog patterns must cover names as tasks write them.
-* SQL that is empty, whitespace or comments only (e.g. Jinja that rendered to nothing) runs
-  nothing: an empty result with ``statements == 0`` (:attr:`SqlTables.empty`), not an error.
-* SQL that sqlglot cannot parse, and statements whose effect it cannot see (``CALL``, ``EXEC``,
-  ``DO``, ``EXPLAIN``, any statement sqlglot keeps as an opaque command), raise
-  :class:`SqlParseError`: nobody can tell what they read, so they fail closed.
+The rule: :func:`tables_in_sql` either names every table and file the SQL reads and writes, or
+raises :class:`SqlParseError`. Silently empty is never an answer. It is an allow-list: every node
+of every statement is walked, and a node that could name data (a table reference, a statement, a
+command, a function in a table position, a comment the database executes) is either of a kind
+handled below (``_Script._HANDLERS`` and the helpers they call) or the statement is refused with
+its dialect, line, column and a fix. Value expressions (columns, literals, operators, functions
+of values) read nothing. ``docs/sql-analysis.md`` states the semantics statement by statement,
+and ``tests/unit/policy/sql_corpus/`` holds the conformance cases; a construct is supported by
+adding it to the handlers here and cases there.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Token, TokenType, exp
+from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import ParseError, TokenError
 
 from airflow_policyzones.policy.engine import InputRef
@@ -66,10 +49,18 @@ class SqlParseError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SqlTables:
-    """What one SQL script reads and writes: normalized table names (see the module docstring)."""
+    """What one SQL script reads and writes (``docs/sql-analysis.md``).
+
+    Table names are lower-cased and dotted as the SQL writes them (``schema.table``); locations
+    are URIs (``s3://bucket/key``, ``file:///abs/path``).
+    """
 
     reads: frozenset[str] = frozenset()
     writes: frozenset[str] = frozenset()
+    read_locations: frozenset[str] = frozenset()
+    """Files and object-store URIs the SQL reads (``COPY ... FROM``, ``read_parquet(...)``...)."""
+    written_locations: frozenset[str] = frozenset()
+    """Files and object-store URIs the SQL writes (``COPY ... TO``, ``UNLOAD``...)."""
     temporary: frozenset[str] = frozenset()
     """Temporary tables the script creates and uses; neither inputs nor outputs."""
     statements: int = 0
@@ -81,11 +72,16 @@ class SqlTables:
 
     @property
     def inputs(self) -> tuple[InputRef, ...]:
-        return tuple(InputRef.table(name) for name in sorted(self.reads))
+        """Tables as ``table`` inputs, then locations as ``asset`` inputs, each sorted."""
+        return tuple(InputRef.table(name) for name in sorted(self.reads)) + tuple(
+            InputRef.asset(uri) for uri in sorted(self.read_locations)
+        )
 
     @property
     def outputs(self) -> tuple[InputRef, ...]:
-        return tuple(InputRef.table(name) for name in sorted(self.writes))
+        return tuple(InputRef.table(name) for name in sorted(self.writes)) + tuple(
+            InputRef.asset(uri) for uri in sorted(self.written_locations)
+        )
 
 
 _CONNECTION_DIALECTS: dict[str, str] = {
@@ -137,121 +133,113 @@ def dialect_for_connection(conn_type: str | None) -> str | None:
     return _CONNECTION_DIALECTS.get(conn_type.strip().lower().replace("-", "_"))
 
 
-# Statements whose table names are neither data read nor data written.
-_ADMIN: tuple[type[exp.Expr], ...] = tuple(
-    kind
-    for kind in (
-        getattr(exp, name, None)
-        for name in (
-            "Use",
-            "Set",
-            "Drop",
-            "Grant",
-            "Revoke",
-            "Describe",
-            "Comment",
-            "Analyze",
-            "Uncache",
-            "Pragma",
-            "Show",
-            "Transaction",
-            "Commit",
-            "Rollback",
-        )
-    )
-    if isinstance(kind, type)
-)
-# Opaque commands (sqlglot's fallback) that move no data.
-_HARMLESS_COMMANDS = frozenset({"SHOW", "VACUUM", "RESET", "DISCARD", "CHECKPOINT", "LOCK", "SET", "USE"})
-_REFRESH = re.compile(r"^\s*MATERIALIZED\s+VIEW\s+(?:CONCURRENTLY\s+)?(?P<name>[^\s;(]+)", re.IGNORECASE)
-_TOKEN = re.compile(r"<Token token_type: TokenType\.(?P<type>\w+), text: (?P<text>.*?), line: .*?>")
+def tables_in_sql(sql: str, *, dialect: str | None) -> SqlTables:
+    """Every table and file ``sql`` (the *rendered* SQL, possibly several statements) reads and writes.
+
+    Raises :class:`SqlParseError` for an unknown dialect, SQL sqlglot cannot parse, and any
+    statement whose tables cannot all be named (module docstring; ``docs/sql-analysis.md``).
+    """
+    if not sql.strip():
+        return SqlTables()
+    glot = _dialect(dialect)
+    statements = _parse(_prepared(sql, dialect=dialect, glot=glot), dialect)
+    script = _Script(dialect=dialect, glot=glot)
+    for position, statement in enumerate(statements, 1):
+        if statement is None or isinstance(statement, exp.Semicolon):
+            continue
+        script.statement(statement, position=position)
+    return script.result()
+
+
+# --- reading the text ---------------------------------------------------------------------------
+
 _FIX = (
     "correct the SQL; if the database accepts it, check the dialect (it follows the connection type, "
     "see dialect_for_connection). SQL whose tables cannot be read is not run in an enforce zone"
 )
+_TOKEN = re.compile(r"<Token token_type: TokenType\.(?P<type>\w+), text: (?P<text>.*?), line: .*?>")
+_EXECUTABLE_COMMENT = re.compile(r"/\*!(?:\d{5,6})?")
+_FILE_EXTENSION = re.compile(
+    r"\.(?:csv|tsv|txt|parquet|json|jsonl|ndjson|orc|avro|xlsx)(?:\.gz|\.zst)?$", re.I
+)
 
 
-@dataclass(slots=True)
-class _Target:
-    table: exp.Table
-    reads: bool = False
-    """The statement also reads the target's rows (UPDATE, DELETE, MERGE, upserts)."""
-    effect: Literal["write", "temporary", "none"] = "write"
-    """``none``: the name is no data (an index, a function, a schema...)."""
-    creates: bool = False
-    """The statement creates the table with only what the script puts in it."""
+def _dialect(dialect: str | None) -> sqlglot.Dialect:
+    try:
+        return sqlglot.Dialect.get_or_raise(dialect)
+    except ValueError:
+        known = ", ".join(sorted(d.value for d in sqlglot.Dialects if d.value))
+        raise SqlParseError(
+            f"unknown SQL dialect {dialect!r}\n    fix: use one of {known}, or None for sqlglot's default",
+            dialect=dialect,
+        ) from None
 
 
-def tables_in_sql(sql: str, *, dialect: str | None) -> SqlTables:
-    """The tables ``sql`` (the *rendered* SQL, possibly several statements) reads and writes.
+def _prepared(sql: str, *, dialect: str | None, glot: sqlglot.Dialect) -> str:
+    """``sql`` with what the database would execute made visible to the parser, offsets unchanged.
 
-    Raises :class:`SqlParseError` for an unknown dialect, SQL sqlglot cannot parse, and
-    statements whose tables cannot be known (module docstring).
+    * MySQL and MariaDB run the content of ``/*! ... */`` and ``/*!50000 ... */`` comments (also
+      assumed when the dialect is unknown): the comment markers become spaces, the content stays.
+    * Driver placeholders ``%s`` and ``%(name)s`` that the dialect's tokenizer reads as a modulo
+      become ``?`` (a bind parameter reads nothing; in a table position it is refused later).
     """
-    if not sql.strip():
-        return SqlTables()
-    statements = _parse(sql, dialect)
-    reads: set[str] = set()
-    writes: set[str] = set()
-    temporary: set[str] = set()
-    local: set[str] = set()  # names whose content, from here on, only this script determined
-    count = 0
-    for position, statement in enumerate(statements, 1):
-        if statement is None or isinstance(statement, exp.Semicolon):
-            continue
-        count += 1
-        if isinstance(statement, exp.Command):
-            name = _refreshed(statement, sql=sql, dialect=dialect, position=position)
-            if name is not None:
-                writes.add(name)
-            continue
-        if isinstance(statement, exp.Execute):
-            raise _opaque(statement, dialect=dialect, position=position)
-        if isinstance(statement, _ADMIN):
-            if isinstance(statement, exp.Drop):
-                local.difference_update(_name(table) for table in statement.find_all(exp.Table))
-            continue
-        targets = list(_targets(statement))
-        skip = {id(target.table) for target in targets}
-        for table in statement.find_all(exp.Table):
-            if id(table) in skip or not _is_named(table) or _is_cte_reference(table):
-                continue
-            name = _name(table)
-            if name not in local:
-                reads.add(name)
-        for target in targets:
-            name = _name(target.table)
-            if target.reads and name not in local:
-                reads.add(name)
-        for target in targets:
-            name = _name(target.table)
-            if target.effect == "temporary":
-                temporary.add(name)
-                local.add(name)
-            elif target.effect == "write" and not (name in temporary and name in local):
-                writes.add(name)
-                if target.creates:
-                    local.add(name)
-    return SqlTables(
-        reads=frozenset(reads),
-        writes=frozenset(writes),
-        temporary=frozenset(temporary),
-        statements=count,
-    )
+    executable = "/*!" in sql and (dialect is None or isinstance(glot, MySQL))
+    pyformat = "%s" in sql or "%(" in sql
+    numbered = dialect == "oracle" and _NUMBERED_BIND.search(sql) is not None
+    if not (executable or pyformat or numbered):
+        return sql
+    try:
+        tokens = glot.tokenize(sql)
+    except TokenError:
+        return sql  # the parser reports it with its location
+    text = list(sql)
+    if executable:
+        ends = [-1, *(token.end for token in tokens)]
+        gaps = zip(ends, [*(token.start for token in tokens), len(sql)], strict=True)
+        for after, before in gaps:
+            gap = sql[after + 1 : before]
+            for match in _EXECUTABLE_COMMENT.finditer(gap):
+                close = gap.find("*/", match.end())
+                if close < 0:
+                    continue
+                for index in (*range(match.start(), match.end()), close, close + 1):
+                    text[after + 1 + index] = " "
+    for index, token in enumerate(tokens):
+        end = _bind_parameter_end(tokens, index) if token.token_type in _BIND_STARTS else None
+        if end is not None:
+            text[token.start : end + 1] = ["?"] + [" "] * (end - token.start)
+    return "".join(text)
+
+
+_BIND_STARTS = frozenset({TokenType.MOD, TokenType.COLON})
+_NUMBERED_BIND = re.compile(r":\d")
+
+
+def _bind_parameter_end(tokens: Sequence[Token], index: int) -> int | None:
+    """Where a ``%s``, ``%(name)s`` or (Oracle) ``:1`` bind parameter starting at ``index`` ends."""
+    token = tokens[index]
+    following = tokens[index + 1 : index + 5]
+    if not following or following[0].start != token.end + 1:
+        return None
+    first = following[0]
+    if token.token_type == TokenType.COLON:
+        before = tokens[index - 1].token_type if index else None
+        return first.end if first.token_type == TokenType.NUMBER and before != TokenType.NUMBER else None
+    if first.token_type == TokenType.VAR and first.text == "s":
+        return first.end
+    types = [t.token_type for t in following]
+    adjacent = all(a.end + 1 == b.start for a, b in itertools.pairwise(following))
+    if (
+        types[:4] == [TokenType.L_PAREN, TokenType.VAR, TokenType.R_PAREN, TokenType.VAR]
+        and following[3].text == "s"
+        and adjacent
+    ):
+        return following[3].end
+    return None
 
 
 def _parse(sql: str, dialect: str | None) -> Sequence[exp.Expr | None]:
     label = _dialect_label(dialect)
-    if dialect is not None:
-        try:
-            sqlglot.Dialect.get_or_raise(dialect)
-        except ValueError:
-            known = ", ".join(sorted(d.value for d in sqlglot.Dialects if d.value))
-            raise SqlParseError(
-                f"unknown SQL dialect {dialect!r}\n"
-                f"    fix: use one of {known}, or None for sqlglot's default",
-                dialect=dialect,
-            ) from None
     jinja = ""
     if "{{" in sql or "{%" in sql:
         jinja = "\n    (the SQL still contains Jinja: pass the rendered SQL)"
@@ -277,6 +265,12 @@ def _parse(sql: str, dialect: str | None) -> Sequence[exp.Expr | None]:
             f"{jinja}\n    fix: {_FIX}",
             dialect=dialect,
         ) from None
+    except RecursionError:
+        raise SqlParseError(
+            f"cannot parse the SQL as {label}: it nests too deeply{jinja}\n"
+            "    fix: split the statement (e.g. into CTEs or several statements)",
+            dialect=dialect,
+        ) from None
 
 
 def _dialect_label(dialect: str | None) -> str:
@@ -287,138 +281,729 @@ def _token_text(match: re.Match[str]) -> str:
     return "end of input" if match["type"] == "SENTINEL" else repr(match["text"])
 
 
-def _opaque(statement: exp.Expr, *, dialect: str | None, position: int) -> SqlParseError:
-    text = " ".join(statement.sql(dialect=dialect).split())
-    return SqlParseError(
-        f"statement {position} ({text[:60]!r}) runs code whose tables cannot be read from the SQL "
-        f"({_dialect_label(dialect)})\n    fix: inline the queries it runs into the task's SQL, or move it "
-        "to a task whose inputs are declared as inlets and reviewed",
-        dialect=dialect,
+# --- what is understood ---------------------------------------------------------------------------
+
+# Functions in a table position that produce rows from their arguments and read no table.
+_ROW_FUNCTIONS: tuple[type[exp.Expr], ...] = tuple(
+    kind
+    for kind in (
+        getattr(exp, name, None)
+        for name in (
+            "Unnest",
+            "Explode",
+            "Inline",
+            "Stack",
+            "GenerateSeries",
+            "ExplodingGenerateSeries",
+            "GenerateDateArray",
+            "GenerateTimestampArray",
+            "Sequence",
+            "JSONTable",
+            "XMLTable",
+            "Flatten",
+            "Values",
+            "Subquery",
+        )
+    )
+    if isinstance(kind, type)
+)
+_ROW_FUNCTION_NAMES = frozenset(
+    {
+        "generate_series",
+        "generate_subscripts",
+        "unnest",
+        "range",
+        "json_each",
+        "json_each_text",
+        "jsonb_each",
+        "jsonb_each_text",
+        "json_array_elements",
+        "json_array_elements_text",
+        "jsonb_array_elements",
+        "jsonb_array_elements_text",
+        "json_tree",
+        "json_to_recordset",
+        "jsonb_to_recordset",
+        "json_populate_recordset",
+        "jsonb_populate_recordset",
+        "regexp_split_to_table",
+        "string_split",
+        "split_to_table",
+        "flatten",
+        "generator",
+        "explode",
+        "explode_outer",
+        "posexplode",
+        "posexplode_outer",
+        "inline",
+        "inline_outer",
+        "stack",
+        "sequence",
+        "openjson",
+    }
+)
+# Functions in a table position that read the files named by their first argument.
+_FILE_READERS: tuple[type[exp.Expr], ...] = (exp.ReadCSV, exp.ReadParquet)
+_FILE_READER_NAMES = frozenset(
+    {
+        "read_csv",
+        "read_csv_auto",
+        "read_parquet",
+        "parquet_scan",
+        "read_json",
+        "read_json_auto",
+        "read_json_objects",
+        "read_ndjson",
+        "read_ndjson_auto",
+        "read_ndjson_objects",
+        "read_text",
+        "read_blob",
+        "read_xlsx",
+        "delta_scan",
+        "iceberg_scan",
+    }
+)
+# Spark SQL reads a file when a table is qualified by its format: parquet.`s3://bucket/key`.
+_SPARK_FILE_FORMATS = frozenset(
+    {"parquet", "csv", "json", "orc", "avro", "text", "delta", "binaryfile", "iceberg"}
+)
+_SPARK_DIALECTS = frozenset({"spark", "spark2", "databricks", "hive"})
+# Functions that run SQL text, reach another server, or read files by themselves, wherever they are.
+_OPAQUE_FUNCTIONS = frozenset(
+    {
+        "dblink",
+        "dblink_exec",
+        "dblink_open",
+        "dblink_send_query",
+        "query_to_xml",
+        "query_to_xml_and_xmlschema",
+        "query_to_xmlschema",
+        "table_to_xml",
+        "table_to_xml_and_xmlschema",
+        "cursor_to_xml",
+        "schema_to_xml",
+        "database_to_xml",
+        "pg_read_file",
+        "pg_read_binary_file",
+        "lo_import",
+        "lo_export",
+        "lo_get",
+        "load_file",
+        "openquery",
+        "opendatasource",
+        "openrowset",
+        "openxml",
+        "result_scan",
+        "xp_cmdshell",
+        "sys_exec",
+        "sys_eval",
+        "external_query",
+        "query",
+        "system$stream_has_data",
+    }
+)
+# Table-free statements: their direct object (``this``, ``tables``, ``securable``) is no data read.
+_OBJECT_ARGS = ("this", "tables", "securable", "expressions")
+_ADMIN: tuple[type[exp.Expr], ...] = tuple(
+    kind
+    for kind in (
+        getattr(exp, name, None)
+        for name in ("Use", "Grant", "Revoke", "Describe", "Comment", "Analyze", "Uncache", "Refresh")
+    )
+    if isinstance(kind, type)
+)
+_NOTHING: tuple[type[exp.Expr], ...] = tuple(
+    kind
+    for kind in (
+        getattr(exp, name, None)
+        for name in ("Pragma", "Show", "Transaction", "Commit", "Rollback", "Heredoc", "EndStatement")
+    )
+    if isinstance(kind, type)
+)
+_DATA_KINDS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "DYNAMIC TABLE", "EXTERNAL TABLE"})
+_CODE_KINDS = frozenset({"FUNCTION", "PROCEDURE", "MACRO", "TRIGGER", "RULE"})
+# Opaque commands (sqlglot's fallback) that move no data whatever follows them.
+_HARMLESS_COMMANDS = frozenset(
+    {"SHOW", "VACUUM", "RESET", "DISCARD", "CHECKPOINT", "LOCK", "LISTEN", "UNLISTEN"}
+)
+# Commands that set session state: harmless while what follows is a plain value.
+_SETTING_COMMANDS = frozenset({"SET", "USE", "ALTER SESSION"})
+_QUERY_TOKENS = frozenset(
+    {TokenType.L_PAREN, TokenType.SELECT, TokenType.FROM, TokenType.WITH, TokenType.TABLE, TokenType.VALUES}
+)
+_REFRESH = re.compile(r"^\s*MATERIALIZED\s+VIEW\s+(?:CONCURRENTLY\s+)?(?P<name>[^\s;(]+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    """A table named by identifiers: ``key`` compares under the dialect's rules, ``name`` is reported."""
+
+    key: tuple[str, ...]
+    name: str
+    temporary: bool
+
+
+class _Refused(Exception):
+    """A node the analyzer does not understand (turned into a located :class:`SqlParseError`)."""
+
+    def __init__(self, node: exp.Expr, reason: str, fix: str) -> None:
+        super().__init__(reason)
+        self.node = node
+        self.reason = reason
+        self.fix = fix
+
+
+_RUNTIME_NAME_FIX = (
+    "name the table literally in the SQL (render it with a Jinja template before the task runs), "
+    "so that the zone check can see it"
+)
+
+
+class _Script:
+    """Walks a script's statements in order, collecting what they read and write."""
+
+    def __init__(self, *, dialect: str | None, glot: sqlglot.Dialect) -> None:
+        self.dialect = dialect
+        self.glot = glot
+        self.reads: set[str] = set()
+        self.writes: set[str] = set()
+        self.read_locations: set[str] = set()
+        self.written_locations: set[str] = set()
+        self.temporary: set[str] = set()
+        self.local: set[tuple[str, ...]] = set()  # names whose content, from here on, only the script set
+        self.statements = 0
+        self._stack: list[tuple[exp.Expr, frozenset[str]]] = []
+        self._root: exp.Expr | None = None
+
+    def result(self) -> SqlTables:
+        return SqlTables(
+            reads=frozenset(self.reads),
+            writes=frozenset(self.writes),
+            read_locations=frozenset(self.read_locations),
+            written_locations=frozenset(self.written_locations),
+            temporary=frozenset(self.temporary),
+            statements=self.statements,
+        )
+
+    # --- traversal --------------------------------------------------------------------------------
+
+    def statement(self, statement: exp.Expr, *, position: int) -> None:
+        self.statements += 1
+        self._root = statement
+        try:
+            self._walk(statement, frozenset())
+        except _Refused as refused:
+            raise self._error(statement, refused, position=position) from None
+
+    def _walk(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        stack = self._stack
+        stack.append((node, ctes))
+        handlers = self._HANDLERS
+        while stack:
+            current, scope = stack.pop()
+            handler = handlers.get(type(current))
+            if handler is None:
+                handler = self._handler_for(type(current))
+            handler(self, current, scope)
+
+    @classmethod
+    def _handler_for(cls, kind: type[exp.Expr]) -> Callable[[_Script, exp.Expr, frozenset[str]], None]:
+        for base in kind.__mro__[1:]:
+            handler = cls._HANDLERS.get(base)
+            if handler is not None:
+                break
+        else:
+            handler = _Script._children
+        cls._HANDLERS[kind] = handler
+        return handler
+
+    def _children(self, node: exp.Expr, ctes: frozenset[str], *, skip: Iterable[str] = ()) -> None:
+        """Visit ``node``'s children; a ``WITH`` makes its CTEs visible where SQL scopes them."""
+        args = node.args
+        with_ = args.get("with_")
+        if isinstance(with_, exp.With):
+            names = [self._key(cte.args["alias"].this) for cte in with_.expressions]
+            recursive = bool(with_.args.get("recursive"))
+            for index, cte in enumerate(with_.expressions):
+                visible = names[: index + 1] if recursive else names[:index]
+                self._stack.append((cte.this, ctes.union(visible)))
+            ctes = ctes.union(names)
+        skipped = set(skip)
+        for key, value in args.items():
+            if key == "with_" or key in skipped or value is None:
+                continue
+            if isinstance(value, exp.Expr):
+                self._stack.append((value, ctes))
+            elif isinstance(value, list):
+                self._stack.extend((item, ctes) for item in value if isinstance(item, exp.Expr))
+
+    # --- names ------------------------------------------------------------------------------------
+
+    def _key(self, identifier: exp.Expr) -> str:
+        if isinstance(identifier, exp.Identifier):
+            return self.glot.normalize_identifier(identifier.copy()).name
+        return identifier.name
+
+    def _named(self, table: exp.Table) -> _Named | None:
+        """``table`` as a plain name, or ``None`` when it is not named by identifiers only."""
+        parts = table.parts
+        if not parts or not all(isinstance(part, exp.Identifier) for part in parts):
+            return None
+        if any("*" in part.name for part in parts):
+            raise _Refused(
+                table,
+                f"reads {table.sql(dialect=self.dialect)!r}, a wildcard over tables whose names are known "
+                "only when the query runs",
+                "list the tables the query reads (UNION ALL), so that each one is checked",
+            )
+        temporary = isinstance(table.this, exp.Identifier) and bool(table.this.args.get("temporary"))
+        key = tuple(self._key(part) for part in parts)
+        name = normalize_table(".".join(part.name for part in parts))
+        return _Named(key=key, name=f"#{name}" if temporary else name, temporary=temporary)
+
+    def _resolve(self, table: exp.Table) -> _Named | str | None:
+        """A table position: a name, a location URI (``str``), or ``None`` (a row function; visit it)."""
+        named = self._named(table)
+        if named is not None:
+            location = self._file_as_table(table)
+            return location if location is not None else named
+        source = table.this
+        if isinstance(source, exp.DynamicIdentifier) or (
+            isinstance(source, exp.Anonymous) and source.name.lower() == "identifier"
+        ):
+            return self._identifier_function(table, source)
+        if isinstance(source, exp.Literal) and source.is_string:
+            return self._location(source, source.this)
+        if isinstance(source, _FILE_READERS) or (
+            isinstance(source, exp.Anonymous) and source.name.lower() in _FILE_READER_NAMES
+        ):
+            return self._file_reader(source)
+        if _is_row_function(source):
+            return None
+        if isinstance(source, (exp.Placeholder, exp.Parameter, exp.SessionParameter, exp.Var)):
+            raise _Refused(
+                table,
+                f"reads {source.sql(dialect=self.dialect)!r}, a table named by a parameter or variable "
+                "whose value is known only when the SQL runs",
+                _RUNTIME_NAME_FIX,
+            )
+        if isinstance(source, exp.Func):
+            raise self._unknown_function(table, source)
+        raise _Refused(
+            table,
+            f"reads {table.sql(dialect=self.dialect)[:60]!r}, which is not a plain table name",
+            _RUNTIME_NAME_FIX,
+        )
+
+    def _identifier_function(self, table: exp.Table, source: exp.Expr) -> _Named:
+        argument = (
+            source.this if isinstance(source, exp.DynamicIdentifier) else (source.expressions or [None])[0]
+        )
+        if isinstance(argument, exp.Literal) and argument.is_string:
+            try:
+                named = self._named(exp.to_table(argument.this, dialect=self.dialect))
+            except (ParseError, TokenError):
+                named = None
+            if named is not None:
+                return named
+        raise _Refused(
+            table,
+            f"reads {source.sql(dialect=self.dialect)!r}: the table's name is known only when the SQL runs",
+            _RUNTIME_NAME_FIX,
+        )
+
+    def _file_as_table(self, table: exp.Table) -> str | None:
+        """Spark's ``parquet.`s3://b/k``` and DuckDB's ``FROM 'file.csv'`` read files."""
+        this = table.this
+        if not isinstance(this, exp.Identifier) or not this.quoted:
+            return None
+        path = this.name
+        if self.dialect in _SPARK_DIALECTS and table.db.lower() in _SPARK_FILE_FORMATS and not table.catalog:
+            return self._location(table, path)
+        if self.dialect == "duckdb" and not table.db and ("/" in path or _FILE_EXTENSION.search(path)):
+            return self._location(table, path)
+        return None
+
+    def _file_reader(self, source: exp.Expr) -> str:
+        first = source.this or (source.expressions or [None])[0]
+        paths = first.expressions if isinstance(first, exp.Array) else [first]
+        locations = [
+            self._location(source, path.this)
+            for path in paths
+            if isinstance(path, exp.Literal) and path.is_string
+        ]
+        if not locations or len(locations) != len(paths):
+            raise _Refused(
+                source,
+                f"reads files named by {source.sql(dialect=self.dialect)[:60]!r}, known only when it runs",
+                "name the files with string literals",
+            )
+        for location in locations[1:]:
+            self.read_locations.add(location)
+        return locations[0]
+
+    def _location(self, node: exp.Expr, path: str) -> str:
+        path = path.strip()
+        if "://" in path:
+            return path
+        if path.startswith("/"):
+            return f"file://{path}"
+        raise _Refused(
+            node,
+            f"uses the location {path!r}, which is not a URI or an absolute path (the database resolves it)",
+            "name the location by its full URI (s3://bucket/key) or absolute path",
+        )
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def _table(self, table: exp.Expr, ctes: frozenset[str]) -> None:
+        assert isinstance(table, exp.Table)
+        resolved = self._resolve(table)
+        if isinstance(resolved, str):
+            self.read_locations.add(resolved)
+        elif resolved is not None:
+            self._read(resolved, ctes)
+        self._children(table, ctes, skip=("this", "db", "catalog") if resolved is not None else ())
+
+    def _read(self, named: _Named, ctes: frozenset[str]) -> None:
+        if len(named.key) == 1 and named.key[0] in ctes and not named.temporary:
+            return
+        if named.key not in self.local:
+            self.reads.add(named.name)
+
+    def _source(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """``FROM``, ``JOIN`` and ``LATERAL``: what they read from must be a kind understood here."""
+        this = node.this
+        if isinstance(this, exp.Func) and not _is_row_function(this):
+            raise self._unknown_function(node, this)
+        elif isinstance(this, (exp.Placeholder, exp.Parameter, exp.Var, exp.Literal)):
+            raise _Refused(
+                node,
+                f"reads from {this.sql(dialect=self.dialect)!r}, a name known only when the SQL runs",
+                _RUNTIME_NAME_FIX,
+            )
+        self._children(node, ctes)
+
+    def _function(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        if node.name.lower() in _OPAQUE_FUNCTIONS:
+            raise _Refused(
+                node,
+                f"calls {node.name}(), which runs SQL text or reads data the SQL does not name",
+                "read the data with plain SQL over named tables in the task's own statement",
+            )
+        self._children(node, ctes)
+
+    def _table_from_rows(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        if not _is_row_function(node.this):
+            raise self._unknown_function(node, node.this)
+        self._children(node, ctes)
+
+    def _unknown_function(self, node: exp.Expr, function: exp.Expr) -> _Refused:
+        return _Refused(
+            node,
+            f"reads rows from the function {function.sql(dialect=self.dialect)[:60]!r}, which the "
+            "analysis cannot tell reads no table (without a dialect, a table hint is also read as a call)",
+            "read the data from a named table; if the database is known, set the connection type so the "
+            "SQL is read in its dialect; a function known to read nothing can be added to the analyzer's "
+            "row functions",
+        )
+
+    # --- writes -------------------------------------------------------------------------------------
+
+    def _target(
+        self, node: object, *, reads: bool = False, temporary: bool = False, creates: bool = False
+    ) -> None:
+        """A table or location in write position (``reads``: the statement also reads its rows)."""
+        if isinstance(node, exp.Schema):
+            node = node.this
+        if isinstance(node, exp.Directory):
+            if isinstance(node.this, exp.Literal) and node.this.is_string:
+                self.written_locations.add(self._location(node, node.this.this))
+                return
+            raise _Refused(node, "writes a directory named only at run time", "name the directory literally")
+        if isinstance(node, exp.Literal) and node.is_string:
+            self.written_locations.add(self._location(node, node.this))
+            return
+        if not isinstance(node, exp.Table):
+            if node is None:
+                return
+            assert isinstance(node, exp.Expr)
+            raise _Refused(
+                node,
+                f"writes {node.sql(dialect=self.dialect)[:60]!r}, which is not a plain table name",
+                _RUNTIME_NAME_FIX,
+            )
+        resolved = self._resolve(node)
+        if isinstance(resolved, str):
+            self.written_locations.add(resolved)
+            return
+        if resolved is None:
+            raise _Refused(node, "writes into a function", "write into a named table")
+        if reads and resolved.key not in self.local:
+            self.reads.add(resolved.name)
+        if temporary or resolved.temporary:
+            self.temporary.add(resolved.name)
+            if node is not None and self._is_top(node):
+                self.local.add(resolved.key)
+            return
+        if resolved.name in self.temporary and resolved.key in self.local:
+            return  # writing the script's own temporary table
+        self.writes.add(resolved.name)
+        if creates and self._is_top(node):
+            self.local.add(resolved.key)
+
+    def _is_top(self, node: exp.Expr) -> bool:
+        """Whether ``node`` belongs to the statement itself (not to a block run conditionally)."""
+        parent = node.parent
+        while parent is not None and parent is not self._root:
+            if isinstance(parent, (exp.Block, exp.IfBlock, exp.WhileBlock)):
+                return False
+            parent = parent.parent
+        return True
+
+    def _aliased(self, statement: exp.Expr, target: exp.Expr | None) -> exp.Expr | None:
+        """T-SQL/MySQL ``UPDATE a ... FROM t AS a`` and ``DELETE a FROM t AS a``: ``a`` is ``t``."""
+        if not isinstance(target, exp.Table) or len(target.parts) != 1 or target.args.get("alias"):
+            return target
+        key = self._key(target.this)
+        for table in statement.find_all(exp.Table):
+            alias = table.args.get("alias")
+            if (
+                table is not target
+                and isinstance(alias, exp.TableAlias)
+                and alias.this is not None
+                and self._key(alias.this) == key
+            ):
+                return table
+        return target
+
+    def _insert(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        if node.args.get("is_function"):
+            raise _Refused(node, "inserts into a table function", "insert into a named table")
+        self._target(node.this, reads=bool(node.args.get("conflict")))
+        self._children(node, ctes, skip=("this",))
+
+    def _modify(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """``UPDATE``, ``DELETE`` and ``MERGE`` read the rows they change and write their target."""
+        targets = node.args.get("tables") if isinstance(node, exp.Delete) else None
+        if targets:
+            for target in targets:
+                self._target(self._aliased(node, target), reads=True)
+            self._children(node, ctes, skip=("tables",))
+            return
+        self._target(self._aliased(node, node.this), reads=True)
+        self._children(node, ctes, skip=("this",))
+
+    def _create(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        kind = str(node.args.get("kind") or "").upper()
+        if kind in _CODE_KINDS:
+            return  # defining code moves no data; calling it is refused (CALL, EXEC)
+        if kind not in _DATA_KINDS:
+            if kind == "INDEX":
+                self._children(node, ctes)
+            else:
+                self._children(node, ctes, skip=("this",))
+            return
+        properties = node.args.get("properties")
+        temporary = isinstance(properties, exp.Properties) and any(
+            isinstance(prop, (exp.TemporaryProperty, exp.VolatileProperty)) for prop in properties.expressions
+        )
+        self._target(node.this, temporary=temporary, creates=not node.args.get("exists"))
+        self._children(node, ctes, skip=("this",))
+
+    def _into(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        self._target(node.this, temporary=bool(node.args.get("temporary")), creates=True)
+
+    def _copy(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """``COPY``: with ``FROM``/``INTO`` the files are read into ``this``; with ``TO`` written from it."""
+        loading = bool(node.args.get("kind"))
+        if loading:
+            self._target(node.this)
+        else:
+            self._copy_end(node.this, ctes, write=False)
+        for end in node.args.get("files") or ():
+            self._copy_end(end, ctes, write=not loading)
+        self._children(node, ctes, skip=("this", "files"))
+
+    def _copy_end(self, end: exp.Expr, ctes: frozenset[str], *, write: bool) -> None:
+        if isinstance(end, exp.Identifier) and end.name.upper() in ("STDIN", "STDOUT"):
+            return
+        if isinstance(end, exp.Literal) and end.is_string:
+            location = self._location(end, end.this)
+            (self.written_locations if write else self.read_locations).add(location)
+        elif write:
+            self._target(end)
+        elif isinstance(end, exp.Table) and isinstance(end.this, exp.Var):
+            raise _Refused(
+                end,
+                f"moves files through the stage {end.this.name!r}, whose location the database resolves",
+                "name the files by their URI (s3://bucket/key), or load them in a task whose inputs are "
+                "declared as inlets",
+            )
+        elif isinstance(end, (exp.Table, exp.Subquery)):
+            self._stack.append((end, ctes))
+        else:
+            raise _Refused(
+                end,
+                f"copies from {end.sql(dialect=self.dialect)[:60]!r}, which names no table or file",
+                "copy from a named table, a file URI or STDIN",
+            )
+
+    def _load_data(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        path = node.args.get("inpath")
+        if not (isinstance(path, exp.Literal) and path.is_string):
+            raise _Refused(node, "loads files named only at run time", "name the files literally")
+        self.read_locations.add(self._location(path, path.this))
+        self._target(node.this)
+
+    def _truncate(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        for table in node.expressions:
+            self._target(table)
+
+    def _alter(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        kind = str(node.args.get("kind") or "TABLE").upper()
+        actions = node.args.get("actions") or ()
+        if kind not in _DATA_KINDS:
+            self._children(node, ctes, skip=("this",))
+            return
+        moved = any(isinstance(action, (exp.AlterRename, exp.SwapTable)) for action in actions)
+        self._target(node.this, reads=moved)
+        for action in actions:
+            if isinstance(action, exp.SwapTable):
+                self._target(action.this, reads=True)
+            elif isinstance(action, exp.AlterRename):
+                self._target(action.this)
+            else:
+                self._stack.append((action, ctes))
+
+    def _cache(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        self._target(node.this, temporary=True)
+        self._children(node, ctes, skip=("this",))
+
+    def _drop(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        for table in node.args.get("tables") or [node.this]:
+            named = self._named(table) if isinstance(table, exp.Table) else None
+            if named is not None:
+                self.local.discard(named.key)
+
+    # --- statements that move no data ---------------------------------------------------------------
+
+    def _admin(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        self._children(node, ctes, skip=_OBJECT_ARGS)
+
+    def _nothing(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        return
+
+    def _command(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        keyword = " ".join(str(node.this).upper().split())
+        expression = node.args.get("expression")
+        rest = expression.name if isinstance(expression, exp.Expr) else str(expression or "")
+        if keyword in _HARMLESS_COMMANDS:
+            return
+        if keyword in _SETTING_COMMANDS or (keyword == "ALTER" and rest.upper().startswith("SESSION")):
+            try:
+                tokens = self.glot.tokenize(rest)
+            except TokenError:
+                tokens = []
+            if tokens and not any(token.token_type in _QUERY_TOKENS for token in tokens):
+                return
+        if keyword == "REFRESH":
+            match = _REFRESH.match(rest)
+            if match is not None:
+                try:
+                    table = exp.to_table(match["name"], dialect=self.dialect)
+                except (ParseError, TokenError):
+                    table = None
+                if table is not None and self._named(table) is not None:
+                    self._target(table)
+                    return
+        if keyword == "UNLOAD":
+            self._unload(node, rest)
+            return
+        raise _Refused(node, "runs code whose tables cannot be read from the SQL", "")
+
+    def _unload(self, node: exp.Expr, rest: str) -> None:
+        """Redshift ``UNLOAD ('query') TO 'location' ...``: the quoted query is analyzed too."""
+        try:
+            tokens = self.glot.tokenize(rest)
+        except TokenError:
+            tokens = []
+        types = [token.token_type for token in tokens[:5]]
+        if types == [
+            TokenType.L_PAREN,
+            TokenType.STRING,
+            TokenType.R_PAREN,
+            TokenType.VAR,
+            TokenType.STRING,
+        ] and (tokens[3].text.upper() == "TO"):
+            for statement in _parse(tokens[1].text, self.dialect):
+                if statement is not None and not isinstance(statement, exp.Semicolon):
+                    self._walk(statement, frozenset())
+            self.written_locations.add(self._location(node, tokens[4].text))
+            return
+        raise _Refused(node, "unloads a query the analysis cannot read", "write UNLOAD ('query') TO 'uri'")
+
+    def _opaque(self, node: exp.Expr, ctes: frozenset[str]) -> NoReturn:
+        raise _Refused(node, "runs code whose tables cannot be read from the SQL", "")
+
+    _HANDLERS: ClassVar[dict[type[exp.Expr], Callable[[_Script, exp.Expr, frozenset[str]], None]]] = {
+        exp.Table: _table,
+        exp.From: _source,
+        exp.Join: _source,
+        exp.Lateral: _source,
+        exp.Anonymous: _function,
+        exp.TableFromRows: _table_from_rows,
+        exp.Insert: _insert,
+        exp.Update: _modify,
+        exp.Delete: _modify,
+        exp.Merge: _modify,
+        exp.Create: _create,
+        exp.Into: _into,
+        exp.Copy: _copy,
+        exp.LoadData: _load_data,
+        exp.TruncateTable: _truncate,
+        exp.Alter: _alter,
+        exp.Cache: _cache,
+        exp.Drop: _drop,
+        exp.Command: _command,
+        exp.Execute: _opaque,
+        exp.ExecuteSql: _opaque,
+        **dict.fromkeys(_ADMIN, _admin),
+        **dict.fromkeys(_NOTHING, _nothing),
+    }
+
+    # --- errors -------------------------------------------------------------------------------------
+
+    def _error(self, statement: exp.Expr, refused: _Refused, *, position: int) -> SqlParseError:
+        text = " ".join(statement.sql(dialect=self.dialect).split())
+        line, column = _where(refused.node)
+        if line is None:  # some nodes carry no position: point at the statement
+            line, column = _where(statement)
+        where = f", at line {line}, column {column}" if line is not None else ""
+        fix = refused.fix or (
+            "inline the queries it runs into the task's SQL, or move it to a task whose inputs are declared "
+            "as inlets and reviewed"
+        )
+        return SqlParseError(
+            f"statement {position} ({text[:60]!r}) {refused.reason} ({_dialect_label(self.dialect)}){where}"
+            f"\n    fix: {fix}",
+            dialect=self.dialect,
+            line=line,
+            column=column,
+        )
+
+
+def _is_row_function(node: object) -> bool:
+    """A function in a table position that makes rows from its arguments and reads no table."""
+    return isinstance(node, _ROW_FUNCTIONS) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() in _ROW_FUNCTION_NAMES
     )
 
 
-def _refreshed(statement: exp.Command, *, sql: str, dialect: str | None, position: int) -> str | None:
-    """The view a ``REFRESH MATERIALIZED VIEW`` writes; ``None`` for a harmless command; else raise."""
-    keyword = str(statement.this).strip().upper()
-    rest = statement.expression.name if isinstance(statement.expression, exp.Expression) else ""
-    if keyword == "REFRESH":
-        match = _REFRESH.match(rest)
-        if match is not None:
-            try:
-                table = exp.to_table(match["name"], dialect=dialect)
-            except (ParseError, TokenError):
-                table = None
-            if table is not None and _is_named(table):
-                return _name(table)
-    elif keyword in _HARMLESS_COMMANDS:
-        return None
-    raise _opaque(statement, dialect=dialect, position=position)
-
-
-def _targets(statement: exp.Expr) -> Iterator[_Target]:
-    """The tables in write position, with how the statement treats each."""
-    if isinstance(statement, exp.Insert):
-        table = _table(statement.this)
-        if table is not None:
-            yield _Target(table, reads=bool(statement.args.get("conflict")))
-    elif isinstance(statement, exp.Create):
-        table = _table(statement.this)
-        if table is None:
-            return
-        kind = str(statement.args.get("kind") or "").upper()
-        if kind not in ("TABLE", "VIEW"):
-            yield _Target(table, effect="none")
-            return
-        properties = statement.args.get("properties")
-        temporary = _is_temporary(table) or (
-            isinstance(properties, exp.Properties)
-            and any(
-                isinstance(prop, (exp.TemporaryProperty, exp.VolatileProperty))
-                for prop in properties.expressions
-            )
-        )
-        yield _Target(
-            table, effect="temporary" if temporary else "write", creates=not statement.args.get("exists")
-        )
-    elif isinstance(statement, (exp.Update, exp.Merge)):
-        table = _table(statement.this)
-        if table is not None:
-            yield _Target(table, reads=True)
-    elif isinstance(statement, exp.Delete):
-        for node in (statement.this, *(statement.args.get("tables") or ())):
-            table = _table(node)
-            if table is not None:
-                yield _Target(table, reads=True)
-    elif isinstance(statement, exp.TruncateTable):
-        for node in statement.expressions:
-            table = _table(node)
-            if table is not None:
-                yield _Target(table)
-    elif isinstance(statement, exp.Copy):
-        table = _table(statement.this)
-        if table is not None and statement.args.get("kind"):
-            yield _Target(table)  # COPY INTO t FROM files; COPY t TO ... is a plain read
-    elif isinstance(statement, exp.Alter):
-        table = _table(statement.this)
-        actions = statement.args.get("actions") or ()
-        renames = [action for action in actions if isinstance(action, exp.AlterRename)]
-        if table is not None:
-            yield _Target(table, reads=bool(renames))
-        for action in renames:
-            renamed = _table(action.this)
-            if renamed is not None:
-                yield _Target(renamed)
-    elif isinstance(statement, exp.Cache):
-        table = _table(statement.this)
-        if table is not None:
-            yield _Target(table, effect="temporary")
-    for into in statement.find_all(exp.Into):
-        table = _table(into.this)
-        if table is not None:
-            temporary = bool(into.args.get("temporary")) or _is_temporary(table)
-            yield _Target(table, effect="temporary" if temporary else "write", creates=True)
-
-
-def _table(node: object) -> exp.Table | None:
-    if isinstance(node, exp.Schema):
-        node = node.this
-    return node if isinstance(node, exp.Table) and _is_named(node) else None
-
-
-def _is_named(table: exp.Table) -> bool:
-    """A table named by identifiers (not a table function, a stage, or a VALUES list)."""
-    parts = table.parts
-    return bool(parts) and all(isinstance(part, exp.Identifier) for part in parts)
-
-
-def _is_temporary(table: exp.Table) -> bool:
-    return bool(table.this.args.get("temporary")) if isinstance(table.this, exp.Identifier) else False
-
-
-def _name(table: exp.Table) -> str:
-    name = normalize_table(".".join(part.name for part in table.parts))
-    return f"#{name}" if _is_temporary(table) else name
-
-
-def _is_cte_reference(table: exp.Table) -> bool:
-    """Whether ``table`` names a CTE visible where it stands (only an unqualified name can)."""
-    if len(table.parts) != 1:
-        return False
-    name = table.name.lower()
-    inside: exp.CTE | None = None
-    node = table.parent
-    while node is not None:
-        if isinstance(node, exp.CTE):
-            inside = node
-        else:
-            with_ = next((value for value in node.args.values() if isinstance(value, exp.With)), None)
-            if with_ is not None:
-                ctes = with_.expressions
-                visible = ctes
-                if inside is not None and inside.parent is with_:
-                    index = next(i for i, cte in enumerate(ctes) if cte is inside)
-                    visible = ctes[: index + 1] if with_.args.get("recursive") else ctes[:index]
-                if any(cte.alias.lower() == name for cte in visible):
-                    return True
-        node = node.parent
-    return False
+def _where(node: exp.Expr) -> tuple[int | None, int | None]:
+    """The line and column of the first token of ``node`` the parser recorded."""
+    for child in node.walk():
+        meta = child.meta if child._meta else None
+        if meta and "line" in meta:
+            return int(meta["line"]), int(meta["col"])
+    return None, None

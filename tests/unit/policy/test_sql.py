@@ -177,10 +177,8 @@ def names(text: str) -> frozenset[str]:
             id="merge-reads-target",
         ),
         pytest.param("postgres", "TRUNCATE t, u", "", "t u", "", 1, id="truncate"),
-        pytest.param(
-            "snowflake", "COPY INTO raw.events FROM @stage", "", "raw.events", "", 1, id="copy-into"
-        ),
-        pytest.param("postgres", "COPY t TO '/tmp/out.csv'", "t", "", "", 1, id="copy-to-reads"),
+        pytest.param("postgres", "COPY raw.events FROM STDIN", "", "raw.events", "", 1, id="copy-from-stdin"),
+        pytest.param("postgres", "COPY t TO STDOUT", "t", "", "", 1, id="copy-to-reads"),
         pytest.param("postgres", "SELECT * INTO archive FROM src", "src", "archive", "", 1, id="select-into"),
         pytest.param("snowflake", "CREATE TABLE t CLONE s", "s", "t", "", 1, id="clone"),
         pytest.param("postgres", "ALTER TABLE t RENAME TO u", "t", "t u", "", 1, id="rename"),
@@ -389,6 +387,13 @@ def test_tables_as_input_refs() -> None:
         ),
         pytest.param("postgres", "EXPLAIN ANALYZE DELETE FROM t", "runs code", id="explain"),
         pytest.param("nope", "SELECT 1", "unknown SQL dialect 'nope'", id="unknown-dialect"),
+        pytest.param(
+            "snowflake",
+            "COPY INTO raw.events FROM @stage",
+            "statement 1 ('COPY INTO raw.events FROM @stage') moves files through the stage '@stage', "
+            "whose location the database resolves (snowflake SQL), at line 1",
+            id="stage",
+        ),
     ],
 )
 def test_sql_that_cannot_be_analyzed_fails_closed(dialect: str | None, sql: str, expected: str) -> None:
