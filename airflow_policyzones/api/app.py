@@ -1,7 +1,8 @@
 """The decision service: a FastAPI app the api-server mounts at ``/policyzones`` (see plugin.py).
 
 ``POST /api/v1/decisions`` (worker token required) decides one task-instance try and records it;
-``GET /api/v1/health`` (no auth) says whether the policy loads. The read-only audit API
+``GET /api/v1/health`` (no auth) says whether the policy loads here and which version each
+component has loaded (:mod:`airflow_policyzones.policy_status`). The read-only audit API
 (violations, decisions, policy, export; Airflow user auth) is in :mod:`.read_routes`, the pages
 shown in the Airflow UI in :mod:`airflow_policyzones.ui.pages`.
 HTTP status codes of the worker endpoint:
@@ -89,14 +90,25 @@ def _outputs(body: OutputsRequest, claims: OutputsClaimsDep, session: SessionDep
         raise HTTPException(error.status_code, str(error)) from None
 
 
-def _health() -> dict[str, Any]:
-    """Liveness plus whether the policy loads (no auth: it reveals only the policy's hash)."""
-    try:
-        version: str | None = get_engine().version
-        problem: str | None = None
-    except PolicyError as error:
-        version, problem = None, str(error)
-    return {"status": "ok", "policy_version": version, "policy_error": problem}
+def _health(session: SessionDep) -> dict[str, Any]:
+    """Liveness, and the policy each component has loaded (no auth: it reveals hashes and the
+    policy's validation errors, never decisions).
+
+    ``policy`` is ``ok``, ``invalid`` (this api-server has no valid policy: tasks fail closed and
+    retry) or ``mismatch`` (a component validated against another version); ``problems`` and
+    ``warnings`` say it in words, with both versions.
+    """
+    from airflow_policyzones.policy_status import policy_status
+
+    status_ = policy_status(session=session)
+    report = status_.to_dict()
+    return {
+        "status": "ok",
+        "policy": "invalid" if status_.problems else "mismatch" if status_.warnings else "ok",
+        "policy_version": status_.api_server.version if status_.api_server.loaded else None,
+        "policy_error": status_.api_server.error,
+        **report,
+    }
 
 
 def create_app() -> FastAPI:

@@ -5,8 +5,12 @@ bad zone annotation becomes a DAG import error in the UI) and again on the worke
 (so the enforcement hook is attached to the very task object that runs).
 
 * :func:`dag_policy` validates zone annotations against the policy with the one engine: an
-  unknown zone, a DAG that is not a member of its zone, two zone tags, an unzoned task when the
-  policy requires zones, or a policy that does not load raise ``AirflowClusterPolicyViolation``.
+  unknown zone, a DAG that is not a member of its zone, two zone tags or an unzoned task when
+  the policy requires zones raise ``AirflowClusterPolicyViolation``. A policy that does not load
+  is *not* an import error (that would take every DAG out of Airflow): it is logged, recorded in
+  the serialized DAG (:mod:`airflow_policyzones.policy_status`) and shown in the Policy Zones
+  pages, and tasks fail closed at run time because the decision service has no policy either.
+  Either way the version the DAG was validated against is recorded with it.
 * :func:`task_policy` attaches the pre-execute check (:mod:`.hook`) to every task, chaining any
   ``pre_execute=`` hook the author passed, and refuses tasks on which it cannot be sure the
   check will run.
@@ -17,6 +21,7 @@ Importing this module is cheap: Airflow imports it in every process (``import ai
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -91,21 +96,30 @@ def parse_time_validation_suspended() -> Iterator[None]:
 
 @hookimpl
 def dag_policy(dag: Any) -> None:
-    """Reject a DAG whose zone annotations the policy does not accept (a DAG import error)."""
+    """Reject a DAG whose zone annotations the policy does not accept (a DAG import error).
+
+    A policy that does not load rejects nothing: the problem is the policy's, not the DAG's.
+    """
     settings = current_settings()
     if not settings.enabled or _validation_suspended.get() or os.environ.get(_PARSING_TASK_ENV):
         # On the worker the decision service decides; the worker needs no policy file.
         return
     from airflow_policyzones.config import get_engine
     from airflow_policyzones.policy import PolicyError
+    from airflow_policyzones.policy_status import PolicyState, describe_error, file_version, record_on_dag
 
     try:
         engine = get_engine(settings.policy_file)
     except PolicyError as error:
-        raise AirflowClusterPolicyViolation(
-            f"policyzones: DAG {dag.dag_id!r} cannot be checked because the zone policy does not load, "
-            f"so its tasks would not run either. {error}"
-        ) from None
+        # Never an import error: the DAG stays listed and schedulable, and its tasks fail closed
+        # (retryable) at run time until the file is fixed. Recorded in the DAG for the UI.
+        state = PolicyState(
+            version=file_version(settings.policy_file), loaded=False, error=describe_error(error)
+        )
+        record_on_dag(dag, state=state)
+        _warn_policy_unloaded(error)
+        return
+    record_on_dag(dag, state=PolicyState(version=engine.version, loaded=True))
     problems = dag_problems(dag=dag, engine=engine)
     if problems:
         shown = problems[:_MAX_PROBLEMS_SHOWN]
@@ -115,6 +129,23 @@ def dag_policy(dag: Any) -> None:
             f"policyzones: DAG {dag.dag_id!r} violates the zone policy ({engine.version}):\n"
             + "\n".join(f"  - {problem}" for problem in shown)
         )
+
+
+_unloaded_warned: set[str] = set()
+
+
+def _warn_policy_unloaded(error: Exception) -> None:
+    """Log a policy that does not load once per process and problem (not once per DAG)."""
+    message = str(error)
+    if message in _unloaded_warned:
+        return
+    _unloaded_warned.add(message)
+    logging.getLogger(__name__).warning(
+        "policyzones: the zone policy does not load, so zone annotations are not validated at parse "
+        "time; DAGs stay listed, and every task that needs a decision fails closed (retryable) until "
+        "the file is fixed. %s",
+        message,
+    )
 
 
 @hookimpl

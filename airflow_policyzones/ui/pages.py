@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from airflow_policyzones.api import read_routes
 from airflow_policyzones.api.read_schema import PolicyOut, TaskInstanceRef
 from airflow_policyzones.db.models import PolicyZonesDecision
+from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
 from airflow_policyzones.ui.zone_map import render_zone_map
 
 UI_PREFIX = "/ui"
@@ -71,6 +72,20 @@ def _airflow_base(request: Request) -> str:
     return root.removesuffix(URL_PREFIX) + "/"
 
 
+def _policy_status() -> PolicyStatus | None:
+    """The policy as each component has loaded it, for the banner and footer of every page."""
+    from airflow.utils.session import create_session
+
+    try:
+        with create_session() as session:
+            return policy_status(session=session)
+    except Exception:  # a page must render even when the status cannot be read
+        try:
+            return policy_status(session=None)
+        except Exception:
+            return None
+
+
 def _render(request: Request, template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     base = _airflow_base(request)
     page = (
@@ -81,6 +96,8 @@ def _render(request: Request, template: str, *, status_code: int = 200, **contex
             ui_base=base.rstrip("/") + "/policyzones" + UI_PREFIX + "/",
             api_base=base.rstrip("/") + "/policyzones/api/v1/",
             current=template.removesuffix(".html"),
+            policy_status=_policy_status(),
+            short=short,
             **context,
         )
     )

@@ -111,7 +111,15 @@ def test_a_bare_token_is_accepted_as_edge3_workers_send_it(
 def test_health_needs_no_token(client: TestClient, engine: PolicyEngine) -> None:
     response = client.get(HEALTH)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "policy_version": engine.version, "policy_error": None}
+    health = response.json()
+    assert (health["status"], health["policy"], health["policy_version"], health["policy_error"]) == (
+        "ok",
+        "ok",
+        engine.version,
+        None,
+    )
+    assert health["api_server"] == {"version": engine.version, "loaded": True, "error": None}
+    assert health["problems"] == [] and health["warnings"] == []
 
 
 # --- authentication ---------------------------------------------------------------------------
@@ -285,9 +293,11 @@ def test_an_invalid_policy_is_503_with_the_policy_error(
     assert recorded(ti.run_id) == 0
 
     health = client.get(HEALTH).json()
-    assert health["status"] == "ok"
-    assert health["policy_version"] is None
+    assert (health["status"], health["policy"], health["policy_version"]) == ("ok", "invalid", None)
     assert "policy is invalid" in health["policy_error"]
+    assert health["api_server"]["version"].startswith("sha256:")  # the broken file's bytes
+    [problem] = health["problems"]
+    assert "every task that needs a decision fails closed" in problem and f"{broken}:" in problem
 
 
 def test_a_missing_policy_is_503(

@@ -7,6 +7,7 @@ worker's re-parse.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from airflow.exceptions import AirflowClusterPolicyViolation
 
 from airflow_policyzones.enforcement import cluster_policy
 from airflow_policyzones.enforcement.hook import enforcement_hook_info, is_enforcement_hook, make_hook
+from airflow_policyzones.policy_status import EDGE_KEY, PolicyState, recorded_on_dag
 from tests.unit.enforcement.conftest import FIXTURES, POLICY, POLICY_REQUIRE_ZONE, ConfigureSettings
 
 pytestmark = [
@@ -107,18 +109,60 @@ def test_require_zone_rejects_unzoned_tasks(configure: ConfigureSettings) -> Non
     assert "[unzoned_task]" in errors["unzoned.py"]
 
 
-@pytest.mark.parametrize("policy_file", ["", "/nonexistent/policy.yaml", "broken"])
-def test_a_policy_that_does_not_load_is_an_import_error(
-    configure: ConfigureSettings, tmp_path: Path, policy_file: str
+@pytest.mark.parametrize("policy_file", ["", "/nonexistent/policy.yaml", "broken", "bad_yaml"])
+def test_a_policy_that_does_not_load_removes_no_dag_and_keeps_every_hook(
+    configure: ConfigureSettings, tmp_path: Path, policy_file: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A broken policy is the policy's problem, not every DAG's: no import error, hooks attached,
+    and the problem recorded in each DAG (for the UI) and logged once per process and problem."""
+    broken = tmp_path / "policy.yaml"
     if policy_file == "broken":
-        broken = tmp_path / "policy.yaml"
         broken.write_text("version: 1\nzones: {ads: {purpose: ads, members: {dag_ids: [x]}, bogus: 1}}\n")
         policy_file = str(broken)
+    elif policy_file == "bad_yaml":
+        broken.write_text("version: 1\nzones:\n  ads: [\n")
+        policy_file = str(broken)
     configure(policy_file=policy_file)
-    errors = errors_by_file(parse(FIXTURES / "dags_ok"))
-    assert "all_kinds.py" in errors
-    assert "the zone policy does not load" in errors["all_kinds.py"]
+    cluster_policy._unloaded_warned.clear()
+    with caplog.at_level("WARNING", logger="airflow_policyzones.enforcement.cluster_policy"):
+        bag = parse(FIXTURES / "dags_ok")
+        parse(FIXTURES / "dags_ok")
+    assert bag.import_errors == {}
+    dag = bag.dags["pz_kinds"]
+    for task in dag.tasks:
+        assert is_enforcement_hook(hook_of(task)), task.task_id
+    recorded = recorded_on_dag(dag)
+    assert recorded is not None and recorded.loaded is False
+    assert recorded.error is not None and "policy is invalid" in recorded.error
+    if policy_file == str(broken):
+        assert recorded.version == "sha256:" + hashlib.sha256(broken.read_bytes()).hexdigest()
+        assert f"{broken}:" in recorded.error and "fix:" in recorded.error
+    else:
+        assert recorded.version is None
+    warned = [r.getMessage() for r in caplog.records if "does not load" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "fails closed (retryable)" in warned[0]
+
+
+def test_zone_problems_are_still_import_errors_when_the_policy_loads(bad_bag: Any) -> None:
+    """Only a policy that does not load is spared: annotation problems stay DAG import errors."""
+    assert {"non_member.py", "unknown_zone.py", "task_unknown_zone.py"} <= set(errors_by_file(bad_bag))
+
+
+def test_the_validated_version_is_recorded_in_the_serialized_dag(kinds: Any) -> None:
+    """Pinned on Airflow's own serialization: the record survives to_dict/from_dict and the DB JSON."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    recorded = recorded_on_dag(kinds)
+    assert recorded == PolicyState(
+        version="sha256:" + hashlib.sha256(POLICY.read_bytes()).hexdigest(), loaded=True
+    )
+    data = DagSerialization.to_dict(kinds)
+    assert json.loads(data["dag"]["edge_info"][EDGE_KEY][EDGE_KEY]["label"])["version"] == recorded.version
+    DagSerialization.validate_schema(data)
+    assert recorded_on_dag(DagSerialization.from_dict(data)) == recorded
+    # No task id can take the key: edge labels between real tasks are unaffected.
+    assert ":" in EDGE_KEY and all(":" not in task.task_id for task in kinds.tasks)
 
 
 def test_disabled_does_nothing(configure: ConfigureSettings) -> None:
