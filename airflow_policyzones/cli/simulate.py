@@ -57,6 +57,7 @@ from airflow_policyzones.policy.engine import (
     TaskContext,
 )
 from airflow_policyzones.policy.lineage import effective_labels
+from airflow_policyzones.policy.patterns import Namespace
 from airflow_policyzones.propagation import propagated_labels
 
 if TYPE_CHECKING:
@@ -294,7 +295,8 @@ def _inputs(session: Session, ids: Sequence[int]) -> dict[int, list[InputRef]]:
 
 def _reported(session: Session, ids: Sequence[int]) -> tuple[dict[int, list[str]], dict[int, list[InputRef]]]:
     """What the recorded decisions reported and their input rows do not hold: inlets that named
-    no data (their descriptions), and tables the SQL read that nothing labeled."""
+    no data (their descriptions), and tables and files the SQL read that nothing labeled (violation
+    rows keep the name only: a file is the one with a URI scheme)."""
     column = PolicyZonesViolation.__table__.c
     uncheckable: dict[int, list[str]] = {}
     undeclared: dict[int, list[InputRef]] = {}
@@ -309,7 +311,8 @@ def _reported(session: Session, ids: Sequence[int]) -> tuple[dict[int, list[str]
         if rule == Rule.UNCHECKABLE_INPUT.value:
             uncheckable.setdefault(decision_id, []).append(reason)
         elif name is not None:
-            undeclared.setdefault(decision_id, []).append(InputRef("table", name))
+            namespace: Namespace = "asset" if "://" in name else "table"
+            undeclared.setdefault(decision_id, []).append(InputRef(namespace, name))
     return uncheckable, undeclared
 
 

@@ -540,9 +540,16 @@ class _Script:
     # --- names ------------------------------------------------------------------------------------
 
     def _key(self, identifier: exp.Expr) -> str:
-        if isinstance(identifier, exp.Identifier):
-            return self.glot.normalize_identifier(identifier.copy()).name
-        return identifier.name
+        """The name as the dialect resolves it (case folding; quoted names kept where it says so).
+
+        The dialect's rule may depend on where the identifier stands, so it is applied in place
+        and the written name restored (error messages show the SQL as written)."""
+        if not isinstance(identifier, exp.Identifier):
+            return identifier.name
+        written = identifier.this
+        key = self.glot.normalize_identifier(identifier).this
+        identifier.args["this"] = written
+        return str(key)
 
     def _named(self, table: exp.Table) -> _Named | None:
         """``table`` as a plain name, or ``None`` when it is not named by identifiers only."""
@@ -780,7 +787,8 @@ class _Script:
     def _insert(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         if node.args.get("is_function"):
             raise _Refused(node, "inserts into a table function", "insert into a named table")
-        self._target(node.this, reads=bool(node.args.get("conflict")))
+        if not isinstance(node.parent, exp.When):  # MERGE ... THEN INSERT writes the MERGE's target
+            self._target(node.this, reads=bool(node.args.get("conflict")))
         self._children(node, ctes, skip=("this",))
 
     def _modify(self, node: exp.Expr, ctes: frozenset[str]) -> None:
