@@ -491,6 +491,7 @@ class _Script:
         self.statements += 1
         self._root = statement
         try:
+            _known_statement(statement)
             self._walk(statement, frozenset())
         except _Refused as refused:
             raise self._error(statement, refused, position=position) from None
@@ -894,6 +895,25 @@ class _Script:
             if named is not None:
                 self.local.discard(named.key)
 
+    def _export(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """BigQuery ``EXPORT DATA OPTIONS(uri='gs://...') AS query`` writes the files at ``uri``."""
+        options = node.args.get("options")
+        uris = [
+            prop.args.get("value")
+            for prop in (options.expressions if isinstance(options, exp.Properties) else ())
+            if isinstance(prop, exp.Property) and prop.name.lower() == "uri"
+        ]
+        if len(uris) != 1 or not isinstance(uris[0], exp.Literal) or not uris[0].is_string:
+            raise _Refused(node, "exports to a location the SQL does not name", "give OPTIONS(uri='...')")
+        self.written_locations.add(self._location(node, uris[0].this))
+        self._stack.append((node.this, ctes))
+
+    def _block(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """Procedural blocks: each statement in them is analyzed (conditional ones included)."""
+        for statement in node.expressions:
+            _known_statement(statement)
+        self._children(node, ctes)
+
     # --- statements that move no data ---------------------------------------------------------------
 
     def _admin(self, node: exp.Expr, ctes: frozenset[str]) -> None:
@@ -973,6 +993,8 @@ class _Script:
         exp.Alter: _alter,
         exp.Cache: _cache,
         exp.Drop: _drop,
+        exp.Export: _export,
+        exp.Block: _block,
         exp.Command: _command,
         exp.Execute: _opaque,
         exp.ExecuteSql: _opaque,
@@ -998,6 +1020,48 @@ class _Script:
             dialect=self.dialect,
             line=line,
             column=column,
+        )
+
+
+_STATEMENTS: tuple[type[exp.Expr], ...] = (
+    exp.Query,
+    exp.Values,
+    exp.Summarize,
+    exp.Insert,
+    exp.MultitableInserts,
+    exp.Update,
+    exp.Delete,
+    exp.Merge,
+    exp.Create,
+    exp.Copy,
+    exp.LoadData,
+    exp.TruncateTable,
+    exp.Alter,
+    exp.Cache,
+    exp.Drop,
+    exp.Export,
+    exp.Set,
+    exp.Declare,
+    exp.Install,
+    exp.Block,
+    exp.IfBlock,
+    exp.WhileBlock,
+    exp.Command,
+    exp.Execute,
+    exp.ExecuteSql,
+    *_ADMIN,
+    *_NOTHING,
+)
+
+
+def _known_statement(statement: exp.Expr) -> None:
+    """Refuse a statement of a kind the analysis does not handle (the allow-list of statements)."""
+    if not isinstance(statement, _STATEMENTS):
+        raise _Refused(
+            statement,
+            f"is a statement the analysis does not know ({type(statement).__name__})",
+            "run it in a task whose inputs are declared as inlets and reviewed, or ask the provider's "
+            "maintainers to support it",
         )
 
 
