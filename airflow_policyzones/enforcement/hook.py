@@ -292,7 +292,7 @@ def build_request(*, task: Any, ti: Any, task_zone: str | None = None) -> Decisi
 
 
 def _sql_reads(task: Any, *, where: str) -> tuple[list[InputSpec], list[str]]:
-    """The tables a SQL task's rendered SQL reads, or why they cannot be known (fails closed)."""
+    """The tables and files a SQL task's rendered SQL reads, or why they cannot be known (fails closed)."""
     from airflow_policyzones.enforcement.sql_tasks import is_sql_task
 
     if not is_sql_task(task):  # sqlglot is imported for SQL tasks only (~0.1 s)
@@ -303,7 +303,7 @@ def _sql_reads(task: Any, *, where: str) -> tuple[list[InputSpec], list[str]]:
     try:
         tables = sql_tables(task)
     except SqlParseError as error:
-        return [], [f"the SQL of {where} cannot be parsed, so the tables it reads are unknown: {error}"]
+        return [], [f"the SQL of {where} cannot be analyzed, so what it reads is unknown: {error}"]
     if tables is None:
         return [], []
     return [InputSpec(namespace=ref.namespace, name=ref.name) for ref in tables.inputs], []

@@ -1,9 +1,10 @@
 """What a SQL task really reads and writes: its rendered SQL, parsed in its connection's dialect.
 
-A DAG author cannot hide a table behind SQL: the tables the statement reads are checked like
-inlets (an ``undeclared_input`` violation when nothing labels them), and the tables it writes
-get propagated labels like outlets. Only for ``SQLExecuteQueryOperator`` and its subclasses
-(the common.sql provider); sqlglot is imported only when such a task runs.
+A DAG author cannot hide a table behind SQL: the tables and files the statement reads are checked
+like inlets (an ``undeclared_input`` violation when nothing labels them), the tables and files it
+writes get propagated labels like outlets, and SQL whose reads cannot all be named is refused.
+Only for ``SQLExecuteQueryOperator`` and its subclasses (the common.sql provider); sqlglot is
+imported only when such a task runs.
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ def connection_type(conn_id: str | None) -> str | None:
 
 
 def sql_tables(task: Any) -> SqlTables | None:
-    """Tables the task's SQL reads and writes; None for tasks that are not SQL operators.
+    """Tables and files the task's SQL reads and writes; None for tasks that are not SQL operators.
 
     Raises :class:`~airflow_policyzones.policy.sql.SqlParseError` for SQL that cannot be
-    parsed: enforcement then treats the task as uncheckable, and it does not run.
+    analyzed: enforcement then treats the task as uncheckable, and it does not run.
     """
     if not is_sql_task(task):
         return None

@@ -117,7 +117,7 @@ def test_sql_reads_are_checked(
     found_rules, found_input, reason = violations(db)[dag_id]
     assert (found_rules, found_input) == (rules, input_name)
     if dag_id == "sqlrecs_broken":
-        assert "cannot be parsed" in reason and "postgres" in reason
+        assert "cannot be analyzed" in reason and "postgres" in reason
     if dag_id == "sqlrecs_rank":
         assert reason.endswith(
             "derived: table segments (written by sqlads_build.run_sql in ads) ← table purchases"
