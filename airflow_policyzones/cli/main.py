@@ -1,4 +1,5 @@
-"""``policyzones``: validate a policy, explain one decision, check a DAG folder, simulate a policy.
+"""``policyzones``: validate (and diff) a policy, explain one decision, check a DAG folder, simulate
+a policy, report which policy each component has loaded.
 
 Exit codes are the contract CI relies on:
 
@@ -6,9 +7,10 @@ Exit codes are the contract CI relies on:
 * 1: a decision denies a task, a DAG file fails to import, or a zone annotation is malformed;
 * 2: the policy is invalid, or the command line is (a missing DAG folder, an unknown option).
 
-``validate`` and ``explain`` never import Airflow; ``check`` parses DAG files with Airflow's own
-``DagBag`` and needs neither an Airflow server nor a metadata database. ``audit`` and ``simulate``
-read (never write) the metadata database Airflow is configured with.
+``validate`` (without ``--against``) and ``explain`` never import Airflow; ``check`` parses DAG
+files with Airflow's own ``DagBag`` and needs neither an Airflow server nor a metadata database.
+``audit``, ``simulate``, ``status`` and ``validate --against`` read (never write) the metadata
+database Airflow is configured with.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ PROGRESS_MIN_FILES = 10
 """Show a progress bar (on a terminal) only when parsing takes long enough to wonder."""
 PROGRESS_MIN_DECISIONS = 5_000
 """The same for ``simulate``: replaying fewer decisions takes about a second."""
+
+VALIDATE_DESCRIPTION = """\
+Validate a policy file and summarize it. With --against OLD, also print what changed from OLD,
+semantically (zones, categories, catalog entries, flows, reclassifiers, exemptions and settings
+added, removed or changed; key order, comments and the order of names do not count), and, when
+Airflow's metadata database is reachable from here, replay the recorded decisions under POLICY
+(`policyzones simulate`): what it would newly block and newly allow. Exit 0 when POLICY is valid,
+2 when POLICY or OLD is invalid."""
 
 SIMULATE_DESCRIPTION = """\
 Replay the decisions recorded in Airflow's metadata database since WHEN under NEW_POLICY, and
@@ -87,10 +97,43 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser(
-        "validate", help="validate a policy file", description="Validate a policy file and summarize it."
+        "validate",
+        help="validate a policy file (and diff it against the one it replaces)",
+        description=VALIDATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     validate.add_argument("policy", metavar="POLICY", help="the policy file (YAML)")
+    validate.add_argument(
+        "--against",
+        metavar="OLD",
+        help="the policy POLICY replaces: print the semantic diff, then simulate it if a metadata database "
+        "is reachable",
+    )
+    validate.add_argument(
+        "--since",
+        default="30d",
+        metavar="WHEN",
+        help="with --against: replay decisions recorded since WHEN (default: 30d)",
+    )
+    validate.add_argument(
+        "--no-simulate", action="store_true", help="with --against: print the diff only, do not simulate"
+    )
+    validate.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format of the diff (default: text)"
+    )
     validate.set_defaults(run=_run_validate)
+
+    status = commands.add_parser(
+        "status",
+        aliases=["doctor"],
+        help="which policy each component has loaded, and what is wrong",
+        description="Load the policy configured here ([policyzones] policy_file) and, where Airflow's "
+        "metadata database is reachable, read the version the dag-processor validated each DAG against; "
+        "report a policy that does not load and components that disagree. Exit 0 when everything "
+        "agrees, 1 otherwise.",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(run=_run_status)
 
     explain = commands.add_parser(
         "explain",
@@ -221,9 +264,105 @@ def _run_validate(args: argparse.Namespace) -> int:
     loaded = _load(args.policy, show_warnings=False)  # the summary lists them
     if loaded is None:
         return EXIT_USAGE
-    PolicyEngine(loaded)  # a policy that loads must also compile; a failure here is a bug to surface
-    sys.stdout.write(render_validate(loaded))
+    engine = PolicyEngine(loaded)  # a policy that loads must also compile; a failure here is a bug
+    if args.against is None:
+        sys.stdout.write(render_validate(loaded))
+        return EXIT_OK
+    from airflow_policyzones.policy.diff import diff_policies
+
+    old = _load(args.against, show_warnings=False)
+    if old is None:
+        print(
+            f"policyzones validate: error: OLD policy {args.against} does not load (see above)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    diff = diff_policies(old=old.policy, new=loaded.policy)
+    if args.format == "json":
+        payload = {"old": old.version, "new": loaded.version, **diff.to_dict()}
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(render_validate(loaded))
+        print(
+            f"\nChanges from {args.against} ({old.short_version}) to {args.policy} ({loaded.short_version}):"
+        )
+        sys.stdout.write(diff.render())
+    if args.no_simulate or not diff:
+        return EXIT_OK
+    return _simulate_if_reachable(engine, since=args.since, quiet_json=args.format == "json")
+
+
+def _simulate_if_reachable(engine: PolicyEngine, *, since: str, quiet_json: bool) -> int:
+    """Run ``simulate`` when this host reaches a metadata database that records decisions."""
+    from airflow_policyzones.audit import parse_since
+
+    moment = parse_since(since)
+    if moment is None:
+        print(f"policyzones validate: error: --since {since!r} is not a date or a duration", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        import sqlalchemy as sa
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            reachable = sa.inspect(session.get_bind()).has_table("policyzones_decision")
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"simulation skipped: no metadata database reachable from here ({reason})", file=sys.stderr)
+        return EXIT_OK
+    if not reachable:
+        print(
+            "simulation skipped: the metadata database configured here records no decisions (run it where "
+            "the scheduler or api-server runs, after `airflow db migrate`)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    from airflow_policyzones.cli.simulate import render_text, simulate
+
+    with create_session() as session:
+        try:
+            result = simulate(session=session, engine=engine, since=moment)
+        finally:
+            session.rollback()
+    if not quiet_json:
+        print("\nSimulation over the recorded decisions:")
+        sys.stdout.write(render_text(result))
     return EXIT_OK
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
+
+    status: PolicyStatus
+    try:
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            status = policy_status(session=session)
+    except Exception as error:  # no database here: this host's policy alone
+        status = policy_status(session=None)
+        status = PolicyStatus(
+            policy_file=status.policy_file,
+            api_server=status.api_server,
+            dag_processor_error=str(error).splitlines()[0] if str(error) else type(error).__name__,
+        )
+    if args.json:
+        sys.stdout.write(json.dumps(status.to_dict(), indent=2) + "\n")
+    else:
+        here = status.api_server
+        print(f"policy file: {status.policy_file or '(none configured)'}")
+        print(f"this host:   {short(here.version) if here.loaded else 'does not load'}")
+        if status.dag_processor_error:
+            print(f"dag-processor: unknown ({status.dag_processor_error})")
+        for group in status.dag_processor:
+            state = group.state
+            seen = "no record" if state is None else short(state.version) if state.loaded else "does not load"
+            print(f"dag-processor: {seen} ({group.dag_count} DAGs, e.g. {', '.join(group.example_dag_ids)})")
+        for problem in status.problems:
+            print(f"error: {problem}")
+        for warning in status.warnings:
+            print(f"warning: {warning}")
+    return EXIT_VIOLATIONS if status.problems or status.warnings else EXIT_OK
 
 
 def _run_explain(args: argparse.Namespace) -> int:

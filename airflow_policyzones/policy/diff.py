@@ -19,6 +19,7 @@ policies), so a diff never hides a change that matters.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -244,32 +245,67 @@ def _exemption_key(exemption: Exemption) -> tuple[tuple[str, ...], str]:
 
 
 def _diff_items(section: Section, old: list[Item], new: list[Item]) -> list[Change]:
-    old_by_id = {identity: (display, item) for identity, display, item in old}
-    new_by_id = {identity: (display, item) for identity, display, item in new}
+    """Items matched by identity; repeats of one identity are matched as a multiset first (an
+    unchanged repeat is no change wherever it moved), the rest paired in file order."""
+    old_groups: dict[tuple[Hashable, ...], list[Item]] = {}
+    new_groups: dict[tuple[Hashable, ...], list[Item]] = {}
+    for groups, items in ((old_groups, old), (new_groups, new)):
+        for entry in items:
+            groups.setdefault(entry[0][:-1] if _positioned(entry) else entry[0], []).append(entry)
     changes: list[Change] = []
-    for identity, display, item in old:
-        if identity not in new_by_id:
-            changes.append(
-                Change(section=section, kind="removed", key=display, before=item, identity=identity)
-            )
-            continue
-        fields = _field_changes(item, new_by_id[identity][1])
-        if fields:
-            changes.append(
-                Change(
-                    section=section,
-                    kind="changed",
-                    key=display,
-                    before=item,
-                    after=new_by_id[identity][1],
-                    fields=fields,
-                    identity=identity,
+    added: list[Change] = []
+    for base in [*old_groups, *(key for key in new_groups if key not in old_groups)]:
+        before, after = list(old_groups.get(base, [])), list(new_groups.get(base, []))
+        if len(before) > 1 or len(after) > 1:
+            for candidate in list(before):
+                twin = next((other for other in after if _normal(other[2]) == _normal(candidate[2])), None)
+                if twin is not None:
+                    before.remove(candidate)
+                    after.remove(twin)
+        for index, (identity, display, item) in enumerate(before):
+            if index >= len(after):
+                changes.append(
+                    Change(section=section, kind="removed", key=display, before=item, identity=identity)
                 )
-            )
-    for identity, display, item in new:
-        if identity not in old_by_id:
-            changes.append(Change(section=section, kind="added", key=display, after=item, identity=identity))
-    return changes
+                continue
+            fields = _field_changes(item, after[index][2])
+            if fields:
+                changes.append(
+                    Change(
+                        section=section,
+                        kind="changed",
+                        key=display,
+                        before=item,
+                        after=after[index][2],
+                        fields=fields,
+                        identity=identity,
+                    )
+                )
+        for position, (identity, display, item) in enumerate(after[len(before) :]):
+            if len(identity) > 1 and isinstance(identity[-1], int):
+                identity = (*base, "added", position)  # never one of the old policy's identities
+            added.append(Change(section=section, kind="added", key=display, after=item, identity=identity))
+    # Removed and changed items first, in the old file's order, then added ones in the new file's.
+    return changes + added
+
+
+def _positioned(item: Item) -> bool:
+    """Whether the item's identity ends with its position among repeats (list sections)."""
+    return len(item[0]) > 1 and isinstance(item[0][-1], int)
+
+
+def _normal(model: BaseModel) -> str:
+    """A model as the engine sees it: set-like lists sorted."""
+
+    def normal(value: Any, name: str = "") -> Any:
+        if isinstance(value, dict):
+            return {key: normal(inner, key) for key, inner in value.items()}
+        if isinstance(value, list):
+            items = [normal(inner) for inner in value]
+            return sorted(items, key=repr) if name in _SET_FIELDS else items
+        return value
+
+    return json.dumps(normal(model.model_dump(mode="json")), sort_keys=True)
 
 
 def _field_changes(before: BaseModel, after: BaseModel, prefix: str = "") -> tuple[FieldChange, ...]:

@@ -467,3 +467,23 @@ def test_progress_on_a_terminal_and_examples_cut_short(
     assert lines[lines.index("  zone recs, DAG recs_dag: 1 try") + 1] == (
         "    ... and 1 more (--format json lists every one)"
     )
+
+
+def test_validate_against_prints_the_diff_then_simulates(
+    seeded: Seeded, new_policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``validate NEW --against OLD`` where the metadata database is reachable: diff, then replay."""
+    old = tmp_path / "old.yaml"
+    old.write_text(TEST_POLICY, encoding="utf-8")
+    code = main(["validate", str(new_policy), "--against", str(old), "--since", "30d"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert f"Changes from {old} (" in out
+    assert "  ~ settings default_zone: default_zone: null -> 'recs'" in out
+    assert "  + catalog table warehouse.raw.orders" in out
+    assert "Simulation over the recorded decisions:" in out
+    assert "8 decisions replayed: 3 newly blocked, 2 newly allowed, 0 other changes, 3 unchanged" in out
+    assert out.index("Changes from") < out.index("Simulation over")
+
+    assert main(["validate", str(new_policy), "--against", str(old), "--no-simulate"]) == EXIT_OK
+    assert "Simulation over" not in capsys.readouterr().out

@@ -471,3 +471,38 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
 
     assert completed.returncode == EXIT_OK, completed.stderr
     assert "is valid" in completed.stdout
+
+
+def test_validate_against_prints_the_semantic_diff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = tmp_path / "new.yaml"
+    new.write_text(EXAMPLE_POLICY.read_text().replace("aggregated_only: true", "aggregated_only: false"))
+    code = main(["validate", str(new), "--against", str(EXAMPLE_POLICY), "--no-simulate"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert "is valid" in out.splitlines()[0]
+    assert f"Changes from {EXAMPLE_POLICY} (" in out
+    assert "zones (1 changed):\n  ~ zones ai_training: aggregated_only: true -> false\n" in out
+
+    assert main(["validate", str(new), "--against", str(new)]) == EXIT_OK
+    assert out != (same := capsys.readouterr().out) and same.endswith("no semantic changes\n")
+
+    assert (
+        main(["validate", str(new), "--against", str(EXAMPLE_POLICY), "--format", "json", "--no-simulate"])
+        == 0
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["counts"] == {"zones": {"added": 0, "removed": 0, "changed": 1}}
+    assert payload["changes"][0]["fields"] == [{"field": "aggregated_only", "before": True, "after": False}]
+
+
+def test_validate_against_an_invalid_old_policy_exits_2_with_the_location(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text("version: 1\nzones:\n  ads: [\n")
+    assert main(["validate", str(EXAMPLE_POLICY), "--against", str(old)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{old}:4:1: error: invalid YAML" in err and "fix:" in err
+    assert "Traceback" not in err
