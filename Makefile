@@ -67,6 +67,7 @@ bench: install
 	$(PY) -m benchmarks.bench_airflow
 	$(PY) -m benchmarks.bench_flows
 	$(PY) -m benchmarks.bench_lineage
+	$(PY) -m benchmarks.bench_policy_diff
 	$(PY) -m benchmarks.bench_ui
 
 # The audit API's violation list at scale (PostgreSQL), with and without the provider's indexes.

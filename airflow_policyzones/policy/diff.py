@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from airflow_policyzones.policy.loader import gc_paused
 from airflow_policyzones.policy.models import CatalogEntry, Exemption, Flow, Policy
 
 Section = Literal["settings", "categories", "catalog", "zones", "flows", "reclassifiers", "exemptions"]
@@ -172,6 +173,11 @@ class PolicyDiff:
 
 def diff_policies(*, old: Policy, new: Policy) -> PolicyDiff:
     """The semantic changes from ``old`` to ``new`` (empty when they decide alike by construction)."""
+    with gc_paused():  # many small lists and tuples, none of them garbage
+        return _diff(old=old, new=new)
+
+
+def _diff(*, old: Policy, new: Policy) -> PolicyDiff:
     changes: list[Change] = []
     settings = (
         ("require_zone", old.settings.require_zone, new.settings.require_zone),
@@ -202,46 +208,59 @@ def diff_policies(*, old: Policy, new: Policy) -> PolicyDiff:
     return PolicyDiff(changes=tuple(changes))
 
 
-Item = tuple[tuple[Hashable, ...], str, BaseModel]
-"""(identity, display key, the model)."""
+Item = tuple[tuple[Hashable, ...], BaseModel]
+"""(identity, the model)."""
 
 
 def _named(items: Mapping[str, BaseModel]) -> list[Item]:
-    return [((name,), name, value) for name, value in items.items()]
+    return [((name,), value) for name, value in items.items()]
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def _keyed(items: Sequence[ModelT], key: Callable[[ModelT], tuple[tuple[str, ...], str]]) -> list[Item]:
+def _keyed(items: Sequence[ModelT], key: Callable[[ModelT], tuple[str, ...]]) -> list[Item]:
     """Items with their identity; repeats of one identity get their position among the repeats."""
     seen: dict[tuple[str, ...], int] = {}
     keyed: list[Item] = []
     for item in items:
-        identity, display = key(item)
+        identity = key(item)
         position = seen.get(identity, 0)
         seen[identity] = position + 1
-        keyed.append(((*identity, position), display + (f" (#{position + 1})" if position else ""), item))
+        keyed.append(((*identity, position), item))
     return keyed
 
 
-def _catalog_key(entry: CatalogEntry) -> tuple[tuple[str, ...], str]:
-    field = next(
-        name for name in ("uri", "table", "uri_regex", "table_regex") if getattr(entry, name) is not None
-    )
-    return (field, entry.pattern), f"{field} {entry.pattern}"
+def _catalog_key(entry: CatalogEntry) -> tuple[str, ...]:
+    if entry.uri is not None:
+        return ("uri", entry.uri)
+    if entry.table is not None:
+        return ("table", entry.table)
+    if entry.uri_regex is not None:
+        return ("uri_regex", entry.uri_regex)
+    return ("table_regex", str(entry.table_regex))
 
 
-def _flow_key(flow: Flow) -> tuple[tuple[str, ...], str]:
-    return (flow.source, flow.target), f"{flow.source} -> {flow.target}"
+def _flow_key(flow: Flow) -> tuple[str, ...]:
+    return (flow.source, flow.target)
 
 
-def _exemption_key(exemption: Exemption) -> tuple[tuple[str, ...], str]:
-    identity = (exemption.zone, exemption.dag, exemption.task, exemption.asset)
-    return (
-        identity,
-        f"zone {exemption.zone} dag {exemption.dag} task {exemption.task} asset {exemption.asset}",
-    )
+def _exemption_key(exemption: Exemption) -> tuple[str, ...]:
+    return (exemption.zone, exemption.dag, exemption.task, exemption.asset)
+
+
+def _display(section: Section, identity: tuple[Hashable, ...]) -> str:
+    """How an item is named in the report (computed for changed items only)."""
+    if section == "catalog":
+        text = f"{identity[0]} {identity[1]}"
+    elif section == "flows":
+        text = f"{identity[0]} -> {identity[1]}"
+    elif section == "exemptions":
+        text = f"zone {identity[0]} dag {identity[1]} task {identity[2]} asset {identity[3]}"
+    else:
+        return str(identity[0])
+    position = identity[-1]
+    return text + (f" (#{position + 1})" if isinstance(position, int) and position else "")
 
 
 def _diff_items(section: Section, old: list[Item], new: list[Item]) -> list[Change]:
@@ -255,33 +274,41 @@ def _diff_items(section: Section, old: list[Item], new: list[Item]) -> list[Chan
     changes: list[Change] = []
     added: list[Change] = []
     for base in [*old_groups, *(key for key in new_groups if key not in old_groups)]:
-        before, after = list(old_groups.get(base, [])), list(new_groups.get(base, []))
+        before, after = old_groups.get(base, []), new_groups.get(base, [])
         if len(before) > 1 or len(after) > 1:
+            before, after = list(before), list(after)
             for candidate in list(before):
-                twin = next((other for other in after if _normal(other[2]) == _normal(candidate[2])), None)
+                twin = next((other for other in after if _normal(other[1]) == _normal(candidate[1])), None)
                 if twin is not None:
                     before.remove(candidate)
                     after.remove(twin)
-        for index, (identity, display, item) in enumerate(before):
+        for index, (identity, item) in enumerate(before):
             if index >= len(after):
                 changes.append(
-                    Change(section=section, kind="removed", key=display, before=item, identity=identity)
+                    Change(
+                        section=section,
+                        kind="removed",
+                        key=_display(section, identity),
+                        before=item,
+                        identity=identity,
+                    )
                 )
                 continue
-            fields = _field_changes(item, after[index][2])
+            fields = _field_changes(item, after[index][1])
             if fields:
                 changes.append(
                     Change(
                         section=section,
                         kind="changed",
-                        key=display,
+                        key=_display(section, identity),
                         before=item,
-                        after=after[index][2],
+                        after=after[index][1],
                         fields=fields,
                         identity=identity,
                     )
                 )
-        for position, (identity, display, item) in enumerate(after[len(before) :]):
+        for position, (identity, item) in enumerate(after[len(before) :]):
+            display = _display(section, identity)
             if len(identity) > 1 and isinstance(identity[-1], int):
                 identity = (*base, "added", position)  # never one of the old policy's identities
             added.append(Change(section=section, kind="added", key=display, after=item, identity=identity))
@@ -309,6 +336,8 @@ def _normal(model: BaseModel) -> str:
 
 
 def _field_changes(before: BaseModel, after: BaseModel, prefix: str = "") -> tuple[FieldChange, ...]:
+    if before == after:  # the common case, compared in C: most items of a policy do not change
+        return ()
     found: list[FieldChange] = []
     for name in type(before).model_fields:
         old_value, new_value = getattr(before, name), getattr(after, name)
@@ -344,12 +373,12 @@ def apply_changes(*, policy: Policy, changes: Iterable[Change]) -> Policy:
     not there, or one it adds already is).
     """
     sections: dict[str, dict[tuple[Hashable, ...], Any]] = {
-        "categories": {identity: item for identity, _, item in _named(policy.categories)},
-        "catalog": {identity: item for identity, _, item in _keyed(policy.catalog, _catalog_key)},
-        "zones": {identity: item for identity, _, item in _named(policy.zones)},
-        "flows": {identity: item for identity, _, item in _keyed(policy.flows, _flow_key)},
-        "reclassifiers": {identity: item for identity, _, item in _named(policy.reclassifiers)},
-        "exemptions": {identity: item for identity, _, item in _keyed(policy.exemptions, _exemption_key)},
+        "categories": {identity: item for identity, item in _named(policy.categories)},
+        "catalog": {identity: item for identity, item in _keyed(policy.catalog, _catalog_key)},
+        "zones": {identity: item for identity, item in _named(policy.zones)},
+        "flows": {identity: item for identity, item in _keyed(policy.flows, _flow_key)},
+        "reclassifiers": {identity: item for identity, item in _named(policy.reclassifiers)},
+        "exemptions": {identity: item for identity, item in _keyed(policy.exemptions, _exemption_key)},
     }
     settings = {"require_zone": policy.settings.require_zone, "default_zone": policy.settings.default_zone}
     name = policy.name
