@@ -284,3 +284,29 @@ def test_asset_page_shows_propagated_labels_and_writes(
     assert run_id in html and "purchase_events" in html
     assert 'data-empty="asset"' in page(client, "/asset", token=auth["viewer"], name=fresh("none")).text
     assert page(client, "/asset", token=auth["viewer"]).status_code == 422
+
+
+def test_a_broken_policy_is_a_banner_on_every_page_and_the_footer_shows_versions(
+    client: TestClient, seeded: Seeded, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    html = page(client, "/violations", token=auth["viewer"]).text
+    assert 'data-policy="invalid"' not in html
+    assert "data-policy-versions" in html and "on the api-server" in html
+
+    broken = tmp_path / "policy.yaml"
+    broken.write_text("version: 1\nzones:\n  ads: [\n")
+    monkeypatch.setenv("AIRFLOW__POLICYZONES__POLICY_FILE", str(broken))
+    for path in ("/violations", "/zones", "/coverage", "/unchecked", "/asset"):
+        response = page(client, path, token=auth["viewer"])
+        assert response.status_code in (200, 422, 503), (path, response.status_code)
+        html = response.text
+        assert html.count('data-policy="invalid"') == 1, path
+        assert f"The api-server cannot load the zone policy {escape(str(broken))}" in html, path
+        assert "every task that needs a decision fails closed (its body does not run) and is retried" in html
+        assert (
+            f"{escape(str(broken))}:4:1: error: invalid YAML" in html and "fix: fix the YAML syntax" in html
+        )
+        assert "<strong>not loaded</strong> on the api-server" in html
+    # An error page shows it too.
+    missing = page(client, "/task-instance", token=auth["viewer"])
+    assert 'data-policy="invalid"' in missing.text
