@@ -142,7 +142,9 @@ def tables_in_sql(sql: str, *, dialect: str | None) -> SqlTables:
     if not sql.strip():
         return SqlTables()
     glot = _dialect(dialect)
-    statements = _parse(_prepared(sql, dialect=dialect, glot=glot), dialect)
+    prepared = _prepared(sql, dialect=dialect, glot=glot)
+    _refuse_jinja(prepared, dialect=dialect, glot=glot)
+    statements = _parse(prepared, dialect)
     script = _Script(dialect=dialect, glot=glot)
     for position, statement in enumerate(statements, 1):
         if statement is None or isinstance(statement, exp.Semicolon):
@@ -211,6 +213,7 @@ def _prepared(sql: str, *, dialect: str | None, glot: sqlglot.Dialect) -> str:
     return "".join(text)
 
 
+_JINJA = re.compile(r"\{\{|\{%|\{#")
 _BIND_STARTS = frozenset({TokenType.MOD, TokenType.COLON})
 _NUMBERED_BIND = re.compile(r":\d")
 
@@ -236,6 +239,34 @@ def _bind_parameter_end(tokens: Sequence[Token], index: int) -> int | None:
     ):
         return following[3].end
     return None
+
+
+def _refuse_jinja(sql: str, *, dialect: str | None, glot: sqlglot.Dialect) -> None:
+    """Jinja left in the SQL (outside comments) means it was not rendered: what the analysis
+    would read is not what will run."""
+    if _JINJA.search(sql) is None:
+        return
+    try:
+        tokens = glot.tokenize(sql)
+    except TokenError:
+        return  # the parser reports it, with the Jinja hint
+    token = next((token for token in tokens if _JINJA.search(token.text)), None)
+    if token is None:
+        return
+    match = _JINJA.search(sql, token.start)
+    assert match is not None
+    line = sql.count("\n", 0, match.start()) + 1
+    column = match.start() - (sql.rfind("\n", 0, match.start()) + 1) + 1
+    raise SqlParseError(
+        f"cannot analyze the SQL as {_dialect_label(dialect)} at line {line}, column {column}: "
+        f"{sql[match.start() : match.start() + 40]!r}\n"
+        "    (the SQL still contains Jinja: pass the rendered SQL)\n"
+        "    fix: render the SQL before it is checked (operators render their templated fields first; "
+        "a hook call needs the rendered string)",
+        dialect=dialect,
+        line=line,
+        column=column,
+    )
 
 
 def _parse(sql: str, dialect: str | None) -> Sequence[exp.Expr | None]:
@@ -407,8 +438,7 @@ _OBJECT_ARGS = ("this", "tables", "securable", "expressions")
 _ADMIN: tuple[type[exp.Expr], ...] = tuple(
     kind
     for kind in (
-        getattr(exp, name, None)
-        for name in ("Use", "Grant", "Revoke", "Describe", "Comment", "Analyze", "Uncache", "Refresh")
+        getattr(exp, name, None) for name in ("Use", "Grant", "Revoke", "Comment", "Analyze", "Uncache")
     )
     if isinstance(kind, type)
 )
@@ -416,7 +446,7 @@ _NOTHING: tuple[type[exp.Expr], ...] = tuple(
     kind
     for kind in (
         getattr(exp, name, None)
-        for name in ("Pragma", "Show", "Transaction", "Commit", "Rollback", "Heredoc", "EndStatement")
+        for name in ("Pragma", "Show", "Transaction", "Commit", "Rollback", "Heredoc", "EndStatement", "Hint")
     )
     if isinstance(kind, type)
 )
@@ -431,6 +461,7 @@ _SETTING_COMMANDS = frozenset({"SET", "USE", "ALTER SESSION"})
 _QUERY_TOKENS = frozenset(
     {TokenType.L_PAREN, TokenType.SELECT, TokenType.FROM, TokenType.WITH, TokenType.TABLE, TokenType.VALUES}
 )
+_DEFINES_CODE = re.compile(r"^\s*(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\b", re.IGNORECASE)
 _REFRESH = re.compile(r"^\s*MATERIALIZED\s+VIEW\s+(?:CONCURRENTLY\s+)?(?P<name>[^\s;(]+)", re.IGNORECASE)
 
 
@@ -489,6 +520,12 @@ class _Script:
 
     def statement(self, statement: exp.Expr, *, position: int) -> None:
         self.statements += 1
+        if (  # T-SQL's IF ... BEGIN ... END over several lines parses as IF ... AS END
+            isinstance(statement, exp.Alias)
+            and isinstance(statement.this, (exp.IfBlock, exp.WhileBlock))
+            and statement.alias.upper() == "END"
+        ):
+            statement = statement.this
         self._root = statement
         try:
             _known_statement(statement)
@@ -524,7 +561,7 @@ class _Script:
         with_ = args.get("with_")
         if isinstance(with_, exp.With):
             names = [self._key(cte.args["alias"].this) for cte in with_.expressions]
-            recursive = bool(with_.args.get("recursive"))
+            recursive = bool(with_.args.get("recursive")) or self.dialect in _SELF_REFERENCING_CTE_DIALECTS
             for index, cte in enumerate(with_.expressions):
                 visible = names[: index + 1] if recursive else names[:index]
                 self._stack.append((cte.this, ctes.union(visible)))
@@ -565,9 +602,13 @@ class _Script:
                 "list the tables the query reads (UNION ALL), so that each one is checked",
             )
         temporary = isinstance(table.this, exp.Identifier) and bool(table.this.args.get("temporary"))
+        if self.dialect in _HASH_TEMPORARY_DIALECTS and len(parts) == 1 and table.name.startswith("#"):
+            temporary = True
         key = tuple(self._key(part) for part in parts)
         name = normalize_table(".".join(part.name for part in parts))
-        return _Named(key=key, name=f"#{name}" if temporary else name, temporary=temporary)
+        if temporary and not name.startswith("#"):
+            name = f"#{name}"
+        return _Named(key=key, name=name, temporary=temporary)
 
     def _resolve(self, table: exp.Table) -> _Named | str | None:
         """A table position: a name, a location URI (``str``), or ``None`` (a row function; visit it)."""
@@ -633,7 +674,8 @@ class _Script:
         return None
 
     def _file_reader(self, source: exp.Expr) -> str:
-        first = source.this or (source.expressions or [None])[0]
+        first = source.this if isinstance(source, _FILE_READERS) and source.this is not None else None
+        first = first or (source.expressions or [None])[0]
         paths = first.expressions if isinstance(first, exp.Array) else [first]
         locations = [
             self._location(source, path.this)
@@ -682,14 +724,14 @@ class _Script:
     def _source(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         """``FROM``, ``JOIN`` and ``LATERAL``: what they read from must be a kind understood here."""
         this = node.this
-        if isinstance(this, exp.Func) and not _is_row_function(this):
-            raise self._unknown_function(node, this)
-        elif isinstance(this, (exp.Placeholder, exp.Parameter, exp.Var, exp.Literal)):
+        if isinstance(this, (exp.Placeholder, exp.Parameter, exp.Var, exp.Literal)):
             raise _Refused(
                 node,
                 f"reads from {this.sql(dialect=self.dialect)!r}, a name known only when the SQL runs",
                 _RUNTIME_NAME_FIX,
             )
+        if not (this is None or isinstance(this, _SOURCES) or _is_row_function(this)):
+            raise self._unknown_function(node, this)
         self._children(node, ctes)
 
     def _function(self, node: exp.Expr, ctes: frozenset[str]) -> None:
@@ -719,11 +761,17 @@ class _Script:
     # --- writes -------------------------------------------------------------------------------------
 
     def _target(
-        self, node: object, *, reads: bool = False, temporary: bool = False, creates: bool = False
+        self,
+        node: object,
+        ctes: frozenset[str],
+        *,
+        reads: bool = False,
+        temporary: bool = False,
+        creates: bool = False,
     ) -> None:
         """A table or location in write position (``reads``: the statement also reads its rows)."""
         if isinstance(node, exp.Schema):
-            node = node.this
+            node = self._created_identifier(node) or node.this
         if isinstance(node, exp.Directory):
             if isinstance(node.this, exp.Literal) and node.this.is_string:
                 self.written_locations.add(self._location(node, node.this.this))
@@ -742,6 +790,7 @@ class _Script:
                 _RUNTIME_NAME_FIX,
             )
         resolved = self._resolve(node)
+        self._children(node, ctes, skip=("this", "db", "catalog", "alias"))  # MySQL: UPDATE a JOIN b
         if isinstance(resolved, str):
             self.written_locations.add(resolved)
             return
@@ -760,6 +809,23 @@ class _Script:
         if creates and self._is_top(node):
             self.local.add(resolved.key)
 
+    def _created_identifier(self, schema: exp.Schema) -> exp.Table | None:
+        """``CREATE TABLE IDENTIFIER('db.t') AS ...`` parses as a table ``IDENTIFIER`` with a column."""
+        table = schema.this
+        if not (
+            isinstance(table, exp.Table) and len(table.parts) == 1 and table.name.upper() == "IDENTIFIER"
+        ):
+            return None
+        if isinstance(table.this, exp.Identifier) and table.this.quoted:
+            return None
+        literals = schema.expressions
+        if len(literals) == 1 and isinstance(literals[0], exp.Literal) and literals[0].is_string:
+            try:
+                return exp.to_table(literals[0].this, dialect=self.dialect)
+            except (ParseError, TokenError):
+                pass
+        raise _Refused(schema, "creates a table named only at run time", _RUNTIME_NAME_FIX)
+
     def _is_top(self, node: exp.Expr) -> bool:
         """Whether ``node`` belongs to the statement itself (not to a block run conditionally)."""
         parent = node.parent
@@ -769,11 +835,28 @@ class _Script:
             parent = parent.parent
         return True
 
-    def _aliased(self, statement: exp.Expr, target: exp.Expr | None) -> exp.Expr | None:
-        """T-SQL/MySQL ``UPDATE a ... FROM t AS a`` and ``DELETE a FROM t AS a``: ``a`` is ``t``."""
+    def _dml_target(self, statement: exp.Expr, target: exp.Expr | None) -> exp.Expr | None:
+        """The table an ``UPDATE``/``DELETE``/``MERGE``/``INSERT`` target names.
+
+        T-SQL/MySQL ``UPDATE a ... FROM t AS a`` and ``DELETE a FROM t AS a``: ``a`` is ``t``. A
+        T-SQL target naming the statement's own CTE modifies the one table that CTE reads.
+        """
         if not isinstance(target, exp.Table) or len(target.parts) != 1 or target.args.get("alias"):
             return target
         key = self._key(target.this)
+        with_ = statement.args.get("with_")
+        if self.dialect in _UPDATABLE_CTE_DIALECTS and isinstance(with_, exp.With):
+            for cte in with_.expressions:
+                if self._key(cte.args["alias"].this) == key:
+                    tables = [table for table in cte.this.find_all(exp.Table) if self._named(table)]
+                    if len(tables) != 1:
+                        raise _Refused(
+                            target,
+                            f"modifies the CTE {target.name!r}, which does not name exactly one table",
+                            "modify the table by its name",
+                        )
+                    found: exp.Table = tables[0]
+                    return found
         for table in statement.find_all(exp.Table):
             alias = table.args.get("alias")
             if (
@@ -785,11 +868,16 @@ class _Script:
                 return table
         return target
 
+    def _upserts(self, node: exp.Expr) -> bool:
+        """``ON CONFLICT``/``ON DUPLICATE KEY`` and ``INSERT OR REPLACE`` read the rows they replace."""
+        alternative = str(node.args.get("alternative") or "").upper()
+        return bool(node.args.get("conflict")) or alternative in ("REPLACE", "UPDATE")
+
     def _insert(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         if node.args.get("is_function"):
             raise _Refused(node, "inserts into a table function", "insert into a named table")
         if not isinstance(node.parent, exp.When):  # MERGE ... THEN INSERT writes the MERGE's target
-            self._target(node.this, reads=bool(node.args.get("conflict")))
+            self._target(node.this, ctes, reads=self._upserts(node))
         self._children(node, ctes, skip=("this",))
 
     def _modify(self, node: exp.Expr, ctes: frozenset[str]) -> None:
@@ -797,10 +885,10 @@ class _Script:
         targets = node.args.get("tables") if isinstance(node, exp.Delete) else None
         if targets:
             for target in targets:
-                self._target(self._aliased(node, target), reads=True)
+                self._target(self._dml_target(node, target), ctes, reads=True)
             self._children(node, ctes, skip=("tables",))
             return
-        self._target(self._aliased(node, node.this), reads=True)
+        self._target(self._dml_target(node, node.this), ctes, reads=True)
         self._children(node, ctes, skip=("this",))
 
     def _create(self, node: exp.Expr, ctes: frozenset[str]) -> None:
@@ -817,17 +905,17 @@ class _Script:
         temporary = isinstance(properties, exp.Properties) and any(
             isinstance(prop, (exp.TemporaryProperty, exp.VolatileProperty)) for prop in properties.expressions
         )
-        self._target(node.this, temporary=temporary, creates=not node.args.get("exists"))
+        self._target(node.this, ctes, temporary=temporary, creates=not node.args.get("exists"))
         self._children(node, ctes, skip=("this",))
 
     def _into(self, node: exp.Expr, ctes: frozenset[str]) -> None:
-        self._target(node.this, temporary=bool(node.args.get("temporary")), creates=True)
+        self._target(node.this, ctes, temporary=bool(node.args.get("temporary")), creates=True)
 
     def _copy(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         """``COPY``: with ``FROM``/``INTO`` the files are read into ``this``; with ``TO`` written from it."""
         loading = bool(node.args.get("kind"))
         if loading:
-            self._target(node.this)
+            self._target(node.this, ctes)
         else:
             self._copy_end(node.this, ctes, write=False)
         for end in node.args.get("files") or ():
@@ -841,7 +929,7 @@ class _Script:
             location = self._location(end, end.this)
             (self.written_locations if write else self.read_locations).add(location)
         elif write:
-            self._target(end)
+            self._target(end, ctes)
         elif isinstance(end, exp.Table) and isinstance(end.this, exp.Var):
             raise _Refused(
                 end,
@@ -863,11 +951,11 @@ class _Script:
         if not (isinstance(path, exp.Literal) and path.is_string):
             raise _Refused(node, "loads files named only at run time", "name the files literally")
         self.read_locations.add(self._location(path, path.this))
-        self._target(node.this)
+        self._target(node.this, ctes)
 
     def _truncate(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         for table in node.expressions:
-            self._target(table)
+            self._target(table, ctes)
 
     def _alter(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         kind = str(node.args.get("kind") or "TABLE").upper()
@@ -876,17 +964,17 @@ class _Script:
             self._children(node, ctes, skip=("this",))
             return
         moved = any(isinstance(action, (exp.AlterRename, exp.SwapTable)) for action in actions)
-        self._target(node.this, reads=moved)
+        self._target(node.this, ctes, reads=moved)
         for action in actions:
             if isinstance(action, exp.SwapTable):
-                self._target(action.this, reads=True)
+                self._target(action.this, ctes, reads=True)
             elif isinstance(action, exp.AlterRename):
-                self._target(action.this)
+                self._target(action.this, ctes)
             else:
                 self._stack.append((action, ctes))
 
     def _cache(self, node: exp.Expr, ctes: frozenset[str]) -> None:
-        self._target(node.this, temporary=True)
+        self._target(node.this, ctes, temporary=True)
         self._children(node, ctes, skip=("this",))
 
     def _drop(self, node: exp.Expr, ctes: frozenset[str]) -> None:
@@ -916,6 +1004,16 @@ class _Script:
 
     # --- statements that move no data ---------------------------------------------------------------
 
+    def _describe(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """``DESCRIBE t`` reads no rows; ``EXPLAIN query`` (MySQL's parse) may run the query."""
+        if not isinstance(node.this, exp.Table):
+            raise _Refused(node, "explains a query, which the database may run", "run the query itself")
+
+    def _refresh(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """``REFRESH MATERIALIZED VIEW v`` writes ``v``; Spark's ``REFRESH TABLE t`` only drops caches."""
+        if str(node.args.get("kind") or "").upper() in ("MATERIALIZED VIEW", "VIEW"):
+            self._target(node.this, ctes)
+
     def _admin(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         self._children(node, ctes, skip=_OBJECT_ARGS)
 
@@ -926,7 +1024,7 @@ class _Script:
         keyword = " ".join(str(node.this).upper().split())
         expression = node.args.get("expression")
         rest = expression.name if isinstance(expression, exp.Expr) else str(expression or "")
-        if keyword in _HARMLESS_COMMANDS:
+        if keyword in _HARMLESS_COMMANDS or (keyword == "CREATE" and _DEFINES_CODE.match(rest)):
             return
         if keyword in _SETTING_COMMANDS or (keyword == "ALTER" and rest.upper().startswith("SESSION")):
             try:
@@ -943,7 +1041,7 @@ class _Script:
                 except (ParseError, TokenError):
                     table = None
                 if table is not None and self._named(table) is not None:
-                    self._target(table)
+                    self._target(table, ctes)
                     return
         if keyword == "UNLOAD":
             self._unload(node, rest)
@@ -994,6 +1092,8 @@ class _Script:
         exp.Cache: _cache,
         exp.Drop: _drop,
         exp.Export: _export,
+        exp.Describe: _describe,
+        exp.Refresh: _refresh,
         exp.Block: _block,
         exp.Command: _command,
         exp.Execute: _opaque,
@@ -1023,6 +1123,16 @@ class _Script:
         )
 
 
+# What FROM, JOIN and LATERAL may read from (besides row functions): anything else is refused.
+_SOURCES: tuple[type[exp.Expr], ...] = (exp.Table, exp.Subquery, exp.Lateral, exp.TableFromRows, exp.Pivot)
+
+# Dialects where any CTE may name itself (recursive without the RECURSIVE keyword).
+_SELF_REFERENCING_CTE_DIALECTS = frozenset({"tsql", "fabric", "oracle", "snowflake", "sqlite", "teradata"})
+# Dialects where UPDATE/DELETE/INSERT through a CTE modifies the table under it.
+_UPDATABLE_CTE_DIALECTS = frozenset({"tsql", "fabric"})
+# Dialects where a name starting with '#' is a session's temporary table.
+_HASH_TEMPORARY_DIALECTS = frozenset({"tsql", "fabric", "redshift"})
+
 _STATEMENTS: tuple[type[exp.Expr], ...] = (
     exp.Query,
     exp.Values,
@@ -1049,6 +1159,9 @@ _STATEMENTS: tuple[type[exp.Expr], ...] = (
     exp.Command,
     exp.Execute,
     exp.ExecuteSql,
+    exp.Describe,
+    exp.Refresh,
+    exp.Pivot,
     *_ADMIN,
     *_NOTHING,
 )

@@ -25,8 +25,8 @@ CASES: list[Case] = [
 FROM `acme-prod.analytics.events_*`
 WHERE _TABLE_SUFFIX BETWEEN '20240101' AND '20240131'
 GROUP BY event_name""",
-        reads="acme-prod.analytics.events_*",
-        note="wildcard table",
+        refuses=True,
+        note="wildcard table reads tables named only at run time",
     ),
     Case(
         """SELECT o.id, item.sku, item.qty

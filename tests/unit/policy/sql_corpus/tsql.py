@@ -284,8 +284,8 @@ SELECT * FROM RPT.STAGE;""",
     Case(
         "SELECT * FROM OPENROWSET(BULK 'https://acme.blob.core.windows.net/landing/orders.parquet', "
         "FORMAT = 'PARQUET') AS rows",
-        read_locations="https://acme.blob.core.windows.net/landing/orders.parquet",
-        note="openrowset bulk",
+        refuses=True,
+        note="openrowset bulk (sqlglot cannot parse it)",
     ),
     # --- refusals
     Case("EXEC dbo.ReloadOrders @day = '2024-01-01'", refuses=True, note="exec procedure"),
