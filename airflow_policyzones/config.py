@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+from airflow_policyzones.asset_uris import AirflowUriNormalizer
 from airflow_policyzones.policy import PolicyEngine, PolicyError, PolicyIssue
 
 SECTION = "policyzones"
@@ -81,7 +82,9 @@ class _EngineCache:
         with self._lock:
             if key is not None and key == self._key and self._engine is not None:
                 return self._engine
-            engine = PolicyEngine.from_file(path)  # raises PolicyError: callers fail closed
+            # Catalog uri patterns in the form Airflow stores asset URIs, as inputs arrive.
+            # Raises PolicyError: callers fail closed.
+            engine = PolicyEngine.from_file(path, normalize_uri=AirflowUriNormalizer())
             self._key, self._engine = key, engine
             return engine
 

@@ -247,11 +247,20 @@ def _load(path: str, *, show_warnings: bool = True) -> LoadedPolicy | None:
 
     Warnings (e.g. an expired exemption) go to stderr: they may explain a surprising decision.
     """
+    from airflow_policyzones.asset_uris import airflow_uri_normalizer
+
+    normalize_uri = airflow_uri_normalizer()  # the rules asset URIs are stored by, as on the servers
     try:
-        loaded = load_policy(path)
+        loaded = load_policy(path, normalize_uri=normalize_uri)
     except PolicyError as error:
         print(error.format(), file=sys.stderr)
         return None
+    if normalize_uri is None and any(entry.uri is not None for entry in loaded.policy.catalog):
+        print(
+            f"{path}: note: Airflow is not installed here, so catalog uri patterns are matched as written, "
+            "not in the form Airflow stores asset URIs (e.g. postgres://db/a/b/c as postgres://db:5432/a/b/c)",
+            file=sys.stderr,
+        )
     if show_warnings:
         for issue in loaded.warnings:
             print(issue.format(), file=sys.stderr)
@@ -372,7 +381,11 @@ def _run_explain(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     engine = PolicyEngine(loaded)
-    inputs = [InputRef.asset(uri) for uri in args.inputs] + [InputRef.table(name) for name in args.tables]
+    from airflow_policyzones.asset_uris import stored_form
+
+    # The form a task's Asset(uri) has when the worker asks: what the catalog patterns match.
+    inputs = [InputRef.asset(stored_form(uri, normalize_uri=loaded.normalize_uri)) for uri in args.inputs]
+    inputs += [InputRef.table(name) for name in args.tables]
     task = TaskContext(
         dag_id=args.dag_id,
         task_id=args.task_id,

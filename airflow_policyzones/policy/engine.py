@@ -23,9 +23,11 @@ from airflow_policyzones.policy.patterns import (
     Namespace,
     RegexList,
     SegmentTrie,
+    UriNormalizer,
     normalize_asset_uri,
     normalize_pattern,
     normalize_table,
+    normalize_uri_pattern,
 )
 
 
@@ -377,14 +379,24 @@ class PolicyEngine:
         self._labels = _catalog_labels(policy.catalog)
         self._tries = {ns: SegmentTrie(separator=sep) for ns, sep in SEPARATORS.items()}
         self._regexes: dict[Namespace, RegexList] = {"asset": RegexList(), "table": RegexList()}
+        uri_patterns = loaded.uri_patterns
         for index, entry in enumerate(policy.catalog):
             namespace = entry.namespace
             if entry.is_regex:
                 # Table names fold case (normalize_table), so a table_regex must as well.
                 flags = re.IGNORECASE if namespace == "table" else 0
                 self._regexes[namespace].add(entry.pattern, index, flags=flags)
-            else:
+            elif namespace == "table":
                 self._tries[namespace].add(normalize_pattern(namespace, entry.pattern), index)
+            else:
+                # uri patterns as the platform stores URIs (computed once, when the policy loaded)
+                patterns = (
+                    uri_patterns[index]
+                    if uri_patterns is not None
+                    else normalize_uri_pattern(entry.pattern, normalize_uri=None).patterns
+                )
+                for pattern in patterns:
+                    self._tries[namespace].add(pattern, index)
         exemptions: dict[str, list[_Exemption]] = {}
         for exemption in policy.exemptions:
             exemptions.setdefault(exemption.zone, []).append(
@@ -405,9 +417,13 @@ class PolicyEngine:
             self._reclassifier_tasks.setdefault((spec.dag_id, spec.task_id), name)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> PolicyEngine:
-        """Load, validate and compile; raises :class:`PolicyError` on an invalid policy."""
-        return cls(load_policy(path))
+    def from_file(cls, path: str | Path, *, normalize_uri: UriNormalizer | None = None) -> PolicyEngine:
+        """Load, validate and compile; raises :class:`PolicyError` on an invalid policy.
+
+        ``normalize_uri``: the platform's asset URI rules, which catalog ``uri`` patterns are put
+        through (see :func:`airflow_policyzones.policy.loader.load_policy`).
+        """
+        return cls(load_policy(path, normalize_uri=normalize_uri))
 
     @property
     def zones(self) -> Sequence[str]:

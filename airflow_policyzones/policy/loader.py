@@ -12,7 +12,7 @@ import hashlib
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from airflow_policyzones.policy.errors import PolicyError, PolicyIssue
 from airflow_policyzones.policy.models import NAME_PATTERN, Policy
+from airflow_policyzones.policy.patterns import UriNormalizer, UriPattern, normalize_uri_pattern
 from airflow_policyzones.policy.references import FieldPath, check_references
 
 MAX_EXPANDED_NODES = 1_000_000
@@ -41,6 +42,11 @@ class LoadedPolicy:
     source: str
     version: str
     warnings: tuple[PolicyIssue, ...] = field(default=())
+    uri_patterns: tuple[tuple[str, ...], ...] | None = field(default=None, compare=False, repr=False)
+    """Per catalog entry, the globs its ``uri`` compiles to (empty for other entries); ``None``
+    when the policy was not loaded by :func:`load_policy_bytes` (then they are derived as written)."""
+    normalize_uri: UriNormalizer | None = field(default=None, compare=False, repr=False)
+    """The platform's URI rules the catalog's ``uri`` patterns were put through, if any."""
 
     @property
     def short_version(self) -> str:
@@ -52,8 +58,15 @@ def policy_version(content: bytes) -> str:
     return "sha256:" + hashlib.sha256(content).hexdigest()
 
 
-def load_policy(path: str | Path, *, now: datetime | None = None) -> LoadedPolicy:
-    """Read, validate and cross-check the policy at ``path``."""
+def load_policy(
+    path: str | Path, *, now: datetime | None = None, normalize_uri: UriNormalizer | None = None
+) -> LoadedPolicy:
+    """Read, validate and cross-check the policy at ``path``.
+
+    ``normalize_uri`` is how the platform stores asset URIs (Airflow's per-scheme rules, given by
+    the Airflow glue): catalog ``uri`` patterns are put through it, so that they match inputs as
+    Airflow stores them, and validation warns about patterns it makes unmatchable.
+    """
     source = str(path)
     try:
         content = Path(path).read_bytes()
@@ -69,7 +82,7 @@ def load_policy(path: str | Path, *, now: datetime | None = None) -> LoadedPolic
         raise PolicyError(
             [PolicyIssue(f"cannot read policy file: {error.strerror}", "check its permissions", file=source)]
         ) from None
-    return load_policy_bytes(content, source=source, now=now)
+    return load_policy_bytes(content, source=source, now=now, normalize_uri=normalize_uri)
 
 
 @contextmanager
@@ -89,14 +102,20 @@ def gc_paused() -> Iterator[None]:
 
 
 def load_policy_bytes(
-    content: bytes, *, source: str = "<policy>", now: datetime | None = None
+    content: bytes,
+    *,
+    source: str = "<policy>",
+    now: datetime | None = None,
+    normalize_uri: UriNormalizer | None = None,
 ) -> LoadedPolicy:
-    """Validate policy ``content``; ``source`` names it in error messages."""
+    """Validate policy ``content``; ``source`` names it in error messages (see :func:`load_policy`)."""
     with gc_paused():
-        return _load(content, source=source, now=now)
+        return _load(content, source=source, now=now, normalize_uri=normalize_uri)
 
 
-def _load(content: bytes, *, source: str, now: datetime | None) -> LoadedPolicy:
+def _load(
+    content: bytes, *, source: str, now: datetime | None, normalize_uri: UriNormalizer | None
+) -> LoadedPolicy:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -149,14 +168,43 @@ def _load(content: bytes, *, source: str, now: datetime | None) -> LoadedPolicy:
     moment = now or datetime.now(timezone.utc)
     if moment.tzinfo is None:  # a naive moment is UTC, as naive expiry dates are
         moment = moment.replace(tzinfo=timezone.utc)
+    uri_patterns = _uri_patterns(policy, normalize_uri=normalize_uri)
     issues = [
         locate(problem.path, message=problem.message, hint=problem.hint, severity=problem.severity)
-        for problem in check_references(policy, now=moment)
+        for problem in check_references(
+            policy, now=moment, uri_patterns=uri_patterns, normalize_uri=normalize_uri
+        )
     ]
     errors = [issue for issue in issues if issue.severity == "error"]
     if errors:
         raise PolicyError(errors + [issue for issue in issues if issue.severity == "warning"])
-    return LoadedPolicy(policy=policy, source=source, version=policy_version(content), warnings=tuple(issues))
+    return LoadedPolicy(
+        policy=policy,
+        source=source,
+        version=policy_version(content),
+        warnings=tuple(issues),
+        uri_patterns=tuple(pattern.patterns if pattern else () for pattern in uri_patterns),
+        normalize_uri=normalize_uri,
+    )
+
+
+def _uri_patterns(policy: Policy, *, normalize_uri: UriNormalizer | None) -> Sequence[UriPattern | None]:
+    """Each catalog entry's ``uri`` put through the platform's rules (``None`` for other entries).
+
+    Entries that repeat a pattern are normalized once: with Airflow's rules each call creates an
+    ``Asset``.
+    """
+    seen: dict[str, UriPattern] = {}
+    patterns: list[UriPattern | None] = []
+    for entry in policy.catalog:
+        if entry.uri is None:
+            patterns.append(None)
+            continue
+        pattern = seen.get(entry.uri)
+        if pattern is None:
+            pattern = seen[entry.uri] = normalize_uri_pattern(entry.uri, normalize_uri=normalize_uri)
+        patterns.append(pattern)
+    return patterns
 
 
 # --- parsing ------------------------------------------------------------------------------------

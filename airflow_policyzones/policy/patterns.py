@@ -7,11 +7,12 @@ once per input (a dictionary lookup per literal segment), instead of a loop of `
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import unquote
 
 Namespace = Literal["asset", "table"]
@@ -99,6 +100,201 @@ def normalize_pattern(namespace: Namespace, pattern: str) -> str:
         return pattern
     authority, slash, path = rest.partition("/")
     return f"{scheme.lower()}://{authority.lower()}{slash}{path}"
+
+
+class UriNormalizer(Protocol):
+    """How the platform stores asset URIs, injected by the Airflow glue (the core imports no Airflow).
+
+    Airflow rewrites an ``Asset``'s URI when it is created, by rules that installed providers
+    register per scheme (``postgres://db/a/b/c`` is stored as ``postgres://db:5432/a/b/c``), so
+    catalog URI patterns are put through the same rules before they are compiled.
+    """
+
+    def __call__(self, uri: str, /) -> str:
+        """``uri`` as the platform stores it; ``ValueError`` with the reason when it rejects it."""
+        ...
+
+    def has_rules(self, scheme: str, /) -> bool:
+        """Whether URIs of ``scheme`` (lower case) have rules of their own."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UriPattern:
+    """A catalog ``uri`` glob as it is compiled: the globs to match, and why it may never match.
+
+    ``patterns`` are in the form inputs take (the platform's rules, then :func:`normalize_pattern`);
+    a pattern that the rules rewrite differently for different names it could match compiles to
+    more than one glob. ``problem`` and ``hint`` say why it (or part of it) can never match.
+    """
+
+    written: str
+    patterns: tuple[str, ...]
+    problem: str | None = None
+    hint: str = ""
+
+
+_GLOBSTAR_EXPANSIONS = 4
+"""A ``**`` the platform's rules reject as one segment is tried as 0..3 segments (schemes with a
+fixed depth, such as ``postgres://host/database/schema/table``)."""
+_MAX_GLOBSTARS = 3
+
+
+def _glob_tokens(segment: str) -> list[tuple[bool, str]]:
+    """``segment`` split into literal runs and glob tokens (``*``, ``?``, ``[...]``), in order."""
+    tokens: list[tuple[bool, str]] = []
+    literal = ""
+    position, length = 0, len(segment)
+    while position < length:
+        char = segment[position]
+        if char in "*?":
+            end = position + 1
+            while end < length and segment[end] == "*":
+                end += 1
+            token = segment[position:end] if char == "*" else char
+            position = end if char == "*" else position + 1
+        elif char == "[":
+            end = position + 1
+            if end < length and segment[end] == "!":
+                end += 1
+            if end < length and segment[end] == "]":
+                end += 1
+            while end < length and segment[end] != "]":
+                end += 1
+            if end >= length:  # never closed: a literal '[' (check_glob rejects it in catalog globs)
+                literal += char
+                position += 1
+                continue
+            token = segment[position : end + 1]
+            position = end + 1
+        else:
+            literal += char
+            position += 1
+            continue
+        if literal:
+            tokens.append((False, literal))
+            literal = ""
+        tokens.append((True, token))
+    if literal:
+        tokens.append((False, literal))
+    return tokens
+
+
+def normalize_uri_pattern(pattern: str, *, normalize_uri: UriNormalizer | None) -> UriPattern:
+    """Put a catalog ``uri`` glob through the platform's URI rules, keeping its wildcards.
+
+    Each wildcard (``*``, ``?``, ``[...]``, a whole-segment ``**``) is replaced by a placeholder
+    name that the rules keep as it is, the result is normalized like a URI, and the wildcards are
+    put back where their placeholders ended up: ``postgres://db/warehouse/raw/*`` becomes
+    ``postgres://db:5432/warehouse/raw/*``. A ``**`` that the rules reject as one segment is
+    expanded into the numbers of ``*`` segments they accept (``postgres://db/warehouse/**`` becomes
+    ``postgres://db:5432/warehouse/*/*``). A wildcard in the host keeps matching as written too
+    (it may have been meant to cover explicit ports). Patterns without a scheme, with a wildcard
+    in the scheme or a ``**`` host are left as they are.
+    """
+    written = normalize_pattern("asset", pattern)
+    if normalize_uri is None:
+        return UriPattern(pattern, (written,))
+    scheme, separator, rest = pattern.partition("://")
+    if not separator or not scheme or _WILDCARD.search(scheme) or rest.partition("/")[0] == "**":
+        return UriPattern(pattern, (written,))
+    stem = "pzglob"
+    while stem in pattern.lower():
+        stem += "q"
+    placeholders: dict[str, str] = {}
+    # Each segment is a list of parts: literal text, a placeholder, or None for a '**'.
+    segments: list[list[str | None]] = []
+    for segment in rest.split("/"):
+        if segment == "**":
+            segments.append([None])
+            continue
+        parts: list[str | None] = []
+        for is_glob, text in _glob_tokens(segment):
+            if is_glob:
+                name = f"{stem}{len(placeholders)}x"
+                placeholders[name] = text
+                parts.append(name)
+            else:
+                parts.append(text)
+        segments.append(parts)
+    globstars = sum(1 for parts in segments if parts == [None])
+    host_has_glob = any(part in placeholders for part in segments[0])
+
+    def attempt(counts: Sequence[int] | None) -> str:
+        """The rules applied to one instance of the template; ``ValueError`` if they reject it.
+
+        ``counts`` gives the number of ``*`` segments each ``**`` stands for; ``None`` keeps each
+        ``**`` as one placeholder that is put back as ``**``.
+        """
+        restore = dict(placeholders)
+        names: list[str] = []
+        texts: list[str] = []
+        expansions = iter(counts or ())
+        for parts in segments:
+            if parts == [None]:
+                for _ in range(1 if counts is None else next(expansions)):
+                    name = f"{stem}{len(restore)}x"
+                    restore[name] = "**" if counts is None else "*"
+                    names.append(name)
+                    texts.append(name)
+                continue
+            names.extend(part for part in parts if part is not None and part in placeholders)
+            texts.append("".join(part or "" for part in parts))
+        normalized = normalize_uri(f"{scheme}://{'/'.join(texts)}")
+        if re.findall(rf"{re.escape(stem)}\d+x", normalized) != names:
+            raise _CannotFollow(normalized)
+        for name in names:
+            normalized = normalized.replace(name, restore[name], 1)
+        return normalized
+
+    results: list[str] = []
+    problem: str | None = None
+    try:
+        results.append(attempt(None))
+    except _CannotFollow as changed:
+        return UriPattern(
+            pattern,
+            (written,),
+            f"pattern {pattern!r} is rewritten by the rules for {scheme.lower()}:// URIs in a way its "
+            f"wildcards cannot follow ({changed.normalized!r}), so it is matched as written and may miss "
+            "URIs as Airflow stores them",
+            "write the parts that the rules rewrite (host, port, ...) literally, in their stored form, "
+            "e.g. as shown by Asset(uri).uri",
+        )
+    except ValueError as error:
+        problem = str(error)
+        if globstars and globstars <= _MAX_GLOBSTARS:
+            for counts in itertools.product(range(_GLOBSTAR_EXPANSIONS), repeat=globstars):
+                try:
+                    results.append(attempt(counts))
+                except ValueError:
+                    continue
+    if not results:
+        return UriPattern(
+            pattern,
+            (written,),
+            f"pattern {pattern!r} can never match: Airflow rejects every {scheme.lower()}:// URI it "
+            f"could match ({problem})",
+            f"write it in a form Airflow accepts for {scheme.lower()}:// assets (try Asset(uri)), "
+            "with a wildcard for each part that varies",
+        )
+    compiled: list[str] = []
+    for result in results:
+        variants = [result]
+        if host_has_glob:  # also as written: the wildcard may have been meant to cover a port
+            head, _, tail = result.partition("://")
+            variants.append(f"{head}://{rest.partition('/')[0]}{tail[len(tail.partition('/')[0]) :]}")
+        for variant in variants:
+            normalized = normalize_pattern("asset", variant)
+            if normalized not in compiled:
+                compiled.append(normalized)
+    return UriPattern(pattern, tuple(compiled))
+
+
+class _CannotFollow(ValueError):
+    def __init__(self, normalized: str) -> None:
+        super().__init__(normalized)
+        self.normalized = normalized
 
 
 @dataclass(slots=True)

@@ -6,12 +6,14 @@ Each finding carries the field path that the loader turns into a file line.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from airflow_policyzones.policy.errors import Severity
 from airflow_policyzones.policy.models import Policy
+from airflow_policyzones.policy.patterns import UriNormalizer, UriPattern, normalize_uri_pattern
 
 FieldPath = tuple[str | int, ...]
 
@@ -29,8 +31,18 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_references(policy: Policy, *, now: datetime) -> list[ReferenceProblem]:
-    """Every dangling reference and suspicious setting in ``policy``, in file order."""
+def check_references(
+    policy: Policy,
+    *,
+    now: datetime,
+    uri_patterns: Sequence[UriPattern | None] | None = None,
+    normalize_uri: UriNormalizer | None = None,
+) -> list[ReferenceProblem]:
+    """Every dangling reference and suspicious setting in ``policy``, in file order.
+
+    ``uri_patterns`` are the catalog's ``uri`` patterns as compiled (per entry), ``normalize_uri``
+    the platform's URI rules they were put through (see :func:`normalize_uri_pattern`).
+    """
     problems: list[ReferenceProblem] = []
     categories = set(policy.categories)
     zones = set(policy.zones)
@@ -67,16 +79,25 @@ def check_references(policy: Policy, *, now: datetime) -> list[ReferenceProblem]
         zone(("settings", "default_zone"), policy.settings.default_zone)
 
     for index, entry in enumerate(policy.catalog):
-        if entry.uri is not None and not _matches_normalized_uris(entry.uri):
-            problems.append(
-                ReferenceProblem(
-                    ("catalog", index, "uri"),
-                    f"pattern {entry.uri!r} can never match: input URIs are normalized first "
-                    "(no '//' in the path, no '.' or '..' segments, no trailing '/')",
-                    "write the pattern in that normal form, e.g. 's3://bucket/path/**'",
-                    "warning",
+        if entry.uri is not None:
+            compiled = uri_patterns[index] if uri_patterns is not None else None
+            problem = _unmatchable(compiled or normalize_uri_pattern(entry.uri, normalize_uri=normalize_uri))
+            if problem is not None:
+                problems.append(ReferenceProblem(("catalog", index, "uri"), *problem, "warning"))
+        elif entry.uri_regex is not None and normalize_uri is not None:
+            scheme = _regex_scheme(entry.uri_regex)
+            if scheme is not None and normalize_uri.has_rules(scheme):
+                problems.append(
+                    ReferenceProblem(
+                        ("catalog", index, "uri_regex"),
+                        f"Airflow rewrites {scheme}:// asset URIs by rules of their own (e.g. a default "
+                        f"port) and a uri_regex is matched as written: {entry.uri_regex!r} may miss "
+                        "URIs as Airflow stores them",
+                        "write the regex against the stored form (Asset(uri).uri), or use a 'uri' glob, "
+                        "which is put through the same rules",
+                        "warning",
+                    )
                 )
-            )
         for position, name in enumerate(entry.categories):
             category(("catalog", index, "categories", position), name)
         for position, name in enumerate(entry.origin_zones):
@@ -158,6 +179,28 @@ def check_references(policy: Policy, *, now: datetime) -> list[ReferenceProblem]
                 )
             )
     return problems
+
+
+def _unmatchable(compiled: UriPattern) -> tuple[str, str] | None:
+    """Why a catalog ``uri`` pattern (or part of it) can never match an input, with a fix."""
+    if compiled.problem is not None:
+        return compiled.problem, compiled.hint
+    if not any(_matches_normalized_uris(pattern) for pattern in compiled.patterns):
+        return (
+            f"pattern {compiled.written!r} can never match: input URIs are normalized first "
+            "(no '//' in the path, no '.' or '..' segments, no trailing '/')",
+            "write the pattern in that normal form, e.g. 's3://bucket/path/**'",
+        )
+    return None
+
+
+_REGEX_SCHEME = re.compile(r"\^?([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def _regex_scheme(regex: str) -> str | None:
+    """The scheme a ``uri_regex`` names literally at its start, lower-cased, if it names one."""
+    match = _REGEX_SCHEME.match(regex)
+    return match.group(1).lower() if match else None
 
 
 def _matches_normalized_uris(pattern: str) -> bool:

@@ -437,15 +437,29 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "validate" in out and "explain" in out and "check" in out
 
 
-def test_validate_and_explain_do_not_import_airflow(tmp_path: Path) -> None:
-    """They run where Airflow is slow to import or absent (a policy repository's CI)."""
+def test_validate_and_explain_of_a_table_only_policy_do_not_import_airflow(tmp_path: Path) -> None:
+    """Airflow is imported only to normalize catalog uri patterns (it takes seconds to import)."""
+    policy = tmp_path / "tables.yaml"
+    policy.write_text(
+        textwrap.dedent(
+            """
+            version: 1
+            categories: {purchase_events: {}}
+            catalog:
+              - {table: "warehouse.raw.purchases", categories: [purchase_events]}
+            zones:
+              ads: {purpose: ads, allowed_categories: [purchase_events], members: {dag_ids: ["*"]}}
+            """
+        ),
+        encoding="utf-8",
+    )
     script = textwrap.dedent(
         f"""
         import sys
         from airflow_policyzones.cli.main import main
-        assert main(["validate", {POLICY!r}]) == 0
-        assert main(["explain", {POLICY!r}, "--zone", "ai_training", "--dag-id", "ai_x",
-                     "--input", {RAW_PURCHASES!r}, "--json"]) == 1
+        assert main(["validate", {str(policy)!r}]) == 0
+        assert main(["explain", {str(policy)!r}, "--zone", "ads", "--dag-id", "d",
+                     "--table", "warehouse.raw.purchases"]) == 0
         loaded = sorted(name for name in sys.modules if name == "airflow" or name.startswith("airflow."))
         assert not loaded, loaded
         """
@@ -455,6 +469,26 @@ def test_validate_and_explain_do_not_import_airflow(tmp_path: Path) -> None:
     )
 
     assert completed.returncode == 0, completed.stderr
+
+
+def test_validate_and_explain_work_without_airflow_and_say_uris_are_matched_as_written(tmp_path: Path) -> None:
+    """They run where Airflow is absent (a policy repository's CI): uri patterns are then not normalized."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["airflow"] = None  # as if Airflow were not installed: any import of it fails
+        from airflow_policyzones.cli.main import main
+        assert main(["validate", {POLICY!r}]) == 0
+        assert main(["explain", {POLICY!r}, "--zone", "ai_training", "--dag-id", "ai_x",
+                     "--input", {RAW_PURCHASES!r}, "--json"]) == 1
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.count("note: Airflow is not installed here") == 2, completed.stderr
 
 
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
