@@ -118,17 +118,40 @@ def dag_policy(dag: Any) -> None:
         )
         record_on_dag(dag, state=state)
         _warn_policy_unloaded(error)
+        # What is wrong with the DAG itself, whatever the policy says, is still its import error.
+        _raise_problems(dag, annotation_problems(dag), against="its zone annotations")
         return
     record_on_dag(dag, state=PolicyState(version=engine.version, loaded=True))
-    problems = dag_problems(dag=dag, engine=engine)
-    if problems:
-        shown = problems[:_MAX_PROBLEMS_SHOWN]
-        if len(problems) > len(shown):
-            shown.append(f"... and {len(problems) - len(shown)} more problems")
-        raise AirflowClusterPolicyViolation(
-            f"policyzones: DAG {dag.dag_id!r} violates the zone policy ({engine.version}):\n"
-            + "\n".join(f"  - {problem}" for problem in shown)
-        )
+    _raise_problems(dag, dag_problems(dag=dag, engine=engine), against=f"the zone policy ({engine.version})")
+
+
+def _raise_problems(dag: Any, problems: list[str], *, against: str) -> None:
+    if not problems:
+        return
+    shown = problems[:_MAX_PROBLEMS_SHOWN]
+    if len(problems) > len(shown):
+        shown.append(f"... and {len(problems) - len(shown)} more problems")
+    raise AirflowClusterPolicyViolation(
+        f"policyzones: DAG {dag.dag_id!r} violates {against}:\n"
+        + "\n".join(f"  - {problem}" for problem in shown)
+    )
+
+
+def annotation_problems(dag: Any) -> list[str]:
+    """Malformed zone annotations (e.g. two zone tags): wrong under any policy, so checked without one."""
+    from airflow_policyzones.zones import ZoneAnnotationError, dag_zone, zone_of
+
+    try:
+        dag_zone(dag)
+    except ZoneAnnotationError as error:
+        return [str(error)]
+    problems: dict[str, list[str]] = {}
+    for task in dag.tasks:
+        try:
+            zone_of(task)
+        except ZoneAnnotationError as error:
+            problems.setdefault(str(error), []).append(task.task_id)
+    return [_with_tasks(message, task_ids) for message, task_ids in problems.items()]
 
 
 _unloaded_warned: set[str] = set()

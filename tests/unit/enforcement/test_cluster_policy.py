@@ -144,6 +144,16 @@ def test_a_policy_that_does_not_load_removes_no_dag_and_keeps_every_hook(
     assert "fails closed (retryable)" in warned[0]
 
 
+def test_malformed_annotations_are_import_errors_even_without_a_policy(configure: ConfigureSettings) -> None:
+    """Two zone tags are wrong under any policy: that stays the DAG's import error; membership and
+    unknown zones need the policy and wait for it."""
+    configure(policy_file="/nonexistent/policy.yaml")
+    errors = errors_by_file(parse(FIXTURES / "dags_bad"))
+    assert "several zone tags" in errors["two_zone_tags.py"]
+    assert "violates its zone annotations" in errors["two_zone_tags.py"]
+    assert {"non_member.py", "unknown_zone.py", "task_unknown_zone.py"}.isdisjoint(errors)
+
+
 def test_zone_problems_are_still_import_errors_when_the_policy_loads(bad_bag: Any) -> None:
     """Only a policy that does not load is spared: annotation problems stay DAG import errors."""
     assert {"non_member.py", "unknown_zone.py", "task_unknown_zone.py"} <= set(errors_by_file(bad_bag))
