@@ -262,7 +262,8 @@ def normalize_uri_pattern(pattern: str, *, normalize_uri: UriNormalizer | None) 
             "e.g. as shown by Asset(uri).uri",
         )
     except ValueError as error:
-        problem = str(error)
+        # Airflow's reason, with the wildcards it saw as placeholders shown as written
+        problem = re.sub(rf"{re.escape(stem)}\d+x", lambda found: placeholders.get(found[0], "*"), str(error))
         if globstars and globstars <= _MAX_GLOBSTARS:
             for counts in itertools.product(range(_GLOBSTAR_EXPANSIONS), repeat=globstars):
                 try:
