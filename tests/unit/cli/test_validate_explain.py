@@ -471,7 +471,9 @@ def test_validate_and_explain_of_a_table_only_policy_do_not_import_airflow(tmp_p
     assert completed.returncode == 0, completed.stderr
 
 
-def test_validate_and_explain_work_without_airflow_and_say_uris_are_matched_as_written(tmp_path: Path) -> None:
+def test_validate_and_explain_work_without_airflow_and_say_uris_are_matched_as_written(
+    tmp_path: Path,
+) -> None:
     """They run where Airflow is absent (a policy repository's CI): uri patterns are then not normalized."""
     script = textwrap.dedent(
         f"""
