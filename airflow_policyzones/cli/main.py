@@ -7,7 +7,8 @@ Exit codes are the contract CI relies on:
 * 1: a decision denies a task, a DAG file fails to import, or a zone annotation is malformed;
 * 2: the policy is invalid, or the command line is (a missing DAG folder, an unknown option).
 
-``validate`` (without ``--against``) and ``explain`` never import Airflow; ``check`` parses DAG
+``validate`` (without ``--against``) and ``explain`` import Airflow only to put catalog uri
+patterns through Airflow's asset URI rules, where it is installed; ``check`` parses DAG
 files with Airflow's own ``DagBag`` and needs neither an Airflow server nor a metadata database.
 ``audit``, ``simulate``, ``status`` and ``validate --against`` read (never write) the metadata
 database Airflow is configured with.
