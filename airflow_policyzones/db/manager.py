@@ -18,7 +18,7 @@ PACKAGE_DIR = Path(__file__).parent
 DB_MANAGER = "airflow_policyzones.db.manager.PolicyZonesDBManager"
 """The import path to list under ``db-managers`` / ``[database] external_db_managers``."""
 VERSION_TABLE = "alembic_version_policyzones"
-HEAD_REVISION = "8b1d4e2f7a90"
+HEAD_REVISION = "d3e8a1c6b5f4"
 
 _REVISION_HEADS_MAP: dict[str, str] = {
     "0.1.0": HEAD_REVISION,

@@ -1,4 +1,5 @@
-"""The audit tables: one decision per task-instance try, its inputs, and its violations.
+"""The audit and lineage tables: one decision per task-instance try with its inputs and
+violations; the label history of what tries wrote, current labels per asset, reclassifications.
 
 The tables live in Airflow's metadata database but on their own ``MetaData`` (as providers/edge3
 does), so Airflow's own migrations and ``db check-migrations`` never see them and our
@@ -51,6 +52,9 @@ INPUT_LEN = 3000
 OUTCOMES = ("allow", "deny", "dry_run", "exempted")
 VIOLATION_OUTCOMES = ("deny", "dry_run", "exempted")
 SOURCES = ("api", "in_process")
+INPUT_SOURCES = ("declared", "sql", "observed", "alias")
+"""How an input or output became known (the wire schema's ``InputSource``); NULL in rows
+recorded before sources were recorded."""
 
 # Integer on SQLite: only "INTEGER PRIMARY KEY" autoincrements there.
 _PK = BigInteger().with_variant(Integer(), "sqlite")
@@ -150,6 +154,9 @@ class PolicyZonesDecisionInput(Base):
     aggregated: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     reclassified_by: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    source: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    """``declared`` (an inlet), ``sql`` (the SQL operator's SQL) or ``observed`` (reported by a
+    hook or object-storage path while the body ran, decided then)."""
 
     decision: Mapped[PolicyZonesDecision] = relationship(back_populates="inputs")
 
@@ -190,6 +197,8 @@ class PolicyZonesViolation(Base):
     """Ticket of the exemption that waived the finding."""
     policy_version: Mapped[str] = mapped_column(String(POLICY_VERSION_LEN), nullable=False)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    input_source: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    """How the offending input became known (see ``INPUT_SOURCES``); NULL for task findings."""
 
     decision: Mapped[PolicyZonesDecision] = relationship(back_populates="violations")
 
@@ -231,6 +240,8 @@ class PolicyZonesAssetLabelEvent(Base):
     reclassifier: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
     policy_version: Mapped[str] = mapped_column(String(POLICY_VERSION_LEN), nullable=False)
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    source: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    """How the output became known (see ``INPUT_SOURCES``)."""
 
     __table_args__ = (
         UniqueConstraint(

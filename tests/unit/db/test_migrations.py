@@ -23,6 +23,7 @@ from tests.support.airflow_db import backend_params, postgres_database
 pytestmark = pytest.mark.integration
 
 FIRST_REVISION = "5c3f0a9d2b71"
+LINEAGE_REVISION = "8b1d4e2f7a90"
 FIRST_TABLES = {"policyzones_decision", "policyzones_decision_input", "policyzones_violation"}
 TABLES = FIRST_TABLES | {
     "policyzones_asset_label_event",
@@ -102,6 +103,15 @@ def ours(url: str) -> tuple[set[str], list[str]]:
         engine.dispose()
 
 
+def columns(url: str, table: str) -> set[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return {column["name"] for column in sa.inspect(conn).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
 def schema_problems(url: str) -> list[object]:
     """Differences between the database and the ORM, as Alembic's autogenerate sees them."""
     from alembic.autogenerate import compare_metadata
@@ -168,6 +178,15 @@ def test_db_migrate_creates_upgrades_and_downgrades_the_tables(database_url: str
     assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
     assert schema_problems(database_url) == []
 
+    # A deployment on the lineage tables gains the input-source columns, keeping its rows' shape.
+    airflow(database_url, home, *downgrade, "--to-revision", LINEAGE_REVISION, **manager)
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [LINEAGE_REVISION])
+    assert "source" not in columns(database_url, "policyzones_decision_input")
+    airflow(database_url, home, "db", "migrate")
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
+    assert "source" in columns(database_url, "policyzones_decision_input")
+    assert schema_problems(database_url) == []
+
     # `airflow db-manager` only runs managers listed in [database] external_db_managers.
     airflow(
         database_url,
@@ -187,7 +206,8 @@ def test_migration_files_create_the_same_schema_as_the_orm(database_url: str, tm
     result = airflow(database_url, home, "db", "migrate", "--use-migration-files")
     output = result.stdout + result.stderr
     assert "Running upgrade  -> " + FIRST_REVISION in output
-    assert f"Running upgrade {FIRST_REVISION} -> {HEAD_REVISION}" in output
+    assert f"Running upgrade {FIRST_REVISION} -> {LINEAGE_REVISION}" in output
+    assert f"Running upgrade {LINEAGE_REVISION} -> {HEAD_REVISION}" in output
     assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
     assert schema_problems(database_url) == []
 
