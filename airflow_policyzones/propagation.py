@@ -148,7 +148,10 @@ def record_outputs(
     if not decision.allowed and decision.mode == "enforce":
         raise OutputsRefused("this try was denied and cannot have written anything", status_code=409)
     moment = now or datetime.now(timezone.utc)
-    outputs = list(dict.fromkeys(_ref(spec.namespace, spec.name) for spec in request.outputs))
+    sources: dict[InputRef, str] = {}
+    for output in request.outputs:  # an output known several ways keeps the first (declared first)
+        sources.setdefault(_ref(output.namespace, output.name), output.source)
+    outputs = list(sources)
     existing = _events_of(session, decision.id)
     if existing:
         return _response(decision.id, existing, already_recorded=True)
@@ -166,7 +169,8 @@ def record_outputs(
     )
     for attempt in range(3):
         events = [
-            _event(decision, ref, labels, reclassifier=name if spec else None, at=moment) for ref in outputs
+            _event(decision, ref, labels, reclassifier=name if spec else None, source=sources[ref], at=moment)
+            for ref in outputs
         ]
         try:
             session.add_all(events)
@@ -244,6 +248,7 @@ def _event(
     labels: AssetLabels,
     *,
     reclassifier: str | None,
+    source: str,
     at: datetime,
 ) -> PolicyZonesAssetLabelEvent:
     return PolicyZonesAssetLabelEvent(
@@ -260,6 +265,7 @@ def _event(
         reclassifier=reclassifier,
         policy_version=decision.policy_version,
         recorded_at=at,
+        source=source,
     )
 
 

@@ -21,7 +21,9 @@ from airflow_policyzones.api.schema import (
     DecisionRequest,
     DecisionResponse,
     FindingModel,
+    InputSource,
     InputSpec,
+    ObservationRequest,
     TaskInstanceIdentity,
 )
 from airflow_policyzones.db.models import (
@@ -98,10 +100,11 @@ def decide_and_record(
     if stored is not None:
         return stored
 
-    moment = now or datetime.now(timezone.utc)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+    moment = _aware(now)
     labeled, undeclared = _labeled_inputs(session, engine, request)
+    declared = set(_refs(request.inputs))
+    refs = [*(item.ref for item in labeled), *undeclared]
+    sources: dict[InputRef, InputSource] = {ref: "declared" if ref in declared else "sql" for ref in refs}
     decision = engine.decide(
         task=_task_context(session, identity),
         zone=request.zone,
@@ -111,7 +114,7 @@ def decide_and_record(
         now=moment,
     )
     decision = _with_derivations(session, decision, refs={item.ref.name: item.ref for item in labeled})
-    row = _decision_row(request, decision, labeled, source=source, decided_at=moment)
+    row = _decision_row(request, decision, labeled, sources=sources, source=source, decided_at=moment)
     row.claims_digest = digest
     try:
         session.add(row)
@@ -124,6 +127,114 @@ def decide_and_record(
             raise
         return stored
     return _response(row, decision.findings, already_recorded=False)
+
+
+_OUTCOME_SEVERITY = {"allow": 0, "exempted": 1, "dry_run": 2, "deny": 3}
+
+
+def decide_observed(
+    *,
+    session: Session,
+    engine: PolicyEngine,
+    request: ObservationRequest,
+    source: Source,
+    now: datetime | None = None,
+) -> DecisionResponse:
+    """Decide what a running try's hooks read, as part of the try's recorded decision.
+
+    The zone is the recorded decision's, never the request's. Inputs the decision holds already
+    are not decided again (their stored findings are returned); new ones are labeled, decided with
+    the same engine and appended to the decision (``source`` ``observed``), their findings recorded
+    as violations, and the decision's outcome becomes the worst of the two (an observed deny makes
+    the try denied: its outputs are then refused). The answer is about this request's inputs only.
+
+    Raises :class:`DecisionRefused` when the try has no decision yet or was denied (409), and, for
+    ``source="api"``, when the try does not exist at that number (404/409).
+    """
+    identity = request.task
+    if source == "api":
+        _verify_task_instance(session, identity)
+    row = session.scalars(decision_of_try(**identity.model_dump()).with_for_update()).one_or_none()
+    if row is None:
+        raise DecisionRefused(
+            f"no decision was recorded for {_describe(identity)}: what a try reads while it runs is "
+            "decided within the decision its pre-execute check recorded"
+        )
+    if not row.allowed:
+        raise DecisionRefused(f"{_describe(identity)} was denied: it may not read anything")
+    known = {(item.namespace, item.name) for item in row.inputs}
+    flagged = {item.input for item in row.violations}  # undeclared inputs have no input row
+    refs = _refs(request.inputs)
+    new = [
+        ref
+        for ref in refs
+        if (ref.namespace, ref.name[:INPUT_LEN]) not in known and ref.name[:INPUT_LEN] not in flagged
+    ]
+    described = {item.reason for item in row.violations if item.input is None}
+    uncheckable = [reason for reason in dict.fromkeys(request.uncheckable) if reason not in described]
+    if not new and not uncheckable:
+        session.rollback()  # release the row lock
+        names = {ref.name[:INPUT_LEN] for ref in refs}
+        return _stored_observation(row, names=names, reasons=set(request.uncheckable))
+    moment = _aware(now)
+    labeled = with_propagated(session, engine, engine.label(new))
+    undeclared = [item.ref for item in labeled if item.labels is None]
+    labeled = [item for item in labeled if item.labels is not None]
+    decision = engine.decide(
+        task=_task_context(session, identity),
+        zone=row.zone,
+        inputs=labeled,
+        uncheckable=uncheckable,
+        undeclared=undeclared,
+        now=moment,
+    )
+    decision = _with_derivations(session, decision, refs={item.ref.name: item.ref for item in labeled})
+    first = max((item.position for item in row.inputs), default=-1) + 1
+    row.inputs.extend(
+        input_row
+        for position, item in enumerate(labeled, first)
+        for input_row in _input_rows(position, item, source="observed")
+    )
+    if decision.outcome is not Outcome.ALLOW:
+        row.violations.extend(
+            _violation_row(row, decision, finding, input_source="observed" if finding.input else None)
+            for finding in decision.findings
+        )
+    if _OUTCOME_SEVERITY[decision.outcome.value] > _OUTCOME_SEVERITY[row.outcome]:
+        row.outcome = decision.outcome.value
+        row.allowed = row.allowed and decision.allowed
+    row.input_count += len(labeled)
+    row.finding_count += len(decision.findings)
+    row.violation_count += len(decision.violations)
+    session.commit()
+    return _response(row, decision.findings, already_recorded=False, outcome=decision)
+
+
+def _stored_observation(row: PolicyZonesDecision, *, names: set[str], reasons: set[str]) -> DecisionResponse:
+    """A repeated observation: the findings recorded for those inputs, and the outcome they made."""
+    violations = [
+        item
+        for item in row.violations
+        if (item.input in names if item.input is not None else item.reason in reasons)
+    ]
+    worst = max((item.outcome for item in violations), key=_OUTCOME_SEVERITY.__getitem__, default="allow")
+    return DecisionResponse.model_validate(
+        {
+            "decision_id": row.id,
+            "outcome": worst,
+            "allowed": worst != "deny",
+            "zone": row.zone,
+            "mode": row.mode,
+            "policy_version": row.policy_version,
+            "findings": [_finding_model(item).model_dump() for item in violations],
+            "already_recorded": True,
+        }
+    )
+
+
+def _aware(now: datetime | None) -> datetime:
+    moment = now or datetime.now(timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _verify_task_instance(session: Session, identity: TaskInstanceIdentity) -> None:
@@ -238,6 +349,7 @@ def _decision_row(
     decision: Decision,
     labeled: Sequence[LabeledInput],
     *,
+    sources: Mapping[InputRef, InputSource],
     source: Source,
     decided_at: datetime,
 ) -> PolicyZonesDecision:
@@ -264,20 +376,31 @@ def _decision_row(
         violation_count=len(decision.violations),
     )
     row.inputs = [
-        input_row for position, item in enumerate(labeled) for input_row in _input_rows(position, item)
+        input_row
+        for position, item in enumerate(labeled)
+        for input_row in _input_rows(position, item, source=sources[item.ref])
     ]
     if decision.outcome is not Outcome.ALLOW:
-        row.violations = [_violation_row(row, decision, finding) for finding in decision.findings]
+        by_name = {ref.name: value for ref, value in sources.items()}
+        row.violations = [
+            _violation_row(row, decision, finding, input_source=by_name.get(finding.input or ""))
+            for finding in decision.findings
+        ]
     return row
 
 
-def _input_rows(position: int, item: LabeledInput) -> list[PolicyZonesDecisionInput]:
+def _input_rows(position: int, item: LabeledInput, *, source: InputSource) -> list[PolicyZonesDecisionInput]:
     name = item.ref.name[:INPUT_LEN]
     labels = item.labels
     if labels is None:
         return [
             PolicyZonesDecisionInput(
-                position=position, namespace=item.ref.namespace, name=name, labeled=False, category=None
+                position=position,
+                namespace=item.ref.namespace,
+                name=name,
+                labeled=False,
+                category=None,
+                source=source,
             )
         ]
     return [
@@ -291,6 +414,7 @@ def _input_rows(position: int, item: LabeledInput) -> list[PolicyZonesDecisionIn
             aggregated=labels.aggregated,
             origins=sorted(labels.origins),
             reclassified_by=sorted(labels.reclassified_by),
+            source=source,
         )
         for category in _categories(labels.categories)
     ]
@@ -301,7 +425,9 @@ def _categories(categories: frozenset[str]) -> list[str | None]:
     return [*sorted(categories)] or [None]
 
 
-def _violation_row(row: PolicyZonesDecision, decision: Decision, finding: Finding) -> PolicyZonesViolation:
+def _violation_row(
+    row: PolicyZonesDecision, decision: Decision, finding: Finding, *, input_source: str | None
+) -> PolicyZonesViolation:
     return PolicyZonesViolation(
         dag_id=row.dag_id,
         task_id=row.task_id,
@@ -317,8 +443,9 @@ def _violation_row(row: PolicyZonesDecision, decision: Decision, finding: Findin
         reason=finding.reason,
         remediation=finding.remediation,
         exemption=finding.exemption,
-        policy_version=row.policy_version,
+        policy_version=decision.policy_version,
         decided_at=row.decided_at,
+        input_source=input_source,
     )
 
 
@@ -343,18 +470,19 @@ def _load(session: Session, identity: TaskInstanceIdentity, *, digest: str) -> D
             f"{_describe(identity)} was already decided for different claims (zone or inputs); "
             "a try is decided once, for what it declared when it first asked"
         )
-    findings = [
-        FindingModel(
-            rule=violation.rule,
-            rules=list(violation.rules),
-            input=violation.input,
-            reason=violation.reason,
-            remediation=violation.remediation,
-            exemption=violation.exemption,
-        )
-        for violation in row.violations
-    ]
+    findings = [_finding_model(violation) for violation in row.violations]
     return _response(row, findings, already_recorded=True)
+
+
+def _finding_model(violation: PolicyZonesViolation) -> FindingModel:
+    return FindingModel(
+        rule=violation.rule,
+        rules=list(violation.rules),
+        input=violation.input,
+        reason=violation.reason,
+        remediation=violation.remediation,
+        exemption=violation.exemption,
+    )
 
 
 def _response(
@@ -362,15 +490,17 @@ def _response(
     findings: Sequence[Finding] | Sequence[FindingModel],
     *,
     already_recorded: bool,
+    outcome: Decision | None = None,
 ) -> DecisionResponse:
+    """The answer for a decision row; with ``outcome``, for that (observed) decision only."""
     return DecisionResponse.model_validate(
         {
             "decision_id": row.id,
-            "outcome": row.outcome,
-            "allowed": row.allowed,
+            "outcome": outcome.outcome.value if outcome is not None else row.outcome,
+            "allowed": outcome.allowed if outcome is not None else row.allowed,
             "zone": row.zone,
             "mode": row.mode,
-            "policy_version": row.policy_version,
+            "policy_version": outcome.policy_version if outcome is not None else row.policy_version,
             "findings": [
                 finding.to_dict() if isinstance(finding, Finding) else finding.model_dump()
                 for finding in findings

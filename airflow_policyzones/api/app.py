@@ -1,7 +1,8 @@
 """The decision service: a FastAPI app the api-server mounts at ``/policyzones`` (see plugin.py).
 
 ``POST /api/v1/decisions`` (worker token required) decides one task-instance try and records it;
-``GET /api/v1/health`` (no auth) says whether the policy loads here and which version each
+``POST /api/v1/observations`` decides what the running try reads through hooks, within that
+decision; ``POST /api/v1/outputs`` records what a succeeded try wrote; ``GET /api/v1/health`` (no auth) says whether the policy loads here and which version each
 component has loaded (:mod:`airflow_policyzones.policy_status`). The read-only audit API
 (violations, decisions, policy, export; Airflow user auth) is in :mod:`.read_routes`, the pages
 shown in the Airflow UI in :mod:`airflow_policyzones.ui.pages`.
@@ -27,9 +28,11 @@ from airflow_policyzones.api.read_routes import read_router
 from airflow_policyzones.api.schema import (
     API_VERSION,
     DECISIONS_PATH,
+    OBSERVATIONS_PATH,
     OUTPUTS_PATH,
     DecisionRequest,
     DecisionResponse,
+    ObservationRequest,
     OutputsRequest,
     OutputsResponse,
     TaskInstanceIdentity,
@@ -38,7 +41,7 @@ from airflow_policyzones.api.tokens import ti_claim
 from airflow_policyzones.config import get_engine
 from airflow_policyzones.policy import PolicyEngine, PolicyError
 from airflow_policyzones.propagation import OutputsRefused, record_outputs
-from airflow_policyzones.service import DecisionRefused, decide_and_record
+from airflow_policyzones.service import DecisionRefused, decide_and_record, decide_observed
 from airflow_policyzones.ui.pages import UI_PREFIX, page_http_error, static_files, ui_router
 
 URL_PREFIX = "/policyzones"
@@ -47,8 +50,10 @@ API_PREFIX = f"/api/{API_VERSION}"
 
 _decisions_route = DECISIONS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
 _outputs_route = OUTPUTS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
+_observations_route = OBSERVATIONS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
 WorkerClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=DECISIONS_PATH))]
 OutputsClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=OUTPUTS_PATH))]
+ObservationsClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=OBSERVATIONS_PATH))]
 
 
 def _check_try(claims: WorkerClaims, identity: TaskInstanceIdentity) -> None:
@@ -76,6 +81,18 @@ def _decide(body: DecisionRequest, claims: WorkerClaimsDep, session: SessionDep)
     engine = _engine()
     try:
         return decide_and_record(session=session, engine=engine, request=body, source="api")
+    except DecisionRefused as error:
+        raise HTTPException(error.status_code, str(error)) from None
+
+
+def _observations(
+    body: ObservationRequest, claims: ObservationsClaimsDep, session: SessionDep
+) -> DecisionResponse:
+    """Decide what a running try's hooks read, within the try's recorded decision."""
+    _check_try(claims, body.task)
+    engine = _engine()
+    try:
+        return decide_observed(session=session, engine=engine, request=body, source="api")
     except DecisionRefused as error:
         raise HTTPException(error.status_code, str(error)) from None
 
@@ -125,6 +142,20 @@ def create_app() -> FastAPI:
             403: {"description": "Token invalid, expired, or for another endpoint or try"},
             404: {"description": "No such task instance"},
             409: {"description": "The task instance is at another try"},
+            503: {"description": "The policy is missing or invalid: the worker fails closed"},
+        },
+    )
+    router.add_api_route(
+        _observations_route,
+        _observations,
+        methods=["POST"],
+        response_model=DecisionResponse,
+        summary="Decide what a running try reads through hooks, before its code sees it (worker token)",
+        responses={
+            401: {"description": "No token"},
+            403: {"description": "Token invalid, expired, or for another endpoint or try"},
+            404: {"description": "No such task instance"},
+            409: {"description": "The try has no decision yet, was denied, or is at another try"},
             503: {"description": "The policy is missing or invalid: the worker fails closed"},
         },
     )

@@ -15,6 +15,15 @@ DECISIONS_PATH = f"/policyzones/api/{API_VERSION}/decisions"
 """Path of the worker-only endpoint, below the api-server's base URL."""
 OUTPUTS_PATH = f"/policyzones/api/{API_VERSION}/outputs"
 """Path of the worker-only endpoint a try reports what it wrote to, after it succeeded."""
+OBSERVATIONS_PATH = f"/policyzones/api/{API_VERSION}/observations"
+"""Path of the worker-only endpoint a running try reports what its hooks read, before the read
+reaches the task's code."""
+
+InputSource = Literal["declared", "sql", "observed", "alias"]
+"""How an input or output became known: an inlet/outlet the task declares (``declared``), the
+SQL of a SQL operator (``sql``), what a hook or object-storage path reported while the body ran
+(``observed``, SQL run through a hook included), or an asset an ``AssetAlias`` outlet resolved to
+(``alias``)."""
 
 MAX_INPUTS = 1_000
 
@@ -77,11 +86,36 @@ class DecisionResponse(_Strict):
     """True when this try had been decided before (a retried request, a resumed deferral)."""
 
 
-class OutputsRequest(_Strict):
-    """What a worker sends after a task body succeeded: the data it wrote (outlets, SQL targets)."""
+class ObservedInput(InputSpec):
+    """An input a hook or object-storage path reported while the body ran."""
+
+    source: Literal["observed"] = "observed"
+
+
+class ObservationRequest(_Strict):
+    """What a running try reports its hooks read, before the rows reach the task's code.
+
+    The zone is not claimed: the server decides in the zone of the try's recorded decision.
+    """
 
     task: TaskInstanceIdentity
-    outputs: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
+    inputs: list[ObservedInput] = Field(default_factory=list, max_length=MAX_INPUTS)
+    uncheckable: list[str] = Field(default_factory=list, max_length=MAX_INPUTS)
+    """Reads that cannot be named (SQL the analysis refuses), described by the worker."""
+
+
+class OutputSpec(InputSpec):
+    """An output a try wrote, with how it became known."""
+
+    source: InputSource = "declared"
+
+
+class OutputsRequest(_Strict):
+    """What a worker sends after a task body succeeded: the data it wrote (outlets, SQL targets,
+    what hooks and object-storage paths wrote, assets ``AssetAlias`` outlets resolved to)."""
+
+    task: TaskInstanceIdentity
+    outputs: list[OutputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
 
 
 class OutputLabels(_Strict):

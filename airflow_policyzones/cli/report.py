@@ -105,7 +105,7 @@ RULE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
         "Inlets that are not Assets (strings, None, run-time AssetAliases) cannot be labelled or checked.",
     ),
     Rule.UNDECLARED_INPUT.value: (
-        "A task's SQL reads a table that nothing labels.",
+        "A task reads data (in its SQL, or through a hook) that nothing labels.",
         "The table is neither declared as an inlet nor known to the policy's catalog or propagated labels.",
     ),
 }

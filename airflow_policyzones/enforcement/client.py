@@ -24,9 +24,11 @@ from pydantic import ValidationError
 from airflow_policyzones import __version__
 from airflow_policyzones.api.schema import (
     DECISIONS_PATH,
+    OBSERVATIONS_PATH,
     OUTPUTS_PATH,
     DecisionRequest,
     DecisionResponse,
+    ObservationRequest,
     OutputsRequest,
     OutputsResponse,
     TaskInstanceIdentity,
@@ -70,6 +72,13 @@ class DecisionClient:
         """The verified decision for ``request``; raises :class:`DecisionUnavailable` otherwise."""
         response = self._post(DECISIONS_PATH, body=request.model_dump_json().encode(), identity=request.task)
         return verify_response(request, response=_parse(response))
+
+    def observe(self, request: ObservationRequest) -> DecisionResponse:
+        """The decision on what a running try's hooks read; raises :class:`DecisionUnavailable`."""
+        response = self._post(
+            OBSERVATIONS_PATH, body=request.model_dump_json().encode(), identity=request.task
+        )
+        return _parse(response)
 
     def record_outputs(self, request: OutputsRequest) -> OutputsResponse:
         """Report what a succeeded try wrote; raises :class:`DecisionUnavailable` if not recorded."""

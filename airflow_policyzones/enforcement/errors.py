@@ -8,11 +8,16 @@ Three outcomes must never be confused in the task log or by the scheduler:
 * :class:`DecisionUnavailable` - no trustworthy decision could be obtained (service down,
   timeout, 5xx, policy missing on the server, a malformed answer): the task fails closed with a
   **retryable** error, because the next try may well succeed.
+
+While the body runs, a read a hook reports is refused with :class:`ObservedReadDenied` (no
+retry) or, when no decision can be had, :class:`ObservationUnavailable` (retryable). Both are
+``BaseException`` subclasses: the hook's own lineage error handling and DAG code's
+``except Exception`` must not swallow them, or the rows would reach the task's code anyway.
 """
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowTaskTerminated
 
 DECISION_UNAVAILABLE_PREFIX = "policyzones: could not get a decision"
 
@@ -42,3 +47,15 @@ class DecisionUnavailable(AirflowException):
         if hint:
             message += f" {hint}"
         super().__init__(message)
+
+
+class ObservedReadDenied(AirflowTaskTerminated):
+    """A read the task made through a hook is denied in an enforce zone: the hook call stops
+    before its rows reach the task's code, and the try fails without retry (Airflow fails a
+    terminated task at once)."""
+
+
+class ObservationUnavailable(BaseException):
+    """No decision could be had on a read the task made through a hook: the hook call stops and
+    the try fails closed; it is retried if it has retries left (Airflow retries a ``BaseException``
+    that is not one of its own)."""

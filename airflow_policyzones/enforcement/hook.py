@@ -28,15 +28,21 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from airflow_policyzones.api.schema import (
+    MAX_INPUTS,
     DecisionRequest,
     DecisionResponse,
     InputSpec,
+    ObservationRequest,
+    OutputSpec,
     OutputsRequest,
     OutputsResponse,
     TaskInstanceIdentity,
 )
 from airflow_policyzones.enforcement.errors import DecisionUnavailable, UncheckableTask, ZoneViolation
 from airflow_policyzones.enforcement.settings import EnforcementSettings, current_settings
+
+if TYPE_CHECKING:
+    from airflow_policyzones.enforcement.observation import Observer
 
 log = logging.getLogger(__name__)
 
@@ -168,19 +174,19 @@ def enforce(
     request = build_request(task=task, ti=context["ti"], task_zone=task_zone)
     response = obtain_decision(request, settings=settings)
     act_on(request, response=response, elapsed=time.perf_counter() - started)
-    _report_outputs_after_success(task, request=request, settings=settings)
+    _after_body(task, request=request, settings=settings, observer=_observe(request, settings=settings))
     return response
 
 
 # --- after the body: what the try wrote -------------------------------------------------------------
 
 
-def declared_outputs(task: Any) -> list[InputSpec]:
-    """The try's outputs: its Asset outlets, and the tables its SQL writes."""
+def declared_outputs(task: Any) -> list[OutputSpec]:
+    """The outputs a task declares: its Asset outlets, and the tables and files its SQL writes."""
     from airflow_policyzones.enforcement.sql_tasks import is_sql_task
     from airflow_policyzones.zones import declared_outputs as asset_outlets
 
-    refs = list(asset_outlets(task))
+    specs = [OutputSpec(namespace=ref.namespace, name=ref.name) for ref in asset_outlets(task)]
     if is_sql_task(task):  # sqlglot is imported for SQL tasks only (~0.1 s)
         from airflow_policyzones.enforcement.sql_tasks import sql_tables
         from airflow_policyzones.policy.sql import SqlParseError
@@ -190,37 +196,116 @@ def declared_outputs(task: Any) -> list[InputSpec]:
         except SqlParseError:  # the decision already refused the task
             tables = None
         if tables is not None:
-            refs += tables.outputs
-    return [InputSpec(namespace=ref.namespace, name=ref.name) for ref in dict.fromkeys(refs)]
+            specs += [
+                OutputSpec(namespace=ref.namespace, name=ref.name, source="sql") for ref in tables.outputs
+            ]
+    return specs
 
 
-def _report_outputs_after_success(
-    task: Any, *, request: DecisionRequest, settings: EnforcementSettings
+def alias_outputs(task: Any, context: Mapping[str, Any]) -> list[OutputSpec]:
+    """The assets the task's ``AssetAlias`` outlets resolved to in this try (``outlet_events``)."""
+    outlets = getattr(task, "outlets", None) or ()
+    if not outlets:
+        return []
+    from airflow.sdk import AssetAlias
+
+    from airflow_policyzones.policy.engine import InputRef
+
+    aliases = [outlet for outlet in outlets if isinstance(outlet, AssetAlias)]
+    events = context.get("outlet_events") if aliases else None
+    if events is None:
+        return []
+    return [
+        OutputSpec(namespace="asset", name=InputRef.asset(event.dest_asset_key.uri).name, source="alias")
+        for alias in aliases
+        for event in events[alias].asset_alias_events
+    ]
+
+
+def _observe(request: DecisionRequest, *, settings: EnforcementSettings) -> Observer:
+    """From here on, what the try's hooks read is decided before the task's code sees it."""
+    from airflow_policyzones.enforcement.observation import Observer, observe_try
+
+    observer = Observer(
+        request=request,
+        settings=settings,
+        decide=functools.partial(obtain_observation, settings=settings),
+    )
+    observe_try(observer)
+    return observer
+
+
+def _after_body(
+    task: Any, *, request: DecisionRequest, settings: EnforcementSettings, observer: Observer
 ) -> None:
-    """Chain a post-execute step that reports the outputs before the try is marked successful.
+    """Chain a post-execute step: reconcile what the body read, then report what it wrote.
 
-    It runs after the body and before Airflow records success (and emits asset events), so a
+    It runs after the body and before Airflow records success (and emits asset events): a read
+    refused while the body ran fails the try even if the task's code caught the refusal, and a
     downstream task never reads an output whose labels are not recorded yet; if the report
-    fails, the try fails and is retried, rather than leaving unlabeled data behind.
+    fails, the try fails and is retried, rather than leaving unlabeled data behind. A try that
+    wrote nothing sends nothing.
     """
-    outputs = declared_outputs(task)
-    if not outputs:
-        return
+    from airflow_policyzones.enforcement.observation import reconcile
+
+    declared = declared_outputs(task)
     previous = getattr(task, "_post_execute_hook", None)
-    report = OutputsRequest(task=request.task, outputs=outputs)
 
     def policyzones_post_execute(context: Any, result: Any = None) -> Any:
-        response = obtain_outputs_record(report, settings=settings)
-        log.info(
-            "policyzones: %s.%s wrote %s; labels recorded%s",
-            report.task.dag_id,
-            report.task.task_id,
-            ", ".join(item.name for item in response.outputs),
-            f" (reclassified by {response.reclassifier})" if response.reclassifier else "",
-        )
+        reconcile(observer)
+        outputs = _unique([*declared, *alias_outputs(task, context), *observer.output_specs()])
+        if outputs:
+            report = OutputsRequest(task=request.task, outputs=outputs)
+            response = obtain_outputs_record(report, settings=settings)
+            log.info(
+                "policyzones: %s.%s wrote %s; labels recorded%s",
+                report.task.dag_id,
+                report.task.task_id,
+                ", ".join(item.name for item in response.outputs),
+                f" (reclassified by {response.reclassifier})" if response.reclassifier else "",
+            )
         return previous(context, result) if previous is not None else None
 
     task._post_execute_hook = policyzones_post_execute
+
+
+def _unique(outputs: list[OutputSpec]) -> list[OutputSpec]:
+    """Each output once (the first way it became known), at most as many as one report holds."""
+    found: dict[tuple[str, str], OutputSpec] = {}
+    for spec in outputs:
+        found.setdefault((spec.namespace, spec.name), spec)
+    if len(found) > MAX_INPUTS:
+        log.error(
+            "policyzones: the try wrote %d outputs; labels are recorded for the first %d only (the others "
+            "stay unlabeled, which readers are denied by default)",
+            len(found),
+            MAX_INPUTS,
+        )
+    return list(found.values())[:MAX_INPUTS]
+
+
+def obtain_observation(request: ObservationRequest, *, settings: EnforcementSettings) -> DecisionResponse:
+    """Decide what the running try read: in process when the ORM is open here, else over HTTP."""
+    if not orm_available():
+        from airflow_policyzones.enforcement.client import DecisionClient
+
+        return DecisionClient.from_settings(settings).observe(request)
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.config import get_engine
+    from airflow_policyzones.service import DecisionRefused, decide_observed
+
+    try:
+        with create_session() as session:
+            return decide_observed(
+                session=session, engine=get_engine(settings.policy_file), request=request, source="in_process"
+            )
+    except DecisionRefused as error:
+        raise DecisionUnavailable("the read could not be decided", detail=str(error)) from error
+    except Exception as error:
+        raise DecisionUnavailable(
+            "recording the observed read failed", detail=f"{type(error).__name__}: {error}"
+        ) from error
 
 
 def obtain_outputs_record(request: OutputsRequest, *, settings: EnforcementSettings) -> OutputsResponse:

@@ -45,7 +45,8 @@ class Rule(str, Enum):
     UNCHECKABLE_INPUT = "uncheckable_input"
     """An inlet that names no checkable data (a string, ``None``, an unresolved AssetAlias)."""
     UNDECLARED_INPUT = "undeclared_input"
-    """A table a task's SQL reads that is neither declared as an inlet nor known to the policy."""
+    """Data a task reads (through its SQL, or a hook while it runs) that is neither declared as an
+    inlet nor known to the policy."""
 
 
 class Outcome(str, Enum):
@@ -539,8 +540,8 @@ class PolicyEngine:
                 Finding(
                     (Rule.UNDECLARED_INPUT,),
                     ref.name,
-                    f"the task's SQL reads {ref} which is neither declared as an inlet nor known to the "
-                    "policy's catalog",
+                    f"the task reads {ref} (seen in its SQL or through a hook), which is neither declared "
+                    "as an inlet nor known to the policy's catalog",
                     f"declare it as an inlet and ask the policy owners to catalog {ref.name!r}",
                 )
                 for ref in undeclared

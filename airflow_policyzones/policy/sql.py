@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 import sqlglot
@@ -65,6 +65,12 @@ class SqlTables:
     """Temporary tables the script creates and uses; neither inputs nor outputs."""
     statements: int = 0
     """Statements that do something; 0 when the SQL is empty or only comments."""
+    scope: frozenset[tuple[str, ...]] = field(default=frozenset(), compare=False, repr=False)
+    """Tables whose content, after this SQL, only this session put there (temporary tables and
+    tables it created), under the dialect's name rules: pass the result as ``after=`` when
+    analyzing what the same database session runs next."""
+    scope_temporary: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """The temporary tables among them."""
 
     @property
     def empty(self) -> bool:
@@ -133,19 +139,27 @@ def dialect_for_connection(conn_type: str | None) -> str | None:
     return _CONNECTION_DIALECTS.get(conn_type.strip().lower().replace("-", "_"))
 
 
-def tables_in_sql(sql: str, *, dialect: str | None) -> SqlTables:
+def tables_in_sql(sql: str, *, dialect: str | None, after: SqlTables | None = None) -> SqlTables:
     """Every table and file ``sql`` (the *rendered* SQL, possibly several statements) reads and writes.
+
+    ``after``: the analysis of SQL the same database session ran before (statements a hook runs
+    one at a time), so that reading a temporary table created earlier is not an external read.
 
     Raises :class:`SqlParseError` for an unknown dialect, SQL sqlglot cannot parse, and any
     statement whose tables cannot all be named (module docstring; ``docs/sql-analysis.md``).
     """
     if not sql.strip():
-        return SqlTables()
+        if after is None:
+            return SqlTables()
+        return SqlTables(scope=after.scope, scope_temporary=after.scope_temporary)
     glot = _dialect(dialect)
     prepared = _prepared(sql, dialect=dialect, glot=glot)
     _refuse_jinja(prepared, dialect=dialect, glot=glot)
     statements = _parse(prepared, dialect)
     script = _Script(dialect=dialect, glot=glot)
+    if after is not None:
+        script.local.update(after.scope)
+        script.session_temporary.update(after.scope_temporary)
     for position, statement in enumerate(statements, 1):
         if statement is None or isinstance(statement, exp.Semicolon):
             continue
@@ -502,6 +516,7 @@ class _Script:
         self.written_locations: set[str] = set()
         self.temporary: set[str] = set()
         self.local: set[tuple[str, ...]] = set()  # names whose content, from here on, only the script set
+        self.session_temporary: set[str] = set()  # temporary tables earlier SQL of the session made
         self.statements = 0
         self._stack: list[tuple[exp.Expr, frozenset[str]]] = []
         self._root: exp.Expr | None = None
@@ -514,6 +529,8 @@ class _Script:
             written_locations=frozenset(self.written_locations),
             temporary=frozenset(self.temporary),
             statements=self.statements,
+            scope=frozenset(self.local),
+            scope_temporary=frozenset(self.temporary | self.session_temporary),
         )
 
     # --- traversal --------------------------------------------------------------------------------
@@ -803,7 +820,9 @@ class _Script:
             if node is not None and self._is_top(node):
                 self.local.add(resolved.key)
             return
-        if resolved.name in self.temporary and resolved.key in self.local:
+        if resolved.key in self.local and (
+            resolved.name in self.temporary or resolved.name in self.session_temporary
+        ):
             return  # writing the script's own temporary table
         self.writes.add(resolved.name)
         if creates and self._is_top(node):

@@ -1,0 +1,342 @@
+"""What a task reads and writes while its body runs, seen through Airflow's hook lineage.
+
+Most tasks declare no inlets: they read through hooks. Airflow's hooks report what they touch to
+the hook lineage collector (``airflow.sdk.lineage.get_hook_lineage_collector()``, a per-process
+singleton): ``DbApiHook`` reports each statement it ran as an extra ``sql_job`` holding the SQL
+text, after executing it and before its rows are fetched; ``ObjectStoragePath`` reports a path as
+an input when it is opened for reading (before the read) and as an output when written; provider
+hooks (``S3Hook``, ``GCSHook``, ...) report input and output assets.
+
+Once a try's pre-execute decision let it run, :func:`observe_try` makes the collector's
+``add_input_asset``, ``add_output_asset`` and ``add_extra`` also report to an :class:`Observer`
+for the rest of the try. Every input is decided at once by the decision service, within the try's
+recorded decision (``POST /observations``; in process under ``dag.test()``): a deny in an enforce
+zone raises :class:`ObservedReadDenied` inside the hook call, so the rows never reach the task's
+code; inputs decided before in this try cost no round trip. SQL is analyzed in the hook's
+connection dialect (:mod:`airflow_policyzones.policy.sql`); SQL the analysis refuses is an
+uncheckable read. Outputs are kept for the outputs report after the body.
+
+:func:`reconcile` runs after the body, before the try can succeed: a denied read (even one whose
+exception the task's code caught) fails the try without retry.
+
+What this cannot see: a client library used directly (``psycopg2``, ``boto3``) without an
+Airflow hook, and DAG code that undoes the wrapping in its own process. ``policyzones audit`` and
+the Coverage page list tasks whose tries had no known reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_policyzones.api.schema import (
+    MAX_INPUTS,
+    DecisionRequest,
+    DecisionResponse,
+    ObservationRequest,
+    ObservedInput,
+    OutputSpec,
+)
+from airflow_policyzones.enforcement.errors import (
+    DecisionUnavailable,
+    ObservationUnavailable,
+    ObservedReadDenied,
+    ZoneViolation,
+)
+from airflow_policyzones.policy.engine import InputRef
+
+if TYPE_CHECKING:
+    from airflow_policyzones.enforcement.settings import EnforcementSettings
+    from airflow_policyzones.policy.sql import SqlTables
+
+log = logging.getLogger(__name__)
+
+SQL_JOB = "sql_job"
+"""The hook lineage extra key under which ``DbApiHook`` reports each statement (common.sql)."""
+
+Key = tuple[str, str]
+"""(namespace, name) of an input or output."""
+
+
+@dataclass(slots=True, kw_only=True)
+class Observer:
+    """The reads and writes of one running try; decides each new read before it proceeds."""
+
+    request: DecisionRequest
+    settings: EnforcementSettings
+    decide: Callable[[ObservationRequest], DecisionResponse]
+    denied: dict[Key | str, str] = field(default_factory=dict)
+    """Denied reads (an input, or the description of an uncheckable read) and their message."""
+    allowed: set[Key | str] = field(default_factory=set)
+    outputs: dict[Key, None] = field(default_factory=dict)
+    unavailable: str | None = None
+    observed: int = 0
+    """How many read reports arrived (repeats included)."""
+    _sql: dict[tuple[int, str, str | None], SqlTables] = field(default_factory=dict)
+    _sessions: dict[int, SqlTables] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # What the pre-execute decision covered is not decided again.
+        for spec in (*self.request.inputs, *self.request.sql_reads):
+            self.allowed.add((spec.namespace, spec.name))
+
+    # --- what the collector reports ---------------------------------------------------------------
+
+    def input_asset(self, uri: str | None, *, described: str) -> None:
+        """A hook read an asset (``uri`` as Airflow normalized it; ``None``: it could not be named)."""
+        if uri is None:
+            self.check([], uncheckable=[f"a hook reported an input that names no asset ({described})"])
+        else:
+            self.check([("asset", InputRef.asset(uri).name)])
+
+    def output_asset(self, uri: str | None) -> None:
+        if uri is not None and len(self.outputs) < MAX_INPUTS:
+            self.outputs.setdefault(("asset", InputRef.asset(uri).name), None)
+
+    def sql(self, hook: Any, sql: str) -> None:
+        """A hook ran ``sql``: check what it read (its rows are not fetched yet)."""
+        from airflow_policyzones.policy.sql import SqlParseError, dialect_for_connection, tables_in_sql
+
+        dialect = dialect_for_connection(_conn_type(hook))
+        session = id(hook)
+        before = self._sessions.get(session)
+        key = (session, sql, dialect)
+        tables = self._sql.get(key) if before is None or not before.scope else None
+        if tables is None:
+            try:
+                tables = tables_in_sql(sql, dialect=dialect, after=before)
+            except SqlParseError as error:
+                where = f"{type(hook).__name__}"
+                self.check([], uncheckable=[f"SQL run through {where} cannot be analyzed: {error}"])
+                return
+            if len(self._sql) < MAX_INPUTS:
+                self._sql[key] = tables
+        self._sessions[session] = tables
+        for ref in tables.outputs:
+            if len(self.outputs) < MAX_INPUTS:
+                self.outputs.setdefault((ref.namespace, ref.name), None)
+        self.check([(ref.namespace, ref.name) for ref in tables.inputs])
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def check(self, inputs: list[Key], *, uncheckable: list[str] | None = None) -> None:
+        """Decide what was not decided in this try; raise if a read may not proceed."""
+        self.observed += 1
+        problems = uncheckable or []
+        for item in (*inputs, *problems):
+            if item in self.denied:
+                raise ObservedReadDenied(self.denied[item])
+        new = [item for item in dict.fromkeys(inputs) if item not in self.allowed]
+        problems = [problem for problem in problems if problem not in self.allowed]
+        if not new and not problems:
+            return
+        if len(self.allowed) + len(self.denied) + len(new) > MAX_INPUTS:
+            problems.append(
+                f"the task read more than {MAX_INPUTS} distinct inputs in one try; the rest cannot be "
+                "checked one by one (declare the data the task reads as inlets, e.g. a prefix per dataset)"
+            )
+            new = []
+        request = ObservationRequest(
+            task=self.request.task,
+            inputs=[ObservedInput(namespace=namespace, name=name) for namespace, name in new],
+            uncheckable=problems,
+        )
+        try:
+            response = self.decide(request)
+        except DecisionUnavailable as error:
+            self.unavailable = str(error)
+            raise ObservationUnavailable(str(error)) from error
+        refused = {finding.input for finding in response.findings if finding.input is not None}
+        message = _message(self.request, response, observed=request)
+        for item in new:
+            if not response.allowed and item[1] in refused:
+                self.denied[item] = message
+            else:
+                self.allowed.add(item)
+        for problem in problems:
+            if response.allowed:
+                self.allowed.add(problem)
+            else:
+                self.denied[problem] = message
+        if not response.allowed:
+            raise ObservedReadDenied(message)
+        if response.outcome in ("dry_run", "exempted"):
+            for finding in response.findings:
+                log.warning(
+                    "policyzones: %s read %s [%s]: %s; %s",
+                    self.request.task.task_id,
+                    finding.input or "(unnamed)",
+                    ", ".join(finding.rules),
+                    finding.reason,
+                    "dry run: the read proceeds" if response.outcome == "dry_run" else "exempted",
+                )
+
+    def output_specs(self) -> list[OutputSpec]:
+        return [
+            OutputSpec(namespace=namespace, name=name, source="observed") for namespace, name in self.outputs
+        ]
+
+
+def _message(request: DecisionRequest, response: DecisionResponse, *, observed: ObservationRequest) -> str:
+    task = request.task
+    lines = [
+        f"policyzones: task {task.dag_id}.{task.task_id} (run {task.run_id}, try {task.try_number}) read "
+        f"data through a hook that zone {response.zone!r} may not use; the hook call was stopped before "
+        "its rows reached the task, and the task fails without retry."
+    ]
+    for finding in response.findings:
+        subject = f"input {finding.input}" if finding.input is not None else "a read"
+        lines.append(f"  - {subject} [{', '.join(finding.rules)}] (observed): {finding.reason}")
+        lines.append(f"    fix: {finding.remediation}")
+    lines.append(f"  policy {response.policy_version}, decision {response.decision_id}")
+    return "\n".join(lines)
+
+
+def _conn_type(hook: Any) -> str | None:
+    """The connection type of a SQL hook: its class's ``conn_type``, else its connection's."""
+    conn_type = getattr(type(hook), "conn_type", None)
+    if isinstance(conn_type, str) and conn_type:
+        return conn_type
+    try:
+        return str(hook.connection.conn_type or "") or None
+    except Exception:  # no connection to ask: the SQL is read in sqlglot's default dialect
+        return None
+
+
+# --- the collector -------------------------------------------------------------------------------------
+
+_current: Observer | None = None
+"""The observer of the try running in this process (a task process runs one try)."""
+
+
+def observe_try(observer: Observer) -> None:
+    """Route what hooks report in this process to ``observer`` until :func:`reconcile`."""
+    global _current
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    collector: Any = get_hook_lineage_collector()
+    if not getattr(collector, "_policyzones_observed", False):
+        collector.add_input_asset = _reporting_input(collector, collector.add_input_asset)
+        collector.add_output_asset = _reporting_output(collector, collector.add_output_asset)
+        collector.add_extra = _reporting_extra(collector.add_extra)
+        collector._policyzones_observed = True
+        _report_whole_file_io()
+    _current = observer
+
+
+_WHOLE_FILE_IO = (("read_text", True), ("read_bytes", True), ("write_text", False), ("write_bytes", False))
+
+
+def _report_whole_file_io() -> None:
+    """Make ``ObjectStoragePath.read_text/read_bytes/write_text/write_bytes`` report to the
+    collector, as ``open()`` does: in Airflow 3.3 they reach the file system without ``open()``,
+    so nothing would see those reads (once per process, before the body runs)."""
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    for name, reads in _WHOLE_FILE_IO:
+        original = getattr(ObjectStoragePath, name, None)
+        if original is None or getattr(original, "_policyzones_reports", False):
+            continue
+
+        def reporting(
+            path: Any, *args: Any, _original: Any = original, _reads: bool = reads, **kwargs: Any
+        ) -> Any:
+            collector = get_hook_lineage_collector()
+            report = collector.add_input_asset if _reads else collector.add_output_asset
+            report(context=path, uri=str(path))
+            return _original(path, *args, **kwargs)
+
+        reporting._policyzones_reports = True  # type: ignore[attr-defined]
+        functools.update_wrapper(reporting, original)
+        setattr(ObjectStoragePath, name, reporting)
+
+
+def current_observer() -> Observer | None:
+    return _current
+
+
+def _asset_uri(collector: Any, kwargs: dict[str, Any]) -> str | None:
+    try:
+        asset = collector.create_asset(
+            scheme=kwargs.get("scheme"),
+            uri=kwargs.get("uri"),
+            name=kwargs.get("name"),
+            group=kwargs.get("group"),
+            asset_kwargs=kwargs.get("asset_kwargs"),
+            asset_extra=kwargs.get("asset_extra"),
+        )
+    except Exception:  # a malformed URI: the input cannot be named
+        return None
+    uri = getattr(asset, "uri", None)
+    return uri if isinstance(uri, str) and uri else None
+
+
+def _describe(kwargs: dict[str, Any]) -> str:
+    shown = {key: kwargs[key] for key in ("scheme", "uri", "name", "asset_kwargs") if kwargs.get(key)}
+    return ", ".join(f"{key}={value!r}" for key, value in shown.items())[:300] or "nothing"
+
+
+_ASSET_ARGS = ("scheme", "uri", "name", "group", "asset_kwargs", "asset_extra")
+"""The parameters of ``add_input_asset`` / ``add_output_asset`` after ``context``, in order."""
+
+
+def _named(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {**dict(zip(_ASSET_ARGS, args, strict=False)), **kwargs}
+
+
+def _reporting_input(collector: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def add_input_asset(context: Any, *args: Any, **kwargs: Any) -> Any:
+        observer = _current
+        if observer is not None:
+            named = _named(args, kwargs)
+            observer.input_asset(_asset_uri(collector, named), described=_describe(named))
+        return original(context, *args, **kwargs)
+
+    return add_input_asset
+
+
+def _reporting_output(collector: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def add_output_asset(context: Any, *args: Any, **kwargs: Any) -> Any:
+        observer = _current
+        if observer is not None:
+            observer.output_asset(_asset_uri(collector, _named(args, kwargs)))
+        return original(context, *args, **kwargs)
+
+    return add_output_asset
+
+
+def _reporting_extra(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def add_extra(context: Any, key: str, value: Any) -> Any:
+        observer = _current
+        if observer is not None and key == SQL_JOB and isinstance(value, dict):
+            sql = value.get("sql")
+            if isinstance(sql, str) and sql.strip():
+                observer.sql(context, sql)
+        return original(context, key, value)
+
+    return add_extra
+
+
+# --- after the body ------------------------------------------------------------------------------------
+
+
+def reconcile(observer: Observer) -> None:
+    """Before the try may succeed: a denied read fails it (no retry), an unchecked one fails it
+    closed (retryable), even when the task's code caught the exception raised in the hook."""
+    global _current
+    if _current is observer:
+        _current = None
+    if observer.denied:
+        first = next(iter(observer.denied.values()))
+        raise ZoneViolation(
+            f"{first}\n  (the task's code went on after the refusal; the try fails all the same)"
+        )
+    if observer.unavailable is not None:
+        raise DecisionUnavailable("a read through a hook could not be checked", detail=observer.unavailable)
