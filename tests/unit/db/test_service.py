@@ -152,6 +152,7 @@ def input_row(position: int, name: str, category: str | None, **values: Any) -> 
         "aggregated": False,
         "origins": [],
         "reclassified_by": [],
+        "source": "declared",
         **values,
     }
 
@@ -167,6 +168,7 @@ def violation_row(run_id: str, dag_id: str, engine: PolicyEngine, **values: Any)
         "exemption": None,
         "policy_version": engine.version,
         "decided_at": NOW,
+        "input_source": "declared",
         **values,
     }
 
