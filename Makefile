@@ -64,6 +64,7 @@ test: lint unit
 
 bench: install
 	$(PY) -m benchmarks.bench_engine
+	$(PY) -m benchmarks.bench_sql
 	$(PY) -m benchmarks.bench_airflow
 	$(PY) -m benchmarks.bench_flows
 	$(PY) -m benchmarks.bench_lineage

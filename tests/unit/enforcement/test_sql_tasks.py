@@ -33,6 +33,8 @@ DAGS = [
     "sqlrecs_broken",
     "sqlrecs_templated",
     "sqlrecs_allowed",
+    "sqlrecs_quoted_cte",
+    "sqlads_quoted_cte",
 ]
 
 
@@ -43,10 +45,11 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Outcome,
         data = sa.create_engine(url)
         with data.begin() as connection:
             for ddl in (
-                "CREATE TABLE purchases (user_id int)",
+                "CREATE TABLE purchases (user_id int, amount int)",
                 "CREATE TABLE segments (user_id int)",
                 "CREATE TABLE secrets (user_id int)",
                 "CREATE TABLE watch_history (user_id int)",
+                "CREATE TABLE recs_audit (zone text)",
                 "INSERT INTO purchases VALUES (1), (2)",
             ):
                 connection.execute(sa.text(ddl))
@@ -71,8 +74,10 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Outcome,
         result = Home(root, env, SQL_FIXTURES / "policy.yaml").run(*DAGS, phase="sql")
         with data.connect() as connection:
             segments = connection.execute(sa.text("SELECT count(*) FROM segments")).scalar()
+            audit = connection.execute(sa.text("SELECT zone FROM recs_audit ORDER BY zone")).scalars().all()
         data.dispose()
         result.result["segments_rows"] = segments
+        result.result["audit_rows"] = list(audit)
         yield result, root / "airflow.db"
 
 
@@ -107,6 +112,8 @@ def test_an_allowed_sql_task_runs_and_its_written_table_carries_the_labels(
         ("sqlrecs_undeclared", ["undeclared_input"], "secrets"),
         ("sqlrecs_broken", ["uncheckable_input"], None),
         ("sqlrecs_templated", ["category_not_allowed"], "purchases"),
+        # WITH "Purchases" AS (...) SELECT ... FROM purchases: the quoted CTE is another name
+        ("sqlrecs_quoted_cte", ["category_not_allowed"], "purchases"),
     ],
 )
 def test_sql_reads_are_checked(
@@ -122,6 +129,21 @@ def test_sql_reads_are_checked(
         assert reason.endswith(
             "derived: table segments (written by sqlads_build.run_sql in ads) ← table purchases"
         )
+
+
+def test_a_quoted_cte_does_not_hide_the_table_it_spells_differently(outcome: tuple[Outcome, Path]) -> None:
+    """``WITH "Purchases" AS (SELECT -1 AS amount) SELECT amount FROM purchases`` reads the table
+    ``purchases`` in PostgreSQL: content_recommendations is denied and its body never ran (no audit
+    row from recs), while the same SQL in ads, which may read purchases, ran and wrote its row."""
+    result, db = outcome
+    tasks = {ti["dag_id"]: ti for ti in result.result["task_instances"]}
+    assert tasks["sqlrecs_quoted_cte"]["task_id"] == "content_recommendations"
+    assert state(result, "sqlrecs_quoted_cte") == "failed"
+    rules, input_name, _ = violations(db)["sqlrecs_quoted_cte"]
+    assert (rules, input_name) == (["category_not_allowed"], "purchases")
+    assert state(result, "sqlads_quoted_cte") == "success"
+    assert "sqlads_quoted_cte" not in violations(db)
+    assert result.result["audit_rows"] == ["ads"]
 
 
 def test_sql_that_reads_only_allowed_tables_runs(outcome: tuple[Outcome, Path]) -> None:
