@@ -17,6 +17,7 @@ adding it to the handlers here and cases there.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Callable, Iterable
@@ -264,11 +265,13 @@ def _refuse_jinja(sql: str, *, dialect: str | None, glot: sqlglot.Dialect) -> No
         tokens = glot.tokenize(sql)
     except TokenError:
         return  # the parser reports it, with the Jinja hint
-    token = next((token for token in tokens if _JINJA.search(token.text)), None)
-    if token is None:
+    starts = [token.start for token in tokens]
+    for match in _JINJA.finditer(sql):
+        index = bisect.bisect_right(starts, match.start()) - 1
+        if index >= 0 and tokens[index].start <= match.start() <= tokens[index].end:
+            break  # in a token (code, a string, a name), not in a comment between tokens
+    else:
         return
-    match = _JINJA.search(sql, token.start)
-    assert match is not None
     line = sql.count("\n", 0, match.start()) + 1
     column = match.start() - (sql.rfind("\n", 0, match.start()) + 1) + 1
     raise SqlParseError(
