@@ -60,6 +60,11 @@ SQL_JOB = "sql_job"
 Key = tuple[str, str]
 """(namespace, name) of an input or output."""
 
+_TOO_MANY = (
+    f"the task read more than {MAX_INPUTS} distinct inputs in one try; the rest cannot be checked one "
+    "by one (declare the data the task reads as inlets, e.g. a prefix per dataset)"
+)
+
 
 @dataclass(slots=True, kw_only=True)
 class Observer:
@@ -133,11 +138,12 @@ class Observer:
         problems = [problem for problem in problems if problem not in self.allowed]
         if not new and not problems:
             return
-        if len(self.allowed) + len(self.denied) + len(new) > MAX_INPUTS:
-            problems.append(
-                f"the task read more than {MAX_INPUTS} distinct inputs in one try; the rest cannot be "
-                "checked one by one (declare the data the task reads as inlets, e.g. a prefix per dataset)"
-            )
+        if new and len(self.allowed) + len(self.denied) + len(new) > MAX_INPUTS:
+            if _TOO_MANY in self.denied:
+                raise ObservedReadDenied(self.denied[_TOO_MANY])
+            if _TOO_MANY in self.allowed:  # recorded once (dry run): memory stays bounded
+                return
+            problems.append(_TOO_MANY)
             new = []
         request = ObservationRequest(
             task=self.request.task,

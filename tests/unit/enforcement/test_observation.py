@@ -1,0 +1,201 @@
+"""The observer's own logic: what it asks the decision service, when, and what it refuses.
+
+Decisions come from the real policy engine over the observed-read fixture policy (the service
+adds recording, tested end to end in ``test_observed_reads.py``); the engine is called through a
+counting adapter so that every round trip the worker would make is visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+
+from airflow_policyzones.api.schema import (
+    MAX_INPUTS,
+    DecisionRequest,
+    DecisionResponse,
+    ObservationRequest,
+    TaskInstanceIdentity,
+)
+from airflow_policyzones.enforcement.errors import (
+    DecisionUnavailable,
+    ObservationUnavailable,
+    ObservedReadDenied,
+    ZoneViolation,
+)
+from airflow_policyzones.enforcement.observation import Observer, reconcile
+from airflow_policyzones.enforcement.settings import EnforcementSettings
+from airflow_policyzones.policy import PolicyEngine, TaskContext
+from airflow_policyzones.policy.engine import InputRef
+from tests.unit.enforcement.conftest import FIXTURES
+
+POLICY = FIXTURES / "dags_hooks" / "policy.yaml"
+SETTINGS = EnforcementSettings(
+    enabled=True,
+    policy_file=str(POLICY),
+    api_url="http://unused",
+    request_timeout=1,
+    request_retries=0,
+    token_valid_for=60,
+)
+
+
+class EngineService:
+    """The decision service's answer for observed reads, from the real engine, counted."""
+
+    def __init__(self, *, dag_id: str, zone: str) -> None:
+        self.engine = PolicyEngine.from_file(POLICY)
+        self.dag_id = dag_id
+        self.zone = zone
+        self.requests: list[ObservationRequest] = []
+        self.down = False
+
+    def __call__(self, request: ObservationRequest) -> DecisionResponse:
+        self.requests.append(request)
+        if self.down:
+            raise DecisionUnavailable("the api-server is unreachable")
+        refs = [
+            InputRef.asset(i.name) if i.namespace == "asset" else InputRef.table(i.name)
+            for i in request.inputs
+        ]
+        labeled = self.engine.label(refs)
+        decision = self.engine.decide(
+            task=TaskContext(dag_id=self.dag_id, task_id="t"),
+            zone=self.zone,
+            inputs=[item for item in labeled if item.labels is not None],
+            uncheckable=request.uncheckable,
+            undeclared=[item.ref for item in labeled if item.labels is None],
+            now=datetime.now(timezone.utc),
+        )
+        return DecisionResponse(
+            decision_id=1,
+            outcome=decision.outcome.value,
+            allowed=decision.allowed,
+            zone=decision.zone,
+            mode=decision.mode,
+            policy_version=decision.policy_version,
+            findings=[finding.to_dict() for finding in decision.findings],
+        )
+
+
+def observer_for(service: EngineService) -> Observer:
+    request = DecisionRequest(
+        task=TaskInstanceIdentity(dag_id=service.dag_id, task_id="t", run_id="r", try_number=1),
+        zone=service.zone,
+    )
+    return Observer(request=request, settings=SETTINGS, decide=service)
+
+
+@pytest.fixture
+def recs() -> Iterator[EngineService]:
+    yield EngineService(dag_id="hooksrecs_x", zone="recs")
+
+
+@pytest.fixture
+def trial() -> Iterator[EngineService]:
+    yield EngineService(dag_id="hookstrial_x", zone="recs_trial")
+
+
+def postgres_hook() -> object:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook("pz_sql")  # built, never connected: the observer needs its conn_type only
+
+
+def test_reads_decided_in_this_try_cost_no_round_trip(recs: EngineService) -> None:
+    observer = observer_for(recs)
+    hook = postgres_hook()
+    for _ in range(50):
+        observer.sql(hook, "SELECT user_id FROM watch_history WHERE user_id = %s")
+    observer.sql(hook, "SELECT count(*) FROM watch_history")
+    assert len(recs.requests) == 1
+    assert [(i.namespace, i.name) for i in recs.requests[0].inputs] == [("table", "watch_history")]
+    assert observer.observed == 51
+    reconcile(observer)  # nothing denied: the try may succeed
+
+
+def test_a_denied_read_is_refused_again_without_asking_and_fails_the_try_at_reconcile(
+    recs: EngineService,
+) -> None:
+    observer = observer_for(recs)
+    hook = postgres_hook()
+    for _ in range(3):  # the task's code catches the refusal and tries again
+        with pytest.raises(ObservedReadDenied) as refused:
+            observer.sql(hook, "SELECT * FROM purchases")
+    assert len(recs.requests) == 1
+    assert "category_not_allowed" in str(refused.value) and "(observed)" in str(refused.value)
+    with pytest.raises(ZoneViolation, match="the task's code went on after the refusal"):
+        reconcile(observer)
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        pytest.param(
+            lambda o: o.input_asset(None, described="scheme='mysql'"), "names no asset", id="no-uri"
+        ),
+        pytest.param(lambda o: o.sql(postgres_hook(), "CALL load_everything()"), "runs code", id="call"),
+        pytest.param(lambda o: o.sql(postgres_hook(), "SELECT * FROM {{ params.t }}"), "Jinja", id="jinja"),
+        pytest.param(lambda o: o.sql(postgres_hook(), "SELEC * FROM"), "cannot parse", id="garbage"),
+        pytest.param(
+            lambda o: o.input_asset("s3://lake/unknown/x", described=""),
+            "undeclared_input",
+            id="uncatalogued",
+        ),
+    ],
+)
+def test_reads_that_cannot_be_named_fail_closed_in_an_enforce_zone(
+    recs: EngineService, report: object, expected: str
+) -> None:
+    observer = observer_for(recs)
+    with pytest.raises(ObservedReadDenied) as refused:
+        report(observer)  # type: ignore[operator]
+    assert expected in str(refused.value)
+
+
+def test_in_a_dry_run_zone_reads_proceed_and_thousands_of_paths_stay_bounded(trial: EngineService) -> None:
+    observer = observer_for(trial)
+    for index in range(MAX_INPUTS + 500):
+        observer.input_asset(f"file:///lake/part-{index}.csv", described="")
+    # one request per new input up to the bound, then one saying the rest cannot be checked
+    assert len(trial.requests) == MAX_INPUTS + 1
+    assert any("more than 1000 distinct inputs" in problem for problem in trial.requests[-1].uncheckable)
+    assert len(observer.allowed) <= MAX_INPUTS + 1
+    reconcile(observer)
+
+
+def test_a_temporary_table_is_the_same_session_s_and_no_other_s(recs: EngineService) -> None:
+    observer = observer_for(recs)
+    first, second = postgres_hook(), postgres_hook()
+    observer.sql(first, "CREATE TEMP TABLE recent AS SELECT user_id FROM watch_history")
+    observer.sql(first, "SELECT count(*) FROM recent")  # the session's own temporary table
+    assert [[i.name for i in r.inputs] for r in recs.requests] == [["watch_history"]]
+    with pytest.raises(ObservedReadDenied, match="undeclared_input"):
+        observer.sql(second, "SELECT count(*) FROM recent")  # another session: a table named recent
+
+
+def test_what_hooks_write_becomes_outputs_bounded(recs: EngineService) -> None:
+    observer = observer_for(recs)
+    observer.sql(postgres_hook(), "CREATE TABLE mart.daily AS SELECT * FROM watch_history")
+    for index in range(MAX_INPUTS + 10):
+        observer.output_asset(f"file:///out/{index}.csv")
+    specs = observer.output_specs()
+    assert specs[0].model_dump() == {"namespace": "table", "name": "mart.daily", "source": "observed"}
+    assert len(specs) == MAX_INPUTS
+
+
+def test_no_decision_stops_the_read_retryably_and_the_try_fails_closed(recs: EngineService) -> None:
+    recs.down = True
+    observer = observer_for(recs)
+    with pytest.raises(ObservationUnavailable, match="unreachable"):
+        observer.sql(postgres_hook(), "SELECT * FROM watch_history")
+    with pytest.raises(DecisionUnavailable, match="could not be checked"):
+        reconcile(observer)
+
+
+def test_a_task_that_reads_nothing_observable_asks_nothing(recs: EngineService) -> None:
+    observer = observer_for(recs)
+    reconcile(observer)
+    assert recs.requests == [] and observer.observed == 0
