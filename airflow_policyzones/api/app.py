@@ -2,8 +2,9 @@
 
 ``POST /api/v1/decisions`` (worker token required) decides one task-instance try and records it;
 ``POST /api/v1/observations`` decides what the running try reads through hooks, within that
-decision; ``POST /api/v1/outputs`` records what a succeeded try wrote; ``GET /api/v1/health`` (no auth) says whether the policy loads here and which version each
-component has loaded (:mod:`airflow_policyzones.policy_status`). The read-only audit API
+decision; ``POST /api/v1/outputs`` records what a succeeded try wrote; ``GET /api/v1/health``
+(no auth) says whether the policy loads here and which version each component has loaded
+(:mod:`airflow_policyzones.policy_status`). The read-only audit API
 (violations, decisions, policy, export; Airflow user auth) is in :mod:`.read_routes`, the pages
 shown in the Airflow UI in :mod:`airflow_policyzones.ui.pages`.
 HTTP status codes of the worker endpoint:
