@@ -189,6 +189,15 @@ class Decision:
         }
 
 
+def _exemption_assets(pattern: str, *, normalize_uri: UriNormalizer | None) -> list[str]:
+    """An exemption's ``asset`` glob as written and, for a URI, as the platform stores URIs (the
+    findings it must match name inputs in their stored form)."""
+    if "://" not in pattern or normalize_uri is None:
+        return [pattern]
+    stored = normalize_uri_pattern(pattern, normalize_uri=normalize_uri).patterns
+    return list(dict.fromkeys([pattern, *stored]))
+
+
 @dataclass(frozen=True, slots=True)
 class _Exemption:
     dag: GlobSet
@@ -404,7 +413,7 @@ class PolicyEngine:
                 _Exemption(
                     dag=GlobSet([exemption.dag]),
                     task=GlobSet([exemption.task]),
-                    asset=GlobSet([exemption.asset]),
+                    asset=GlobSet(_exemption_assets(exemption.asset, normalize_uri=loaded.normalize_uri)),
                     expires_at=exemption.expires_at,
                     ticket=exemption.ticket,
                 )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import fnmatch
 import textwrap
+from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_policyzones.policy import InputRef, PolicyEngine, load_policy_bytes
+from airflow_policyzones.policy import InputRef, Outcome, PolicyEngine, TaskContext, load_policy_bytes
 from airflow_policyzones.policy.patterns import UriPattern, normalize_uri_pattern
 
 
@@ -221,3 +222,27 @@ def test_the_engine_compiles_the_stored_form_computed_at_load() -> None:
     stored = InputRef.asset("postgres://db:5432/warehouse/raw/purchases")
     assert engine.labels_for(stored) is not None
     assert literal.labels_for(stored) is None  # the silent miss this fixes
+
+
+def test_an_exemption_written_like_the_catalog_waives_the_stored_input() -> None:
+    text = """
+        categories: {c: {}, d: {}}
+        catalog: [{uri: "postgres://db/warehouse/raw/*", categories: [c]}]
+        zones: {z: {purpose: p, allowed_categories: [d], members: {dag_ids: ['*']}}}
+        exemptions:
+          - zone: z
+            asset: "postgres://db/warehouse/raw/*"
+            reason: backfill
+            ticket: PRIV-1
+            expires: 2999-01-01
+    """
+    engine = PolicyEngine(load_policy_bytes(textwrap.dedent(text).encode(), normalize_uri=RULES))
+    stored = InputRef.asset("postgres://db:5432/warehouse/raw/purchases")
+    decision = engine.decide(
+        task=TaskContext(dag_id="d", task_id="t"),
+        zone="z",
+        inputs=engine.label([stored]),
+        now=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
+    assert decision.outcome is Outcome.EXEMPTED
+    assert [finding.exemption for finding in decision.findings] == ["PRIV-1"]
