@@ -1,5 +1,5 @@
 """Read-only audit API: violations, decisions, the active policy, zone coverage, tries that ran
-unchecked, and CSV/JSON export.
+unchecked, tasks that ran blind (no known reads), and CSV/JSON export.
 
 Authentication and authorization go through Airflow's auth manager (the dependencies of
 ``airflow.api_fastapi.core_api.security``), never through the worker token of ``POST /decisions``:
@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session
 
 from airflow_policyzones.api.read_schema import (
     AssetLabelsOut,
+    BlindOut,
+    BlindTaskOut,
     CategoryOut,
     CoverageOut,
     CoverageSummary,
@@ -54,7 +56,7 @@ from airflow_policyzones.api.read_schema import (
     ViolationPage,
     ZoneOut,
 )
-from airflow_policyzones.audit import parse_since, unchecked_tries
+from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, parse_since, unchecked_tries
 from airflow_policyzones.config import get_engine
 from airflow_policyzones.db.models import (
     PolicyZonesDecision,
@@ -75,6 +77,8 @@ _EXPORT_BATCH = 1_000
 DEFAULT_UNCHECKED_LIMIT = 500
 MAX_UNCHECKED_LIMIT = 10_000
 DEFAULT_UNCHECKED_SINCE = "7d"
+DEFAULT_BLIND_LIMIT = 500
+MAX_BLIND_LIMIT = 10_000
 _MAX_FILTER_LEN = 250
 _UNPROCESSABLE = 422
 """Literal: Starlette renamed the constant (``..._CONTENT``) and deprecated the old name."""
@@ -351,6 +355,7 @@ def _inputs_by_decision(session: Session, decision_ids: list[int]) -> dict[int, 
                 aggregated=row.aggregated,
                 origins=row.origins,
                 reclassified_by=row.reclassified_by,
+                source=row.source,
             )
             for row, categories in inputs_by_position(rows)
         ]
@@ -750,19 +755,33 @@ def get_coverage(
 # --- unchecked tries ------------------------------------------------------------------------
 
 
+_Window = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="ISO date or date-time (UTC if no offset), or a duration before now such as "
+        f"7d, 12h or 30m; default {DEFAULT_UNCHECKED_SINCE}",
+    ),
+]
+
+
+def _window_start(since: str | None) -> datetime:
+    """The start of a report's window (``since`` or the default), or a 422 naming the forms."""
+    start = parse_since(since if since is not None else DEFAULT_UNCHECKED_SINCE)
+    if start is None:
+        raise HTTPException(
+            _UNPROCESSABLE,
+            {"msg": f"since {since!r} is neither an ISO date/date-time nor a duration such as 7d or 12h"},
+        )
+    return start
+
+
 def list_unchecked(
     *,
     session: SessionDep,
     readable: ReadableDagIds,
-    since: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=64,
-            description="ISO date or date-time (UTC if no offset), or a duration before now such as "
-            f"7d, 12h or 30m; default {DEFAULT_UNCHECKED_SINCE}",
-        ),
-    ] = None,
+    since: _Window = None,
     limit: Annotated[int, Query(ge=1, le=MAX_UNCHECKED_LIMIT, description="At most this many tries")] = (
         DEFAULT_UNCHECKED_LIMIT
     ),
@@ -771,12 +790,7 @@ def list_unchecked(
 
     Such a try skipped the check (enforcement off, or DAG code got around it): evidence to look at.
     """
-    start = parse_since(since if since is not None else DEFAULT_UNCHECKED_SINCE)
-    if start is None:
-        raise HTTPException(
-            _UNPROCESSABLE,
-            {"msg": f"since {since!r} is neither an ISO date/date-time nor a duration such as 7d or 12h"},
-        )
+    start = _window_start(since)
     tries = unchecked_tries(session=session, since=start, limit=limit + 1, dag_ids=readable)
     return UncheckedOut(
         since=start,
@@ -790,6 +804,72 @@ def list_unchecked(
                 operator=item.operator,
             )
             for item in tries[:limit]
+        ],
+    )
+
+
+# --- blind tasks ----------------------------------------------------------------------------
+
+BLIND_DESCRIPTION = f"""\
+Tasks of readable DAGs whose tries decided since `since` finished successfully (Airflow state
+`success`: the body ran to completion) **without a single known read**: no declared inlet, no
+table or file in SQL the provider analyzes, nothing a hook or object-storage path reported while
+the body ran, and no finding about a read (`undeclared_input`, `uncheckable_input`). In short,
+{BLIND_EXPLANATION}. Such a task passed its zone check only because there was nothing to check.
+
+Per task: the number of blind tries, for contrast the number of successful tries of the same task
+in the window whose decision had reads, and the last blind try (its zone, decision and task
+instance). Filters: `since` (as for `/unchecked`, default {DEFAULT_UNCHECKED_SINCE}), `dag_id`
+(exact), `zone` (tries decided in that zone) or `unzoned_only`. Sorted by DAG and task id.
+
+A separate endpoint rather than a part of `/coverage`: coverage describes DAGs and tasks as they
+stand now (their zone, their latest decision) with no time window, while this, like
+`/unchecked`, is a reconciliation of tries over a window and takes the same `since`."""
+
+
+def list_blind(
+    *,
+    session: SessionDep,
+    readable: ReadableDagIds,
+    since: _Window = None,
+    dag_id: _Text = None,
+    zone: _Text = None,
+    unzoned_only: Annotated[bool, Query(description="Only tries decided in no zone")] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_BLIND_LIMIT, description="At most this many tasks")] = (
+        DEFAULT_BLIND_LIMIT
+    ),
+) -> BlindOut:
+    """Tasks whose successful tries had no known reads (see BLIND_DESCRIPTION)."""
+    start = _window_start(since)
+    _check_policy_name("zone", zone)
+    if zone is not None and unzoned_only:
+        raise HTTPException(_UNPROCESSABLE, {"msg": "zone and unzoned_only exclude each other"})
+    tasks = blind_tasks(
+        session=session,
+        since=start,
+        limit=limit + 1,
+        dag_ids=readable,
+        dag_id=dag_id,
+        zone=zone,
+        unzoned_only=unzoned_only,
+    )
+    return BlindOut(
+        since=start,
+        limit=limit,
+        truncated=len(tasks) > limit,
+        explanation=BLIND_EXPLANATION,
+        items=[
+            BlindTaskOut(
+                dag_id=item.dag_id,
+                task_id=item.task_id,
+                zone=item.zone,
+                blind_tries=item.blind_tries,
+                tries_with_reads=item.tries_with_reads,
+                last_decision_id=item.decision_id,
+                last_decided_at=item.decided_at,
+                last_try=_ti_ref(item),
+            )
+            for item in tasks[:limit]
         ],
     )
 
@@ -1096,6 +1176,14 @@ def read_router(*, prefix: str) -> APIRouter:
         methods=["GET"],
         response_model=UncheckedOut,
         summary="Task-instance tries that started without a recorded decision (evidence of a bypass)",
+    )
+    router.add_api_route(
+        "/blind",
+        list_blind,
+        methods=["GET"],
+        response_model=BlindOut,
+        summary="Tasks whose successful tries had no known reads: the check had nothing to decide on",
+        description=BLIND_DESCRIPTION,
     )
     router.add_api_route(
         "/assets/labels",

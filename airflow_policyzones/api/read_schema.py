@@ -54,7 +54,7 @@ class ViolationPage(_Out):
 
 
 class DecisionInputOut(_Out):
-    """One declared input with the labels the catalog gave it when the decision was made."""
+    """One input with the labels it had when the decision was made, and how it became known."""
 
     namespace: str
     name: str
@@ -64,6 +64,12 @@ class DecisionInputOut(_Out):
     aggregated: bool | None
     origins: list[str] | None
     reclassified_by: list[str] | None
+    source: str | None = Field(
+        default=None,
+        description="How the input became known: declared (an inlet), sql (the SQL operator's SQL) "
+        "or observed (a hook or object-storage path reported it while the body ran); null for rows "
+        "recorded before sources were",
+    )
 
 
 class DecisionOut(_Out):
@@ -220,6 +226,31 @@ class UncheckedOut(_Out):
     limit: int
     truncated: bool = Field(description="More tries matched: narrow the window (start after the last item)")
     items: list[UncheckedTryOut]
+
+
+class BlindTaskOut(_Out):
+    """A task whose successful tries had no known reads: the check had nothing to decide on."""
+
+    dag_id: str
+    task_id: str
+    zone: str | None = Field(description="The zone of the last blind try; null: it ran unzoned")
+    blind_tries: int = Field(description="Successful tries in the window without a single known read")
+    tries_with_reads: int = Field(
+        description="For contrast: successful tries of the task in the window whose decision had reads"
+    )
+    last_decision_id: int
+    last_decided_at: datetime
+    last_try: TaskInstanceRef = Field(description="The last blind try")
+
+
+class BlindOut(_Out):
+    """Tasks with blind tries decided since ``since``, by DAG and task id, at most ``limit``."""
+
+    since: datetime
+    limit: int
+    truncated: bool = Field(description="More tasks matched: filter by DAG or zone")
+    explanation: str = Field(description="What a blind try is, in one line")
+    items: list[BlindTaskOut]
 
 
 class LabelsOut(_Out):
