@@ -179,13 +179,15 @@ def blind_tasks(
     *,
     session: Session,
     since: datetime,
+    until: datetime | None = None,
     limit: int = 10_000,
     dag_ids: Collection[str] | None = None,
     dag_id: str | None = None,
     zone: str | None = None,
     unzoned_only: bool = False,
 ) -> Sequence[BlindTask]:
-    """Tasks with tries decided at or after ``since`` that finished successfully without a single
+    """Tasks with tries decided at or after ``since`` (and before ``until``, if given) that finished
+    successfully without a single
     known read: no declared inlet, no SQL read, nothing a hook or object storage reported.
 
     Such a try passed the check because there was nothing to check. Only successful tries count
@@ -198,6 +200,8 @@ def blind_tasks(
     """
     model = PolicyZonesDecision.__table__.c
     clauses: list[sa.ColumnElement[bool]] = [model.decided_at >= since, _succeeded(model)]
+    if until is not None:
+        clauses.append(model.decided_at < until)
     if dag_ids is not None:
         clauses.append(model.dag_id.in_(sorted(dag_ids)))
     if dag_id is not None:

@@ -819,8 +819,9 @@ the body ran, and no finding about a read (`undeclared_input`, `uncheckable_inpu
 
 Per task: the number of blind tries, for contrast the number of successful tries of the same task
 in the window whose decision had reads, and the last blind try (its zone, decision and task
-instance). Filters: `since` (as for `/unchecked`, default {DEFAULT_UNCHECKED_SINCE}), `dag_id`
-(exact), `zone` (tries decided in that zone) or `unzoned_only`. Sorted by DAG and task id.
+instance). Filters: `since` (as for `/unchecked`, default {DEFAULT_UNCHECKED_SINCE}), `until` (ISO
+8601, exclusive), `dag_id` (exact), `zone` (tries decided in that zone) or `unzoned_only`. Sorted
+by DAG and task id.
 
 A separate endpoint rather than a part of `/coverage`: coverage describes DAGs and tasks as they
 stand now (their zone, their latest decision) with no time window, while this, like
@@ -832,6 +833,7 @@ def list_blind(
     session: SessionDep,
     readable: ReadableDagIds,
     since: _Window = None,
+    until: _Until = None,
     dag_id: _Text = None,
     zone: _Text = None,
     unzoned_only: Annotated[bool, Query(description="Only tries decided in no zone")] = False,
@@ -840,13 +842,16 @@ def list_blind(
     ),
 ) -> BlindOut:
     """Tasks whose successful tries had no known reads (see BLIND_DESCRIPTION)."""
-    start = _window_start(since)
+    start, end = _window_start(since), _utc(until)
+    if end is not None and start > end:
+        raise HTTPException(_UNPROCESSABLE, {"msg": "since is after until"})
     _check_policy_name("zone", zone)
     if zone is not None and unzoned_only:
         raise HTTPException(_UNPROCESSABLE, {"msg": "zone and unzoned_only exclude each other"})
     tasks = blind_tasks(
         session=session,
         since=start,
+        until=end,
         limit=limit + 1,
         dag_ids=readable,
         dag_id=dag_id,

@@ -4,7 +4,8 @@ a policy, report which policy each component has loaded.
 Exit codes are the contract CI relies on:
 
 * 0: the policy is valid / the decision allows the task / every task is allowed;
-* 1: a decision denies a task, a DAG file fails to import, or a zone annotation is malformed;
+* 1: a decision denies a task, a DAG file fails to import, a zone annotation is malformed, or
+  ``audit`` found a try that ran unchecked (or, with ``--fail-on-blind``, a task that ran blind);
 * 2: the policy is invalid, or the command line is (a missing DAG folder, an unknown option).
 
 ``validate`` (without ``--against``) and ``explain`` import Airflow only to put catalog uri
@@ -49,6 +50,20 @@ added, removed or changed; key order, comments and the order of names do not cou
 Airflow's metadata database is reachable from here, replay the recorded decisions under POLICY
 (`policyzones simulate`): what it would newly block and newly allow. Exit 0 when POLICY is valid,
 2 when POLICY or OLD is invalid."""
+
+AUDIT_DESCRIPTION = """\
+Reconcile Airflow's task instances with the decisions this provider recorded, since WHEN:
+
+* unchecked tries: a try that started and has no decision was not checked (enforcement was off,
+  or DAG code got around it);
+* blind tasks: tasks whose tries finished successfully with a decision that knew no read at all
+  (no declared inlet, no table or file in SQL the provider analyzes, nothing a hook or object
+  storage reported while the body ran): the check had nothing to decide on. Listed per task, with
+  the last blind try and, for contrast, how many successful tries of the task did have reads.
+
+Exit 1 when a try ran unchecked; blind tasks are a warning (exit 0) unless --fail-on-blind is
+given. Exit 2 for bad arguments. Reads the metadata database configured for Airflow, so run it
+where the scheduler or api-server runs."""
 
 SIMULATE_DESCRIPTION = """\
 Replay the decisions recorded in Airflow's metadata database since WHEN under NEW_POLICY, and
@@ -195,11 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser(
         "audit",
-        help="list task-instance tries that ran without a recorded decision",
-        description="Reconcile Airflow's task instances with the decisions this provider recorded: a "
-        "try that started after SINCE and has no decision was not checked (enforcement was off, or "
-        "DAG code got around it). Reads the metadata database configured for Airflow, so run it where "
-        "the scheduler or api-server runs.",
+        help="list task-instance tries that ran without a recorded decision, and blind tasks",
+        description=AUDIT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit.add_argument(
         "--since",
@@ -209,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--format", choices=("text", "json"), default="text", help="report format (default: text)"
+    )
+    audit.add_argument(
+        "--fail-on-blind",
+        action="store_true",
+        help="exit 1 when a task ran blind, too (by default blind tasks are a warning)",
     )
     audit.set_defaults(run=_run_audit)
 
@@ -445,7 +463,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import parse_since, unchecked_tries
+    from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, parse_since, unchecked_tries
 
     since = parse_since(args.since)
     if since is None:
@@ -459,21 +477,42 @@ def _run_audit(args: argparse.Namespace) -> int:
 
     with create_session() as session:
         tries = unchecked_tries(session=session, since=since)
+        blind = blind_tasks(session=session, since=since)
     if args.format == "json":
-        payload = {"since": since.isoformat(), "unchecked": [item.to_dict() for item in tries]}
+        payload = {
+            "since": since.isoformat(),
+            "unchecked": [item.to_dict() for item in tries],
+            "blind": [item.to_dict() for item in blind],
+        }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
+        when = since.isoformat(timespec="seconds")
+        print(f"Unchecked tries (started without a recorded decision) since {when}:")
         for item in tries:
             started = item.start_date.isoformat(timespec="seconds") if item.start_date else "-"
             print(
-                f"{started}  {item.dag_id}.{item.task_id}  run {item.run_id}  map {item.map_index}  "
+                f"  {started}  {item.dag_id}.{item.task_id}  run {item.run_id}  map {item.map_index}  "
                 f"try {item.try_number}  {item.state}  ({item.operator})"
             )
         print(
-            f"{len(tries)} task-instance tr{'y' if len(tries) == 1 else 'ies'} since "
-            f"{since.isoformat(timespec='seconds')} ran without a recorded decision"
+            f"{len(tries)} task-instance tr{'y' if len(tries) == 1 else 'ies'} since {when} ran without a "
+            "recorded decision"
         )
-    return EXIT_VIOLATIONS if tries else EXIT_OK
+        print(f"\nBlind tasks (successful tries without a known read) since {when}: {BLIND_EXPLANATION}")
+        for task in blind:
+            print(
+                f"  {task.dag_id}.{task.task_id}  zone {task.zone or '-'}  {task.blind_tries} blind, "
+                f"{task.tries_with_reads} with reads  last: run {task.run_id}  map {task.map_index}  "
+                f"try {task.try_number}  {task.decided_at.isoformat(timespec='seconds')}"
+            )
+        severity = "error" if args.fail_on_blind else "warning"
+        print(
+            f"{len(blind)} task{'' if len(blind) == 1 else 's'} ran blind since {when}"
+            + (f" ({severity})" if blind else "")
+        )
+    if tries or (blind and args.fail_on_blind):
+        return EXIT_VIOLATIONS
+    return EXIT_OK
 
 
 def _run_simulate(args: argparse.Namespace) -> int:

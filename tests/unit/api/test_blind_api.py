@@ -100,6 +100,7 @@ class Seeded:
     run_ids: dict[str, str]
     at: dict[str, datetime]
     since: datetime
+    until: datetime
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +195,8 @@ def retry(dag_id: str, run_id: str, task_id: str) -> None:
         ti.end_date = None
 
 
-@pytest.fixture(scope="module")
-def seeded(auth: dict[str, str], our_dags: set[str], engine: PolicyEngine) -> Seeded:
-    base = datetime(2033, 3, 1, tzinfo=timezone.utc) + timedelta(minutes=random.randrange(10**6))
+def seed(engine: PolicyEngine, *, base: datetime) -> Seeded:
+    """Record every try of ``PLAN`` (and a cleared, re-run one) from ``base`` on, over an hour."""
     decisions: dict[str, DecisionResponse] = {}
     run_ids: dict[str, str] = {}
     at: dict[str, datetime] = {}
@@ -224,11 +224,23 @@ def seeded(auth: dict[str, str], our_dags: set[str], engine: PolicyEngine) -> Se
     assert {outcome for name, outcome in outcomes.items() if name not in {"undeclared", "uncheckable"}} == {
         "allow"
     }
-    return Seeded(decisions, run_ids, at, base)
+    return Seeded(decisions, run_ids, at, base, base + timedelta(hours=1))
+
+
+@pytest.fixture(scope="module")
+def seeded(our_dags: set[str], engine: PolicyEngine) -> Seeded:
+    return seed(
+        engine, base=datetime(2033, 3, 1, tzinfo=timezone.utc) + timedelta(minutes=random.randrange(10**6))
+    )
 
 
 def blind(client: TestClient, token: str, **params: Any) -> Any:
     return ok(client.get(f"{API}/blind", params=params, headers=bearer(token)))
+
+
+def window(seeded: Seeded, *, since: datetime | None = None) -> dict[str, str]:
+    """The seed's hour: tries recorded by other modules on the same DAGs stay out of it."""
+    return {"since": iso(since or seeded.since), "until": iso(seeded.until)}
 
 
 def iso(moment: datetime) -> str:
@@ -269,9 +281,11 @@ def listed(report: dict[str, Any]) -> list[str]:
 def test_blind_tasks_are_the_successful_tries_without_a_known_read(
     client: TestClient, seeded: Seeded, auth: dict[str, str], readable: set[str]
 ) -> None:
-    report = blind(client, auth["viewer"], since=iso(seeded.since))
+    report = blind(client, auth["viewer"], **window(seeded))
 
     assert report["since"] == iso(seeded.since)
+    # until is exclusive, as for the other lists
+    assert blind(client, auth["viewer"], since=iso(seeded.since), until=iso(seeded.since))["items"] == []
     assert (report["limit"], report["truncated"]) == (500, False)
     assert report["explanation"] == BLIND_EXPLANATION
     assert report["items"] == [
@@ -308,13 +322,13 @@ def test_blind_filters(
     params: dict[str, str],
     names: list[str],
 ) -> None:
-    assert listed(blind(client, auth["viewer"], since=iso(seeded.since), **params)) == names
+    assert listed(blind(client, auth["viewer"], **window(seeded), **params)) == names
 
 
 def test_the_window_counts_only_tries_decided_in_it(
     client: TestClient, seeded: Seeded, auth: dict[str, str], readable: set[str]
 ) -> None:
-    later = blind(client, auth["viewer"], since=iso(seeded.since + timedelta(minutes=5)))
+    later = blind(client, auth["viewer"], **window(seeded, since=seeded.since + timedelta(minutes=5)))
     assert later["items"] == [
         expected(seeded, "quiet_2", blind_tries=1, tries_with_reads=0),
         expected(seeded, "retried_2", blind_tries=2, tries_with_reads=0, try_number=2),
@@ -328,7 +342,7 @@ def test_the_window_counts_only_tries_decided_in_it(
 def test_a_capped_report_says_so(
     client: TestClient, seeded: Seeded, auth: dict[str, str], readable: set[str]
 ) -> None:
-    capped = blind(client, auth["viewer"], since=iso(seeded.since), limit=2)
+    capped = blind(client, auth["viewer"], **window(seeded), limit=2)
     assert (listed(capped), capped["truncated"]) == (["blind_ads.mixed", "blind_ads.quiet"], True)
 
 
@@ -341,15 +355,20 @@ def test_blind_tasks_of_unreadable_dags_are_hidden(
     from airflow_policyzones.api.read_routes import list_blind
 
     monkeypatch.setattr(get_auth_manager(), "get_authorized_dag_ids", lambda **_: {"blind_plain"})
-    assert listed(blind(client, auth["viewer"], since=iso(seeded.since))) == ["blind_plain.quiet"]
+    assert listed(blind(client, auth["viewer"], **window(seeded))) == ["blind_plain.quiet"]
 
     with create_session() as session:
-        direct = list_blind(session=session, readable={"blind_hidden"}, since=iso(seeded.since))
+        direct = list_blind(
+            session=session, readable={"blind_hidden"}, since=iso(seeded.since), until=seeded.until
+        )
     assert [(item.dag_id, item.task_id, item.zone) for item in direct.items] == [
         ("blind_hidden", "quiet", None)
     ]
     with create_session() as session:
-        assert list_blind(session=session, readable=set(), since=iso(seeded.since)).items == []
+        assert (
+            list_blind(session=session, readable=set(), since=iso(seeded.since), until=seeded.until).items
+            == []
+        )
 
 
 def test_decided_inputs_say_how_they_became_known(
@@ -385,6 +404,8 @@ def test_anonymous_is_401_and_a_user_without_a_role_403(client: TestClient, auth
         ({"dag_id": "d" * 251}, None),
         ({"limit": 0}, None),
         ({"limit": MAX_BLIND_LIMIT + 1}, None),
+        ({"since": "2033-02-01", "until": "2033-01-01"}, "since is after until"),
+        ({"until": "2033-13-01"}, None),
     ],
 )
 def test_bad_input_is_422(
