@@ -513,10 +513,7 @@ def deny_message(request: DecisionRequest, *, response: DecisionResponse) -> str
         f"({len(response.findings)} finding{'s' if len(response.findings) != 1 else ''}); "
         "its body did not run and it is not retried."
     ]
-    for finding in response.findings:
-        subject = f"input {finding.input}" if finding.input is not None else "the task"
-        lines.append(f"  - {subject} [{', '.join(finding.rules)}]: {finding.reason}")
-        lines.append(f"    fix: {finding.remediation}")
+    lines += finding_lines(response, unnamed="the task")
     inputs = "".join(
         f" --{'input' if spec.namespace == 'asset' else 'table'} {spec.name}" for spec in request.inputs[:3]
     )
@@ -526,6 +523,17 @@ def deny_message(request: DecisionRequest, *, response: DecisionResponse) -> str
         f"--task-id {task.task_id}{inputs}`"
     )
     return "\n".join(lines)
+
+
+def finding_lines(response: DecisionResponse, *, unnamed: str, how: str = "") -> list[str]:
+    """Two lines per finding of a failure message: the input (or ``unnamed``), rules and reason
+    (``how`` the input became known, if given), then the fix."""
+    lines = []
+    for finding in response.findings:
+        subject = f"input {finding.input}" if finding.input is not None else unnamed
+        lines.append(f"  - {subject} [{', '.join(finding.rules)}]{how}: {finding.reason}")
+        lines.append(f"    fix: {finding.remediation}")
+    return lines
 
 
 def _short_version(version: str) -> str:

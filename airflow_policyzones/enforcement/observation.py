@@ -156,7 +156,7 @@ class Observer:
             self.unavailable = str(error)
             raise ObservationUnavailable(str(error)) from error
         refused = {finding.input for finding in response.findings if finding.input is not None}
-        message = _message(self.request, response, observed=request)
+        message = _message(self.request, response)
         for item in new:
             if not response.allowed and item[1] in refused:
                 self.denied[item] = message
@@ -186,17 +186,16 @@ class Observer:
         ]
 
 
-def _message(request: DecisionRequest, response: DecisionResponse, *, observed: ObservationRequest) -> str:
+def _message(request: DecisionRequest, response: DecisionResponse) -> str:
+    from airflow_policyzones.enforcement.hook import finding_lines
+
     task = request.task
     lines = [
         f"policyzones: task {task.dag_id}.{task.task_id} (run {task.run_id}, try {task.try_number}) read "
         f"data through a hook that zone {response.zone!r} may not use; the hook call was stopped before "
-        "its rows reached the task, and the task fails without retry."
+        "its rows reached the task, and the task fails without retry.",
+        *finding_lines(response, unnamed="a read", how=" (observed)"),
     ]
-    for finding in response.findings:
-        subject = f"input {finding.input}" if finding.input is not None else "a read"
-        lines.append(f"  - {subject} [{', '.join(finding.rules)}] (observed): {finding.reason}")
-        lines.append(f"    fix: {finding.remediation}")
     lines.append(f"  policy {response.policy_version}, decision {response.decision_id}")
     return "\n".join(lines)
 

@@ -74,6 +74,33 @@ class Home:
         return Outcome(json.loads(lines[-1][len(MARKER) :]), files, log)
 
 
+def warehouse_home(root: Path, *, dags: Path, warehouse_url: str, **extra_env: str) -> Home:
+    """A migrated SQLite Airflow home whose DAGs (``dags``, policy ``dags/policy.yaml``) reach a
+    PostgreSQL warehouse through the ``pz_sql`` connection."""
+    import sqlalchemy as sa
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW__")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(root / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
+            "AIRFLOW__POLICYZONES__POLICY_FILE": str(dags / "policy.yaml"),
+            "AIRFLOW__POLICYZONES__ENABLED": "True",
+            "AIRFLOW_CONN_PZ_SQL": sa.make_url(warehouse_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False),
+            **extra_env,
+        }
+    )
+    migrate = subprocess.run(
+        [str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    return Home(root, env, dags / "policy.yaml")
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     root = tmp_path_factory.mktemp("dag-test-home")

@@ -9,9 +9,7 @@ on ``file://``. The metadata database is SQLite, decisions are recorded in proce
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import sqlalchemy as sa
 
 from tests.support.airflow_db import postgres_database
 from tests.unit.enforcement.conftest import FIXTURES
-from tests.unit.enforcement.test_dag_test import AIRFLOW, Home, Outcome
+from tests.unit.enforcement.test_dag_test import Outcome, warehouse_home
 
 pytestmark = pytest.mark.integration
 
@@ -55,26 +53,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Outcome, Pat
             ):
                 connection.execute(sa.text(ddl))
         data.dispose()
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW__")}
-        env.update(
-            {
-                "AIRFLOW_HOME": str(root / "airflow"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(HOOK_FIXTURES),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
-                "AIRFLOW__POLICYZONES__POLICY_FILE": str(HOOK_FIXTURES / "policy.yaml"),
-                "AIRFLOW__POLICYZONES__ENABLED": "True",
-                "POLICYZONES_DATA_DIR": str(data_dir),
-                "AIRFLOW_CONN_PZ_SQL": sa.make_url(url)
-                .set(drivername="postgresql")
-                .render_as_string(hide_password=False),
-            }
-        )
-        migrate = subprocess.run(
-            [str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
-        )
-        assert migrate.returncode == 0, migrate.stderr[-3000:]
-        outcome = Home(root, env, HOOK_FIXTURES / "policy.yaml").run(*DAGS, phase="hooks")
+        home = warehouse_home(root, dags=HOOK_FIXTURES, warehouse_url=url, POLICYZONES_DATA_DIR=str(data_dir))
+        outcome = home.run(*DAGS, phase="hooks")
         yield outcome, root / "airflow.db", data_dir
 
 

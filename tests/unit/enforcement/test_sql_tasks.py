@@ -8,7 +8,6 @@ lives in a fresh PostgreSQL database behind the ``pz_sql`` connection.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 
 from tests.support.airflow_db import postgres_database
 from tests.unit.enforcement.conftest import FIXTURES
-from tests.unit.enforcement.test_dag_test import AIRFLOW, Home, Outcome
+from tests.unit.enforcement.test_dag_test import Outcome, warehouse_home
 
 pytestmark = pytest.mark.integration
 
@@ -53,25 +52,8 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Outcome,
                 "INSERT INTO purchases VALUES (1), (2)",
             ):
                 connection.execute(sa.text(ddl))
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW__")}
-        env.update(
-            {
-                "AIRFLOW_HOME": str(root / "airflow"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(SQL_FIXTURES),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
-                "AIRFLOW__POLICYZONES__POLICY_FILE": str(SQL_FIXTURES / "policy.yaml"),
-                "AIRFLOW__POLICYZONES__ENABLED": "True",
-                "AIRFLOW_CONN_PZ_SQL": sa.make_url(url)
-                .set(drivername="postgresql")
-                .render_as_string(hide_password=False),
-            }
-        )
-        migrate = subprocess.run(
-            [str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
-        )
-        assert migrate.returncode == 0, migrate.stderr[-3000:]
-        result = Home(root, env, SQL_FIXTURES / "policy.yaml").run(*DAGS, phase="sql")
+        home = warehouse_home(root, dags=SQL_FIXTURES, warehouse_url=url)
+        result = home.run(*DAGS, phase="sql")
         with data.connect() as connection:
             segments = connection.execute(sa.text("SELECT count(*) FROM segments")).scalar()
             audit = connection.execute(sa.text("SELECT zone FROM recs_audit ORDER BY zone")).scalars().all()
