@@ -108,6 +108,16 @@ RULE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
         "A task reads data (in its SQL, or through a hook) that nothing labels.",
         "The table is neither declared as an inlet nor known to the policy's catalog or propagated labels.",
     ),
+    Rule.CONNECTION_NOT_ALLOWED.value: (
+        "A task asked for an Airflow connection its zone may not use.",
+        "The api-server refuses the connection's credentials to tries in zones whose purpose may not use "
+        "the data it reaches (policy 'connections:').",
+    ),
+    Rule.VARIABLE_NOT_ALLOWED.value: (
+        "A task asked for an Airflow variable its zone may not use.",
+        "The api-server refuses the variable to tries in zones whose purpose may not use it "
+        "(policy 'variables:').",
+    ),
 }
 """One SARIF rule per engine rule (a test keeps this in step with :class:`Rule`)."""
 

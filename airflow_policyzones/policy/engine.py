@@ -7,6 +7,8 @@ in the CLI and in the tests. There is no second implementation of any rule.
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_policyzones.policy.loader import LoadedPolicy, gc_paused, load_policy
-from airflow_policyzones.policy.models import CatalogEntry, Mode, Policy
+from airflow_policyzones.policy.models import CatalogEntry, Credential, CredentialKind, Mode, Policy
 from airflow_policyzones.policy.patterns import (
     SEPARATORS,
     GlobSet,
@@ -47,6 +49,10 @@ class Rule(str, Enum):
     UNDECLARED_INPUT = "undeclared_input"
     """Data a task reads (through its SQL, or a hook while it runs) that is neither declared as an
     inlet nor known to the policy."""
+    CONNECTION_NOT_ALLOWED = "connection_not_allowed"
+    """A try asked for an Airflow connection its zone may not use (the credentials are refused)."""
+    VARIABLE_NOT_ALLOWED = "variable_not_allowed"
+    """A try asked for an Airflow variable its zone may not use (the value is refused)."""
 
 
 class Outcome(str, Enum):
@@ -374,6 +380,66 @@ def _catalog_labels(catalog: Sequence[CatalogEntry]) -> list[AssetLabels]:
     return labels
 
 
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledCredential:
+    labels: AssetLabels | None
+    zones: frozenset[str] | None
+
+
+class _Credentials:
+    """One ``connections:`` or ``variables:`` section compiled: exact ids in a dict, globs after."""
+
+    __slots__ = ("entries", "exact", "globs", "unlisted_allowed")
+
+    def __init__(
+        self,
+        section: Mapping[str, Credential],
+        *,
+        catalog: Mapping[str, AssetLabels],
+        unlisted_allowed: bool,
+    ) -> None:
+        self.unlisted_allowed = unlisted_allowed
+        self.entries: list[tuple[str, _CompiledCredential]] = []
+        self.exact: dict[str, tuple[str, _CompiledCredential]] = {}
+        self.globs: list[tuple[re.Pattern[str], str, _CompiledCredential]] = []
+        for pattern, spec in section.items():
+            compiled = _CompiledCredential(
+                labels=None if spec.zones else _credential_labels(spec, catalog),
+                zones=frozenset(spec.zones) if spec.zones else None,
+            )
+            self.entries.append((pattern, compiled))
+            if _GLOB_CHARS.search(pattern) is None:
+                self.exact[pattern] = (pattern, compiled)
+            else:
+                self.globs.append((re.compile(fnmatch.translate(pattern)), pattern, compiled))
+
+    def find(self, name: str) -> tuple[str, _CompiledCredential] | None:
+        """The pattern that matches ``name`` and what it says (patterns never overlap)."""
+        found = self.exact.get(name)
+        if found is not None:
+            return found
+        for regex, pattern, compiled in self.globs:
+            if regex.match(name) is not None:
+                return pattern, compiled
+        return None
+
+
+def _credential_labels(spec: Credential, catalog: Mapping[str, AssetLabels]) -> AssetLabels:
+    """The labels of what a credential reaches: its catalog patterns' labels (most restrictive
+    merge) plus its own categories."""
+    labels: AssetLabels | None = None
+    for written in spec.catalog:
+        found = catalog.get(written)
+        if found is not None:
+            labels = found if labels is None else labels.merge(found)
+    if labels is None:
+        return AssetLabels(categories=frozenset(spec.categories))
+    return dataclasses.replace(labels, categories=labels.categories | frozenset(spec.categories))
+
+
 class PolicyEngine:
     """A policy compiled for fast decisions. Build one per policy version and share it."""
 
@@ -425,6 +491,27 @@ class PolicyEngine:
         self._reclassifier_tasks: dict[tuple[str, str], str] = {}
         for name, spec in policy.reclassifiers.items():
             self._reclassifier_tasks.setdefault((spec.dag_id, spec.task_id), name)
+        catalog = self._catalog_labels_by_pattern()
+        self._credentials: dict[CredentialKind, _Credentials] = {
+            "connection": _Credentials(
+                policy.connections,
+                catalog=catalog,
+                unlisted_allowed=policy.settings.unlisted_connections == "allow",
+            ),
+            "variable": _Credentials(
+                policy.variables,
+                catalog=catalog,
+                unlisted_allowed=policy.settings.unlisted_variables == "allow",
+            ),
+        }
+
+    def _catalog_labels_by_pattern(self) -> dict[str, AssetLabels]:
+        """Labels per catalog pattern as written (merged when several entries share a pattern)."""
+        by_pattern: dict[str, AssetLabels] = {}
+        for entry, labels in zip(self.policy.catalog, self._labels, strict=True):
+            known = by_pattern.get(entry.pattern)
+            by_pattern[entry.pattern] = labels if known is None else known.merge(labels)
+        return by_pattern
 
     @classmethod
     def from_file(cls, path: str | Path, *, normalize_uri: UriNormalizer | None = None) -> PolicyEngine:
@@ -577,6 +664,134 @@ class PolicyEngine:
     ) -> Decision:
         """Label the inputs from the catalog, then decide."""
         return self.decide(task=task, zone=zone, inputs=self.label(inputs), uncheckable=uncheckable, now=now)
+
+    def credential_rule(self, kind: CredentialKind) -> Rule:
+        """The rule a refused connection or variable breaks."""
+        return Rule.CONNECTION_NOT_ALLOWED if kind == "connection" else Rule.VARIABLE_NOT_ALLOWED
+
+    def restricts(self, *, kind: CredentialKind, name: str) -> bool:
+        """Whether some zone may be refused ``name``: ``False`` only for an unlisted id the policy
+        serves to everyone (``settings.unlisted_*: allow``), which then needs no decision at all."""
+        credentials = self._credentials[kind]
+        return credentials.unlisted_allowed is False or credentials.find(name) is not None
+
+    def decide_credential(
+        self,
+        *,
+        kind: CredentialKind,
+        name: str,
+        task: TaskContext,
+        zone: str | None,
+        now: datetime | None = None,
+    ) -> Decision:
+        """May a try in ``zone`` obtain connection (or variable) ``name``?
+
+        The finding names the input ``connection:<id>`` (``variable:<key>``), which is also what
+        an exemption's ``asset`` glob matches. The zone's mode and exemptions apply as for data;
+        a zone that does not admit the task, an unknown zone and an unzoned task obtain nothing
+        the policy restricts.
+        """
+        rule = self.credential_rule(kind)
+        credentials = self._credentials[kind]
+        found = credentials.find(name)
+        ref = f"{kind}:{name}"
+        zone = self.effective_zone(zone)
+        if found is None and credentials.unlisted_allowed:
+            compiled_zone = self._zones.get(zone) if zone is not None else None
+            mode = compiled_zone.mode if compiled_zone is not None else None
+            return Decision(Outcome.ALLOW, zone, mode, self.version)
+        section = f"{kind}s"
+        listed = (
+            f"{kind} {name!r} (policy {section}.{found[0]!r})"
+            if found is not None
+            else f"{kind} {name!r} (not listed under '{section}:', and settings.unlisted_{section} is deny)"
+        )
+        if zone is None:
+            return self._deny_credential(
+                None,
+                (rule, Rule.UNZONED_TASK),
+                ref,
+                f"task {task.dag_id}.{task.task_id} has no zone, so it may not obtain {listed}",
+                "give the task a zone whose purpose may use it (DAG tag 'policyzone:<zone>'), "
+                "or set settings.default_zone in the policy",
+            )
+        compiled = self._zones.get(zone)
+        if compiled is None:
+            return self._deny_credential(
+                zone,
+                (rule, Rule.UNKNOWN_ZONE),
+                ref,
+                f"zone {zone!r} is not defined in the policy, so it may not obtain {listed}",
+                f"use one of {_quoted(sorted(self._zones))}",
+            )
+        if not compiled.admits(task):
+            finding = Finding(
+                (rule, Rule.ZONE_MEMBERSHIP),
+                ref,
+                f"DAG {task.dag_id!r} is not a member of zone {zone!r}, so it may not obtain {listed}",
+                f"add the DAG to zones.{zone}.members, or run the task in a zone it belongs to",
+            )
+            return self._judge(compiled, task, [finding], now)
+        if found is None:
+            finding = Finding(
+                (rule,),
+                ref,
+                f"zone {zone!r} may not obtain {listed}",
+                f"list {name!r} under '{section}:' with the categories it reaches (or the zones that "
+                f"may use it), or set settings.unlisted_{section}: allow",
+            )
+            return self._judge(compiled, task, [finding], now)
+        pattern, credential = found
+        if credential.zones is not None:
+            if zone in credential.zones:
+                return Decision(Outcome.ALLOW, zone, compiled.mode, self.version)
+            finding = Finding(
+                (rule,),
+                ref,
+                f"{listed} may be used only in zones {_quoted(sorted(credential.zones))}, "
+                f"not in zone {zone!r}",
+                f"use a {kind} meant for the purpose {compiled.purpose!r}, or ask the policy owners to "
+                f"add {zone!r} to {section}.{pattern!r}.zones",
+            )
+            return self._judge(compiled, task, [finding], now)
+        labels = credential.labels
+        assert labels is not None  # a credential has zones or labels (validated)
+        data = compiled.check(LabeledInput(InputRef("asset", ref), labels))
+        if data is None:
+            return Decision(Outcome.ALLOW, zone, compiled.mode, self.version)
+        finding = Finding(
+            (rule, *data.rules),
+            ref,
+            f"{listed} reaches data zone {zone!r} may not use: {data.reason}",
+            f"use a {kind} that reaches only data zone {zone!r} may use; or {data.remediation}",
+        )
+        return self._judge(compiled, task, [finding], now)
+
+    def credential_map(self, *, kind: CredentialKind) -> dict[str, dict[str, bool]]:
+        """Per zone, per listed pattern, whether a member task of the zone may obtain it."""
+        credentials = self._credentials[kind]
+        result: dict[str, dict[str, bool]] = {}
+        for name, compiled in self._zones.items():
+            row: dict[str, bool] = {}
+            for pattern, credential in credentials.entries:
+                if credential.zones is not None:
+                    row[pattern] = name in credential.zones
+                else:
+                    assert credential.labels is not None
+                    row[pattern] = (
+                        compiled.check(LabeledInput(InputRef("asset", pattern), credential.labels)) is None
+                    )
+            result[name] = row
+        return result
+
+    def unlisted_allowed(self, *, kind: CredentialKind) -> bool:
+        """Whether ids no pattern matches are served to every task."""
+        return self._credentials[kind].unlisted_allowed
+
+    def _deny_credential(
+        self, zone: str | None, rules: tuple[Rule, ...], ref: str, reason: str, remediation: str
+    ) -> Decision:
+        return Decision(Outcome.DENY, zone, None, self.version, (Finding(rules, ref, reason, remediation),))
 
     def _judge(
         self, zone: _Zone, task: TaskContext, findings: list[Finding], now: datetime | None

@@ -211,6 +211,38 @@ class Exemption(_Model):
         return datetime.combine(self.expires + timedelta(days=1), time(0), tzinfo=timezone.utc)
 
 
+CredentialKind = Literal["connection", "variable"]
+
+
+class Credential(_Model):
+    """What an Airflow connection or variable gives access to, and so which zones may obtain it.
+
+    Either what it reaches — ``categories`` and/or the ``catalog`` patterns of the data it serves,
+    decided like an input of those labels — or directly the ``zones`` that may use it.
+    """
+
+    categories: list[Name] = Field(default_factory=list, description="categories of the data it reaches")
+    catalog: list[str] = Field(
+        default_factory=list,
+        description="catalog patterns (uri, table, uri_regex or table_regex exactly as written in "
+        "'catalog:') of the data it serves: it carries their labels",
+    )
+    zones: list[Name] = Field(default_factory=list, description="the zones that may use it")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _labels_or_zones(self) -> Credential:
+        if self.zones and (self.categories or self.catalog):
+            raise ValueError(
+                "give either 'zones' or what it reaches ('categories' and/or 'catalog'), not both"
+            )
+        if not (self.zones or self.categories or self.catalog):
+            raise ValueError(
+                "say what it reaches ('categories' and/or 'catalog') or which 'zones' may use it"
+            )
+        return self
+
+
 class Settings(_Model):
     """Policy-wide behaviour."""
 
@@ -218,6 +250,14 @@ class Settings(_Model):
         default=False, description="every task must be in a zone: unzoned tasks are a DAG import error"
     )
     default_zone: Name | None = Field(default=None, description="zone of tasks whose DAG names none")
+    unlisted_connections: UnlabeledBehaviour = Field(
+        default="allow",
+        description="connections no 'connections:' pattern matches: served to every task (allow) or to none",
+    )
+    unlisted_variables: UnlabeledBehaviour = Field(
+        default="allow",
+        description="variables no 'variables:' pattern matches: served to every task (allow) or to none",
+    )
 
 
 class Policy(_Model):
@@ -232,6 +272,17 @@ class Policy(_Model):
     flows: list[Flow] = Field(default_factory=list)
     reclassifiers: dict[Name, Reclassifier] = Field(default_factory=dict)
     exemptions: list[Exemption] = Field(default_factory=list)
+    connections: dict[str, Credential] = Field(
+        default_factory=dict, description="connection id globs and what each connection reaches"
+    )
+    variables: dict[str, Credential] = Field(
+        default_factory=dict, description="variable key globs and what each variable reaches"
+    )
+
+    @field_validator("connections", "variables", mode="before")
+    @classmethod
+    def _credentials_none_is_empty(cls, value: object) -> object:
+        return {} if value is None else value
 
     @field_validator("categories", "zones", "reclassifiers", mode="before")
     @classmethod

@@ -426,3 +426,93 @@ class GlobSet:
 
     def matches(self, value: str) -> bool:
         return self._regex is not None and self._regex.match(value) is not None
+
+
+# --- overlap of whole-string globs ---------------------------------------------------------------
+
+_Token = tuple[str, frozenset[str], bool]
+"""``("*", ∅, False)``, or one character: ``("c", chars, negated)`` (``?`` is an empty negated set)."""
+
+
+def _tokens(pattern: str) -> list[_Token]:
+    """``pattern`` in fnmatch syntax as tokens (a pattern that passed :func:`check_glob`)."""
+    tokens: list[_Token] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            if not tokens or tokens[-1][0] != "*":
+                tokens.append(("*", frozenset(), False))
+            i += 1
+        elif char == "?":
+            tokens.append(("c", frozenset(), True))
+            i += 1
+        elif char == "[" and (end := _set_end(pattern, i)) > 0:
+            body = pattern[i + 1 : end]
+            negated = body[:1] == "!"
+            body = body[1:] if negated else body
+            members: set[str] = set()
+            j = 0
+            while j < len(body):
+                if j + 2 < len(body) and body[j + 1] == "-":
+                    low, high = ord(body[j]), ord(body[j + 2])
+                    members.update(chr(code) for code in range(low, min(high, low + 4096) + 1))
+                    j += 3
+                else:
+                    members.add(body[j])
+                    j += 1
+            tokens.append(("c", frozenset(members), negated))
+            i = end + 1
+        else:
+            tokens.append(("c", frozenset(char), False))
+            i += 1
+    return tokens
+
+
+def _set_end(pattern: str, start: int) -> int:
+    """Where the ``[...]`` set opening at ``start`` closes (fnmatch rules), or -1: a literal '['."""
+    j = start + 1
+    if pattern[j : j + 1] == "!":
+        j += 1
+    if pattern[j : j + 1] == "]":
+        j += 1
+    return pattern.find("]", j)
+
+
+def _chars_meet(a: _Token, b: _Token) -> bool:
+    _, a_chars, a_negated = a
+    _, b_chars, b_negated = b
+    if a_negated and b_negated:
+        return True  # two finite exclusions leave characters both accept
+    if a_negated:
+        return not b_chars <= a_chars
+    if b_negated:
+        return not a_chars <= b_chars
+    return not a_chars.isdisjoint(b_chars)
+
+
+def globs_overlap(first: str, second: str) -> bool:
+    """Whether some string matches both fnmatch globs (``*``, ``?``, ``[...]``, ``[!...]``)."""
+    a, b = _tokens(first), _tokens(second)
+    seen: set[tuple[int, int]] = set()
+    stack = [(0, 0)]
+    while stack:
+        i, j = stack.pop()
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        if i == len(a) and j == len(b):
+            return True
+        if i < len(a) and a[i][0] == "*":
+            stack.append((i + 1, j))  # the star matches nothing more
+            if j < len(b):
+                stack.append((i, j + 1))  # the star swallows b's next token (a character or a star)
+            continue
+        if j < len(b) and b[j][0] == "*":
+            stack.append((i, j + 1))
+            if i < len(a):
+                stack.append((i + 1, j))
+            continue
+        if i < len(a) and j < len(b) and _chars_meet(a[i], b[j]):
+            stack.append((i + 1, j + 1))
+    return False

@@ -13,7 +13,13 @@ from datetime import datetime
 
 from airflow_policyzones.policy.errors import Severity
 from airflow_policyzones.policy.models import Policy
-from airflow_policyzones.policy.patterns import UriNormalizer, UriPattern, normalize_uri_pattern
+from airflow_policyzones.policy.patterns import (
+    UriNormalizer,
+    UriPattern,
+    check_glob,
+    globs_overlap,
+    normalize_uri_pattern,
+)
 
 FieldPath = tuple[str | int, ...]
 
@@ -178,6 +184,48 @@ def check_references(
                     "warning",
                 )
             )
+    catalog_patterns = {entry.pattern for entry in policy.catalog}
+    for section in ("connections", "variables"):
+        credentials = getattr(policy, section)
+        valid: list[str] = []
+        for pattern, credential in credentials.items():
+            try:
+                check_glob(pattern)
+            except ValueError as error:
+                problems.append(
+                    ReferenceProblem(
+                        (section, pattern), str(error), "fix the pattern (globs: '*', '?', '[abc]')"
+                    )
+                )
+            else:
+                valid.append(pattern)
+            for position, name in enumerate(credential.categories):
+                category((section, pattern, "categories", position), name)
+            for position, name in enumerate(credential.zones):
+                zone((section, pattern, "zones", position), name)
+            for position, written in enumerate(credential.catalog):
+                if written not in catalog_patterns:
+                    problems.append(
+                        ReferenceProblem(
+                            (section, pattern, "catalog", position),
+                            f"no catalog entry has the pattern {written!r}"
+                            f"{_suggest(written, catalog_patterns)}",
+                            "write a catalog entry's uri, table, uri_regex or table_regex exactly as "
+                            "it is written under 'catalog:', or list the data's 'categories' instead",
+                        )
+                    )
+        what = "connection id" if section == "connections" else "variable key"
+        for index, first in enumerate(valid):
+            for second in valid[index + 1 :]:
+                if globs_overlap(first, second):
+                    problems.append(
+                        ReferenceProblem(
+                            (section, second),
+                            f"{section} patterns {first!r} and {second!r} overlap: some {what} matches both",
+                            "make the patterns disjoint (each id must match at most one pattern), "
+                            "e.g. list the exact id and narrow the glob",
+                        )
+                    )
     return problems
 
 

@@ -397,6 +397,7 @@ def test_every_rule_id_is_covered_by_the_table() -> None:
     covered = {rule for param in RULE_CASES for rules in param.values[0].rules for rule in rules}
     covered |= {Rule.UNCHECKABLE_INPUT.value}  # test_uncheckable_input
     covered |= {Rule.UNDECLARED_INPUT.value}  # test_undeclared_sql_input
+    covered |= {Rule.CONNECTION_NOT_ALLOWED.value, Rule.VARIABLE_NOT_ALLOWED.value}  # test_credentials.py
     assert covered == {rule.value for rule in Rule}
 
 
