@@ -208,27 +208,28 @@ def _diff(*, old: Policy, new: Policy) -> PolicyDiff:
     return PolicyDiff(changes=tuple(changes))
 
 
-Item = tuple[tuple[Hashable, ...], BaseModel]
-"""(identity, the model)."""
+Groups = dict[tuple[str, ...], list[Any]]
+"""Items by identity; ``None`` as the last element of a key marks a named section's item."""
 
 
-def _named(items: Mapping[str, BaseModel]) -> list[Item]:
-    return [((name,), value) for name, value in items.items()]
+def _named(items: Mapping[str, BaseModel]) -> tuple[Groups, bool]:
+    return {(name,): [value] for name, value in items.items()}, False
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def _keyed(items: Sequence[ModelT], key: Callable[[ModelT], tuple[str, ...]]) -> list[Item]:
-    """Items with their identity; repeats of one identity get their position among the repeats."""
-    seen: dict[tuple[str, ...], int] = {}
-    keyed: list[Item] = []
+def _keyed(items: Sequence[ModelT], key: Callable[[ModelT], tuple[str, ...]]) -> tuple[Groups, bool]:
+    """Items of a list section grouped by identity, repeats in file order."""
+    groups: Groups = {}
     for item in items:
         identity = key(item)
-        position = seen.get(identity, 0)
-        seen[identity] = position + 1
-        keyed.append(((*identity, position), item))
-    return keyed
+        group = groups.get(identity)
+        if group is None:
+            groups[identity] = [item]
+        else:
+            group.append(item)
+    return groups, True
 
 
 def _catalog_key(entry: CatalogEntry) -> tuple[str, ...]:
@@ -263,27 +264,40 @@ def _display(section: Section, identity: tuple[Hashable, ...]) -> str:
     return text + (f" (#{position + 1})" if isinstance(position, int) and position else "")
 
 
-def _diff_items(section: Section, old: list[Item], new: list[Item]) -> list[Change]:
+def _diff_items(section: Section, old: tuple[Groups, bool], new: tuple[Groups, bool]) -> list[Change]:
     """Items matched by identity; repeats of one identity are matched as a multiset first (an
-    unchanged repeat is no change wherever it moved), the rest paired in file order."""
-    old_groups: dict[tuple[Hashable, ...], list[Item]] = {}
-    new_groups: dict[tuple[Hashable, ...], list[Item]] = {}
-    for groups, items in ((old_groups, old), (new_groups, new)):
-        for entry in items:
-            groups.setdefault(entry[0][:-1] if _positioned(entry) else entry[0], []).append(entry)
+    unchanged repeat is no change wherever it moved), the rest paired in file order.
+
+    A change's identity is the item's key, plus, in list sections, its position among the old
+    policy's repeats (``"added"`` and a count for items only the new policy has).
+    """
+    old_groups, positioned = old
+    new_groups = new[0]
     changes: list[Change] = []
     added: list[Change] = []
-    for base in [*old_groups, *(key for key in new_groups if key not in old_groups)]:
-        before, after = old_groups.get(base, []), new_groups.get(base, [])
-        if len(before) > 1 or len(after) > 1:
-            before, after = list(before), list(after)
-            for candidate in list(before):
-                twin = next((other for other in after if _normal(other[1]) == _normal(candidate[1])), None)
-                if twin is not None:
-                    before.remove(candidate)
-                    after.remove(twin)
-        for index, (identity, item) in enumerate(before):
-            if index >= len(after):
+
+    def ident(base: tuple[str, ...], position: int) -> tuple[Hashable, ...]:
+        return (*base, position) if positioned else base
+
+    for base, before_items in old_groups.items():
+        after_items = new_groups.get(base, ())
+        if len(before_items) == 1 and len(after_items) == 1:
+            item, other = before_items[0], after_items[0]
+            if item.__dict__ == other.__dict__:  # the common case, compared in C
+                continue
+            pairs_before, pairs_after = [(0, item)], [(0, other)]
+        else:
+            pairs_before, pairs_after = list(enumerate(before_items)), list(enumerate(after_items))
+            if len(before_items) > 1 or len(after_items) > 1:
+                for candidate in list(pairs_before):
+                    wanted = _normal(candidate[1])
+                    twin = next((pair for pair in pairs_after if _normal(pair[1]) == wanted), None)
+                    if twin is not None:
+                        pairs_before.remove(candidate)
+                        pairs_after.remove(twin)
+        for index, (position, item) in enumerate(pairs_before):
+            identity = ident(base, position)
+            if index >= len(pairs_after):
                 changes.append(
                     Change(
                         section=section,
@@ -294,7 +308,7 @@ def _diff_items(section: Section, old: list[Item], new: list[Item]) -> list[Chan
                     )
                 )
                 continue
-            fields = _field_changes(item, after[index][1])
+            fields = _field_changes(item, pairs_after[index][1])
             if fields:
                 changes.append(
                     Change(
@@ -302,23 +316,38 @@ def _diff_items(section: Section, old: list[Item], new: list[Item]) -> list[Chan
                         kind="changed",
                         key=_display(section, identity),
                         before=item,
-                        after=after[index][1],
+                        after=pairs_after[index][1],
                         fields=fields,
                         identity=identity,
                     )
                 )
-        for position, (identity, item) in enumerate(after[len(before) :]):
-            display = _display(section, identity)
-            if len(identity) > 1 and isinstance(identity[-1], int):
-                identity = (*base, "added", position)  # never one of the old policy's identities
-            added.append(Change(section=section, kind="added", key=display, after=item, identity=identity))
+        for count, (position, item) in enumerate(pairs_after[len(pairs_before) :]):
+            identity = (*base, "added", count) if positioned else base
+            added.append(
+                Change(
+                    section=section,
+                    kind="added",
+                    key=_display(section, ident(base, position)),
+                    after=item,
+                    identity=identity,
+                )
+            )
+    for base, after_items in new_groups.items():
+        if base in old_groups:
+            continue
+        for position, item in enumerate(after_items):
+            identity = (*base, "added", position) if positioned else base
+            added.append(
+                Change(
+                    section=section,
+                    kind="added",
+                    key=_display(section, ident(base, position)),
+                    after=item,
+                    identity=identity,
+                )
+            )
     # Removed and changed items first, in the old file's order, then added ones in the new file's.
     return changes + added
-
-
-def _positioned(item: Item) -> bool:
-    """Whether the item's identity ends with its position among repeats (list sections)."""
-    return len(item[0]) > 1 and isinstance(item[0][-1], int)
 
 
 def _normal(model: BaseModel) -> str:
@@ -373,12 +402,12 @@ def apply_changes(*, policy: Policy, changes: Iterable[Change]) -> Policy:
     not there, or one it adds already is).
     """
     sections: dict[str, dict[tuple[Hashable, ...], Any]] = {
-        "categories": {identity: item for identity, item in _named(policy.categories)},
-        "catalog": {identity: item for identity, item in _keyed(policy.catalog, _catalog_key)},
-        "zones": {identity: item for identity, item in _named(policy.zones)},
-        "flows": {identity: item for identity, item in _keyed(policy.flows, _flow_key)},
-        "reclassifiers": {identity: item for identity, item in _named(policy.reclassifiers)},
-        "exemptions": {identity: item for identity, item in _keyed(policy.exemptions, _exemption_key)},
+        "categories": _by_identity(_named(policy.categories)),
+        "catalog": _by_identity(_keyed(policy.catalog, _catalog_key)),
+        "zones": _by_identity(_named(policy.zones)),
+        "flows": _by_identity(_keyed(policy.flows, _flow_key)),
+        "reclassifiers": _by_identity(_named(policy.reclassifiers)),
+        "exemptions": _by_identity(_keyed(policy.exemptions, _exemption_key)),
     }
     settings = {"require_zone": policy.settings.require_zone, "default_zone": policy.settings.default_zone}
     name = policy.name
@@ -410,6 +439,15 @@ def apply_changes(*, policy: Policy, changes: Iterable[Change]) -> Policy:
             "exemptions": list(sections["exemptions"].values()),
         }
     )
+
+
+def _by_identity(grouped: tuple[Groups, bool]) -> dict[tuple[Hashable, ...], Any]:
+    groups, positioned = grouped
+    return {
+        ((*base, position) if positioned else base): item
+        for base, items in groups.items()
+        for position, item in enumerate(items)
+    }
 
 
 # --- rendering helpers ----------------------------------------------------------------------------
