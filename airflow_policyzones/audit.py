@@ -175,6 +175,17 @@ def _succeeded(decision: Any) -> sa.ColumnElement[bool]:
     return sa.or_(in_success(TaskInstance.__table__), in_success(TaskInstanceHistory.__table__))
 
 
+def blind_decisions(*, session: Session, decision_ids: Collection[int]) -> set[int]:
+    """Which of these decisions are of blind tries: successful, without a single known read."""
+    if not decision_ids:
+        return set()
+    model = PolicyZonesDecision.__table__.c
+    query = sa.select(model.id).where(
+        model.id.in_(sorted(decision_ids)), _succeeded(model), sa.not_(known_reads(model.id))
+    )
+    return set(session.scalars(query))
+
+
 def blind_tasks(
     *,
     session: Session,

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_policyzones.api import read_routes
 from airflow_policyzones.api.read_schema import PolicyOut, TaskInstanceRef
+from airflow_policyzones.audit import BLIND_EXPLANATION, blind_decisions
 from airflow_policyzones.db.models import PolicyZonesDecision
 from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
 from airflow_policyzones.ui.zone_map import render_zone_map
@@ -229,6 +230,8 @@ class CoverageFilters(_Form):
     dag_id: _FilterText = None
     zone: _FilterText = None
     unzoned_only: bool = False
+    since: Annotated[str | None, Field(max_length=64)] = None
+    """The window of the blind-tasks section (coverage itself has none)."""
 
 
 class UncheckedFilters(_Form):
@@ -241,13 +244,25 @@ class UncheckedFilters(_Form):
 def coverage_page(
     request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
 ) -> HTMLResponse:
-    """Which DAGs and tasks run in which zone; unzoned and never-decided tasks stand out."""
+    """Which DAGs and tasks run in which zone; unzoned, never-decided and blind tasks stand out."""
     policy, _error = _policy_or_none()
-    filters, report, problem, status_code = _query(
+    filters, reports, problem, status_code = _query(
         request,
         CoverageFilters,
-        lambda filters: read_routes.get_coverage(session=session, readable=readable, **filters.model_dump()),
+        lambda filters: (
+            read_routes.get_coverage(
+                session=session, readable=readable, **filters.model_dump(exclude={"since"})
+            ),
+            read_routes.list_blind(
+                session=session,
+                readable=readable,
+                until=None,
+                limit=read_routes.DEFAULT_BLIND_LIMIT,
+                **filters.model_dump(),
+            ),
+        ),
     )
+    report, blind = reports if reports is not None else (None, None)
     return _render(
         request,
         "coverage.html",
@@ -255,7 +270,10 @@ def coverage_page(
         policy=policy,
         filters=filters,
         report=report,
+        blind=blind,
         problem=problem,
+        default_since=read_routes.DEFAULT_UNCHECKED_SINCE,
+        ti_links=_ti_links,
     )
 
 
@@ -343,12 +361,15 @@ def task_instance_page(
             read_routes.get_decision(decision_id=decision_id, session=session, readable=readable)
             for decision_id in ids
         ]
+    blind = blind_decisions(session=session, decision_ids=[decision.id for decision in decisions])
     return _render(
         request,
         "task_instance.html",
         query=query,
         map_index=query.map_index_value,
         decisions=decisions,
+        blind=blind,
+        blind_explanation=BLIND_EXPLANATION,
         readable=query.dag_id in readable,
         ti_links=_ti_links,
     )

@@ -258,6 +258,7 @@ def test_decisions_carry_inputs_and_labels(client: TestClient, seeded: Seeded, a
             "aggregated": False,
             "origins": [],
             "reclassified_by": [],
+            "source": "declared",
         }
     ]
 
