@@ -175,7 +175,7 @@ _FIX = (
     "see dialect_for_connection). SQL whose tables cannot be read is not run in an enforce zone"
 )
 _TOKEN = re.compile(r"<Token token_type: TokenType\.(?P<type>\w+), text: (?P<text>.*?), line: .*?>")
-_EXECUTABLE_COMMENT = re.compile(r"/\*!(?:\d{5,6})?")
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!(?:\d{5,6})?")  # MySQL /*! */, MariaDB also /*M! */
 _FILE_EXTENSION = re.compile(
     r"\.(?:csv|tsv|txt|parquet|json|jsonl|ndjson|orc|avro|xlsx)(?:\.gz|\.zst)?$", re.I
 )
@@ -200,7 +200,7 @@ def _prepared(sql: str, *, dialect: str | None, glot: sqlglot.Dialect) -> str:
     * Driver placeholders ``%s`` and ``%(name)s`` that the dialect's tokenizer reads as a modulo
       become ``?`` (a bind parameter reads nothing; in a table position it is refused later).
     """
-    executable = "/*!" in sql and (dialect is None or isinstance(glot, MySQL))
+    executable = ("/*!" in sql or "/*M!" in sql) and (dialect is None or isinstance(glot, MySQL))
     pyformat = "%s" in sql or "%(" in sql
     numbered = dialect == "oracle" and _NUMBERED_BIND.search(sql) is not None
     if not (executable or pyformat or numbered):
@@ -448,6 +448,23 @@ _OPAQUE_FUNCTIONS = frozenset(
         "external_query",
         "query",
         "system$stream_has_data",
+        "ts_stat",
+        "ts_rewrite",
+        "schema_to_xml_and_xmlschema",
+        "database_to_xml_and_xmlschema",
+        "schema_to_xmlschema",
+        "database_to_xmlschema",
+        "lo_open",
+        "loread",
+        "getxml",
+        "getxmltype",
+        "bfilename",
+        "httpuritype",
+        "readfile",
+        "writefile",
+        "load_extension",
+        "java_method",
+        "reflect",
     }
 )
 # Table-free statements: their direct object (``this``, ``tables``, ``securable``) is no data read.
@@ -520,6 +537,8 @@ class _Script:
         self.temporary: set[str] = set()
         self.local: set[tuple[str, ...]] = set()  # names whose content, from here on, only the script set
         self.session_temporary: set[str] = set()  # temporary tables earlier SQL of the session made
+        self.defined_code: set[str] = set()  # functions and macros the script defines
+        self._session_changed = False
         self.statements = 0
         self._stack: list[tuple[exp.Expr, frozenset[str]]] = []
         self._root: exp.Expr | None = None
@@ -552,6 +571,11 @@ class _Script:
             self._walk(statement, frozenset())
         except _Refused as refused:
             raise self._error(statement, refused, position=position) from None
+        if self._session_changed or isinstance(statement, _SESSION_STATEMENTS):
+            # Name resolution or the transaction changed (search_path, USE, ROLLBACK ...): a name
+            # the script created may no longer mean that table, so later reads count again.
+            self.local.clear()
+            self._session_changed = False
 
     def _walk(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         stack = self._stack
@@ -625,6 +649,11 @@ class _Script:
         if self.dialect in _HASH_TEMPORARY_DIALECTS and len(parts) == 1 and table.name.startswith("#"):
             temporary = True
         key = tuple(self._key(part) for part in parts)
+        if isinstance(table.this, exp.Identifier) and table.this.args.get("global_"):
+            temporary = True
+            key = ("##", *key)
+        elif temporary:
+            key = ("#", *key)  # T-SQL's #t is not the table t
         name = normalize_table(".".join(part.name for part in parts))
         if temporary and not name.startswith("#"):
             name = f"#{name}"
@@ -755,7 +784,16 @@ class _Script:
         self._children(node, ctes)
 
     def _function(self, node: exp.Expr, ctes: frozenset[str]) -> None:
-        if node.name.lower() in _OPAQUE_FUNCTIONS:
+        name = node.name.lower()
+        if name == "set_config":
+            self._session_changed = True
+        if name in self.defined_code:
+            raise _Refused(
+                node,
+                f"calls {node.name}(), which the script itself defines: what its body reads runs here",
+                "inline the function's query into the statement, or define it in another task",
+            )
+        if name in _OPAQUE_FUNCTIONS:
             raise _Refused(
                 node,
                 f"calls {node.name}(), which runs SQL text or reads data the SQL does not name",
@@ -890,6 +928,15 @@ class _Script:
                 return table
         return target
 
+    def _returning(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """T-SQL ``OUTPUT ... INTO t`` writes ``t`` too."""
+        into = node.args.get("into")
+        if isinstance(into, exp.Identifier):
+            self._target(exp.Table(this=into.copy()), ctes)
+        elif isinstance(into, exp.Expr):
+            self._target(into, ctes)
+        self._children(node, ctes, skip=("into",))
+
     def _upserts(self, node: exp.Expr) -> bool:
         """``ON CONFLICT``/``ON DUPLICATE KEY`` and ``INSERT OR REPLACE`` read the rows they replace."""
         alternative = str(node.args.get("alternative") or "").upper()
@@ -916,7 +963,11 @@ class _Script:
     def _create(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         kind = str(node.args.get("kind") or "").upper()
         if kind in _CODE_KINDS:
-            return  # defining code moves no data; calling it is refused (CALL, EXEC)
+            # Defining code moves no data; calling it is refused (CALL, EXEC, and in this script).
+            function = node.this.this if isinstance(node.this, exp.UserDefinedFunction) else node.this
+            if isinstance(function, (exp.Table, exp.Identifier)) and function.name and self._body_reads(node):
+                self.defined_code.add(function.name.lower())
+            return
         if kind not in _DATA_KINDS:
             if kind == "INDEX":
                 self._children(node, ctes)
@@ -924,11 +975,64 @@ class _Script:
                 self._children(node, ctes, skip=("this",))
             return
         properties = node.args.get("properties")
-        temporary = isinstance(properties, exp.Properties) and any(
-            isinstance(prop, (exp.TemporaryProperty, exp.VolatileProperty)) for prop in properties.expressions
-        )
-        self._target(node.this, ctes, temporary=temporary, creates=not node.args.get("exists"))
+        props = properties.expressions if isinstance(properties, exp.Properties) else []
+        temporary = any(isinstance(prop, (exp.TemporaryProperty, exp.VolatileProperty)) for prop in props)
+        if self._external_data(props, writes=node.args.get("expression") is not None):
+            # Its rows are the files', not what the script put there: neither local nor temporary.
+            self._target(node.this, ctes)
+        else:
+            self._target(node.this, ctes, temporary=temporary, creates=not node.args.get("exists"))
         self._children(node, ctes, skip=("this",))
+
+    def _body_reads(self, node: exp.Expr) -> bool:
+        """Whether a function's or macro's body (parsed, or SQL text) may read a table: calling it
+        in the same script is then refused. A body that cannot be read counts as reading."""
+        body = node.args.get("expression")
+        if isinstance(body, exp.Heredoc) or (isinstance(body, exp.Literal) and body.is_string):
+            try:
+                parsed = [item for item in sqlglot.parse(body.name, read=self.dialect) if item is not None]
+            except (ParseError, TokenError):
+                return True
+            return any(item.find(exp.Table) is not None for item in parsed)
+        return not isinstance(body, exp.Expr) or body.find(exp.Table, exp.Command) is not None
+
+    def _external_data(self, properties: list[exp.Expr], *, writes: bool) -> bool:
+        """A table or view over data outside the database (``LOCATION``, ``OPTIONS (path ...)``,
+        ``uris``, ``external_location``, ``EXTERNAL``): its locations are read (written, for a
+        ``CREATE ... AS`` query); a remote table (``ENGINE=FEDERATED``, ``CONNECTION``) refuses."""
+        external = False
+        for prop in properties:
+            if isinstance(prop, exp.OptionsProperty):
+                external = self._external_data(list(prop.expressions), writes=writes) or external
+                continue
+            if isinstance(prop, exp.ExternalProperty):
+                external = True
+                continue
+            if isinstance(prop, exp.EngineProperty) and prop.name.upper() in ("FEDERATED", "CONNECT"):
+                raise _Refused(prop, "creates a table over a remote database", "read the remote data by name")
+            if isinstance(prop, exp.LocationProperty):
+                value = prop.this
+            elif isinstance(prop, exp.Property) and prop.name.lower() in _LOCATION_OPTIONS:
+                value = prop.args.get("value")
+            elif isinstance(prop, exp.Property) and prop.name.lower() == "connection":
+                raise _Refused(
+                    prop, "creates a table over a remote connection", "read the remote data by name"
+                )
+            else:
+                continue
+            external = True
+            values = value.expressions if isinstance(value, exp.Array) else [value]
+            for item in values:
+                if not (isinstance(item, exp.Literal) and item.is_string):
+                    raise _Refused(
+                        prop,
+                        f"creates a table over {value.sql(dialect=self.dialect)[:60]!r}, a location "
+                        "the database resolves",
+                        "name the location by its URI (s3://bucket/key) or absolute path",
+                    )
+                location = self._location(item, item.this)
+                (self.written_locations if writes else self.read_locations).add(location)
+        return external
 
     def _into(self, node: exp.Expr, ctes: frozenset[str]) -> None:
         self._target(node.this, ctes, temporary=bool(node.args.get("temporary")), creates=True)
@@ -991,11 +1095,18 @@ class _Script:
             if isinstance(action, exp.SwapTable):
                 self._target(action.this, ctes, reads=True)
             elif isinstance(action, exp.AlterRename):
+                renamed = self._named(node.this) if isinstance(node.this, exp.Table) else None
+                if renamed is not None:
+                    self.local.discard(renamed.key)  # the name no longer means the script's table
                 self._target(action.this, ctes)
             else:
                 self._stack.append((action, ctes))
 
     def _cache(self, node: exp.Expr, ctes: frozenset[str]) -> None:
+        """``CACHE TABLE c AS query`` makes a temporary ``c``; ``CACHE TABLE t`` reads ``t``."""
+        if node.args.get("expression") is None:
+            self._children(node, ctes)
+            return
         self._target(node.this, ctes, temporary=True)
         self._children(node, ctes, skip=("this",))
 
@@ -1054,6 +1165,7 @@ class _Script:
             except TokenError:
                 tokens = []
             if tokens and not any(token.token_type in _QUERY_TOKENS for token in tokens):
+                self._session_changed = True
                 return
         if keyword == "REFRESH":
             match = _REFRESH.match(rest)
@@ -1114,6 +1226,7 @@ class _Script:
         exp.Cache: _cache,
         exp.Drop: _drop,
         exp.Export: _export,
+        exp.Returning: _returning,
         exp.Describe: _describe,
         exp.Refresh: _refresh,
         exp.Block: _block,
@@ -1144,6 +1257,17 @@ class _Script:
             column=column,
         )
 
+
+# Statements after which a name the script created may mean another table.
+_SESSION_STATEMENTS: tuple[type[exp.Expr], ...] = (
+    exp.Set,
+    exp.Use,
+    exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
+)
+# Table options naming the data's location.
+_LOCATION_OPTIONS = frozenset({"path", "paths", "uris", "uri", "url", "location", "external_location"})
 
 # What FROM, JOIN and LATERAL may read from (besides row functions): anything else is refused.
 _SOURCES: tuple[type[exp.Expr], ...] = (exp.Table, exp.Subquery, exp.Lateral, exp.TableFromRows, exp.Pivot)
