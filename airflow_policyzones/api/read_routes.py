@@ -841,7 +841,11 @@ def list_blind(
         DEFAULT_BLIND_LIMIT
     ),
 ) -> BlindOut:
-    """Tasks whose successful tries had no known reads (see BLIND_DESCRIPTION)."""
+    """Tasks whose successful tries had no known reads (see BLIND_DESCRIPTION).
+
+    Its own endpoint, not a part of ``GET /coverage``: coverage is the state of DAGs and tasks now,
+    without a window; this reconciles tries over a window (``since``), like ``GET /unchecked``.
+    """
     start, end = _window_start(since), _utc(until)
     if end is not None and start > end:
         raise HTTPException(_UNPROCESSABLE, {"msg": "since is after until"})
