@@ -7,9 +7,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.e2e.deployment import Deployment, copy_dags, postgres_database
+
+OBSERVED_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "observed_reads.py"
+"""Tasks reading a PostgreSQL warehouse through hooks, declaring nothing (test_enforcement.py)."""
+WAREHOUSE_CATALOG = """\
+  # Added by the end-to-end deployment: the warehouse the observed-read DAGs query.
+  - table: "raw.purchases"
+    categories: [purchase_events]
+    consented: [ads_optimization]
+  - uri: "postgres://warehouse/analytics/raw/purchases"
+    categories: [purchase_events]
+    consented: [ads_optimization]
+"""
+WAREHOUSE_TABLES = (
+    "CREATE SCHEMA raw",
+    "CREATE TABLE raw.purchases (user_id int, amount int)",
+    "INSERT INTO raw.purchases VALUES (1, 10), (2, 20), (3, 30)",
+)
 
 BURST_TASKS = 60
 BURST_DAG = f'''\
@@ -73,30 +91,57 @@ with DAG(
 '''
 
 
+def create_warehouse(url: str) -> str:
+    """The warehouse tables in the database at ``url``; the URI of an Airflow connection to it."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for statement in WAREHOUSE_TABLES:
+                connection.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="module", params=["LocalExecutor", "CeleryExecutor"])
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """The example DAGs (plus a burst DAG) in a real deployment on a fresh PostgreSQL database."""
+    """The example DAGs (plus a burst DAG and the observed-read DAGs) in a real deployment on a
+    fresh PostgreSQL database, with a second PostgreSQL database as the data warehouse and a
+    folder as ``file://`` object storage."""
     executor: str = request.param
     with (
         tempfile.TemporaryDirectory(prefix=f"policyzones-e2e-{executor}-") as tmp,
         postgres_database() as url,
+        postgres_database("pz_e2e_warehouse") as warehouse_url,
     ):
         root = Path(tmp)
         dags = copy_dags(EXAMPLES, root / "dags")
         (dags / ".airflowignore").write_text((EXAMPLES / ".airflowignore").read_text())
         (dags / "recs_violation_burst.py").write_text(BURST_DAG)
         (dags / "recs_bypass_attempt.py").write_text(BYPASS_DAG)
+        (dags / OBSERVED_DAGS.name).write_text(OBSERVED_DAGS.read_text())
+        policy = dags / "policy.yaml"
+        text = policy.read_text()
+        assert text.count("\ncatalog:\n") == 1, "the example policy's catalog moved"
+        policy.write_text(text.replace("\ncatalog:\n", "\ncatalog:\n" + WAREHOUSE_CATALOG))
         evidence = root / "evidence"
         evidence.mkdir()
+        data = root / "data"
+        data.mkdir()
         instance = Deployment(
             home=root / "home",
             dags_folder=dags,
             db_url=url,
-            policy_file=dags / "policy.yaml",
+            policy_file=policy,
             executor=executor,
-            extra_env={"POLICYZONES_EVIDENCE_DIR": str(evidence)},
+            extra_env={
+                "POLICYZONES_EVIDENCE_DIR": str(evidence),
+                "POLICYZONES_DATA_DIR": str(data),
+                "AIRFLOW_CONN_WAREHOUSE": create_warehouse(warehouse_url),
+            },
         )
         instance.evidence = evidence  # type: ignore[attr-defined]
+        instance.data = data  # type: ignore[attr-defined]
         try:
             instance.start()
             yield instance

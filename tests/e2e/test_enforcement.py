@@ -6,6 +6,7 @@ import json
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,6 +193,213 @@ def test_a_monkeypatching_bypass_runs_but_the_audit_reports_it(deployment: Deplo
     assert [(u["dag_id"], u["task_id"], u["run_id"], u["try_number"]) for u in unchecked] == [
         ("recs_bypass_attempt", "sneak", run_id, 1)
     ]
+
+
+# --- reads the task really makes: hooks and object storage, no inlets declared ------------------------
+#
+# The DAGs are tests/fixtures/e2e/observed_reads.py; they query the deployment's PostgreSQL
+# warehouse through PostgresHook (connection `warehouse`, defined for the workers only) and write
+# and read `file://` paths with ObjectStoragePath. Every read is decided by the api-server over
+# HTTP while the body runs.
+
+OBSERVED_FIRST = {
+    "recs_observed_purchases": "read_purchases",
+    "ads_observed_spend": "spend_by_user",
+    "recs_observed_catch": "swallow_refusal",
+    "ads_observed_alias": "aliased_spend",
+    "recs_declared_warehouse": "read_declared",
+}
+# Reads the file ads_observed_spend wrote: runs once that run has succeeded.
+OBSERVED_THEN = {"recs_observed_spend_file": "read_spend_file"}
+OBSERVED = OBSERVED_FIRST | OBSERVED_THEN
+WAREHOUSE_PURCHASES = "raw.purchases"
+
+
+@pytest.fixture(scope="module")
+def observed(deployment: Deployment) -> dict[str, dict[str, Any]]:
+    """Every observed-read DAG run once: dag_id -> its run's state, task instance and run id."""
+    deployment.wait_for_dags(set(OBSERVED))
+    assert deployment.import_errors() == {}
+    runs = {dag_id: deployment.trigger(dag_id) for dag_id in sorted(OBSERVED_FIRST)}
+    states = deployment.wait_for_runs(runs)
+    assert states["ads_observed_spend"] == "success", _task_log(
+        deployment, "ads_observed_spend", runs["ads_observed_spend"], "spend_by_user"
+    )
+    then = {dag_id: deployment.trigger(dag_id) for dag_id in OBSERVED_THEN}
+    states |= deployment.wait_for_runs(then)
+    runs |= then
+    return {
+        dag_id: {
+            "state": states[dag_id],
+            "run_id": runs[dag_id],
+            "ti": deployment.task_instances(dag_id, runs[dag_id])[(OBSERVED[dag_id], -1)],
+        }
+        for dag_id in OBSERVED
+    }
+
+
+def _violations(deployment: Deployment, dag_id: str) -> list[dict[str, Any]]:
+    return deployment.query(
+        "SELECT v.rules, v.input, v.outcome, v.input_source, v.reason, v.try_number, d.source "
+        "FROM policyzones_violation v JOIN policyzones_decision d ON d.id = v.decision_id "
+        "WHERE v.dag_id = :d ORDER BY v.id",
+        d=dag_id,
+    )
+
+
+def _return_values(deployment: Deployment, dag_id: str) -> list[dict[str, Any]]:
+    return deployment.query(
+        "SELECT task_id, value FROM xcom WHERE dag_id = :d AND key = 'return_value'", d=dag_id
+    )
+
+
+def test_an_undeclared_hook_read_is_stopped_inside_the_hook_call(
+    deployment: Deployment, observed: dict[str, dict[str, Any]]
+) -> None:
+    run = observed["recs_observed_purchases"]
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    log = _task_log(deployment, "recs_observed_purchases", run["run_id"], "read_purchases")
+    assert run["state"] == "failed", log
+    ti = run["ti"]
+    assert (ti["state"], ti["try_number"]) == ("failed", 1), "a refused read is not retried (retries=2)"
+    assert not (evidence / "recs_observed_purchases.read_purchases.rows").exists(), "rows reached the code"
+    assert _return_values(deployment, "recs_observed_purchases") == []
+    [violation] = _violations(deployment, "recs_observed_purchases")
+    assert (
+        violation["rules"],
+        violation["input"],
+        violation["outcome"],
+        violation["input_source"],
+        violation["try_number"],
+        violation["source"],
+    ) == (["category_not_allowed"], WAREHOUSE_PURCHASES, "deny", "observed", 1, "api")
+    [decision] = deployment.query(
+        "SELECT outcome, allowed, try_number FROM policyzones_decision "
+        "WHERE dag_id = 'recs_observed_purchases'"
+    )
+    assert (decision["outcome"], decision["allowed"], decision["try_number"]) == ("deny", False, 1)
+    assert "read data through a hook that zone 'content_recommendations' may not use" in log
+
+
+def test_an_allowed_hook_read_labels_the_file_written_and_a_reader_is_denied_with_the_path(
+    deployment: Deployment, observed: dict[str, dict[str, Any]]
+) -> None:
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    data: Path = deployment.data  # type: ignore[attr-defined]
+    run = observed["ads_observed_spend"]
+    assert (run["state"], run["ti"]["try_number"]) == ("success", 1)
+    assert (evidence / "ads_observed_spend.spend_by_user.rows").exists()
+    assert (data / "observed_spend_by_user.csv").read_text() == "1,10\n2,20\n3,30\n"
+    assert [row["value"] for row in _return_values(deployment, "ads_observed_spend")] == [3]
+    assert _violations(deployment, "ads_observed_spend") == []
+    inputs = deployment.query(
+        "SELECT i.namespace, i.name, i.category, i.source, d.source AS via FROM policyzones_decision_input i "
+        "JOIN policyzones_decision d ON d.id = i.decision_id WHERE d.dag_id = 'ads_observed_spend'"
+    )
+    assert [(i["namespace"], i["name"], i["category"], i["source"], i["via"]) for i in inputs] == [
+        ("table", WAREHOUSE_PURCHASES, "purchase_events", "observed", "api")
+    ]
+    spend = f"file://{data}/observed_spend_by_user.csv"
+    events = deployment.query(
+        "SELECT categories, consented, origins, source, dag_id, task_id FROM policyzones_asset_label_event "
+        "WHERE name = :n",
+        n=spend,
+    )
+    assert [
+        (e["categories"], e["consented"], e["origins"], e["source"], e["dag_id"], e["task_id"])
+        for e in events
+    ] == [
+        (
+            ["purchase_events"],
+            ["ads_optimization"],
+            ["ads_optimization"],
+            "observed",
+            "ads_observed_spend",
+            "spend_by_user",
+        )
+    ]
+
+    reader = observed["recs_observed_spend_file"]
+    assert (reader["state"], reader["ti"]["state"], reader["ti"]["try_number"]) == ("failed", "failed", 1)
+    assert not (evidence / "recs_observed_spend_file.read_spend_file.rows").exists()
+    assert _return_values(deployment, "recs_observed_spend_file") == []
+    [violation] = _violations(deployment, "recs_observed_spend_file")
+    assert (violation["input"], violation["outcome"], violation["input_source"], violation["source"]) == (
+        spend,
+        "deny",
+        "observed",
+        "api",
+    )
+    assert set(violation["rules"]) == {"category_not_allowed", "unsanctioned_flow"}
+    assert (
+        f"derived: {spend} (written by ads_observed_spend.spend_by_user in ads_optimization) "
+        f"← table {WAREHOUSE_PURCHASES}"
+    ) in violation["reason"]
+
+
+def test_a_task_that_catches_the_refusal_still_fails_before_success(
+    deployment: Deployment, observed: dict[str, dict[str, Any]]
+) -> None:
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    run = observed["recs_observed_catch"]
+    # The code caught the refusal and returned normally ...
+    assert (evidence / "recs_observed_catch.swallow_refusal.caught").exists()
+    assert (evidence / "recs_observed_catch.swallow_refusal.returned").exists()
+    # ... and the try failed before Airflow recorded success: no retry, no return value.
+    assert run["state"] == "failed"
+    assert (run["ti"]["state"], run["ti"]["try_number"]) == ("failed", 1)
+    assert _return_values(deployment, "recs_observed_catch") == []
+    violations = _violations(deployment, "recs_observed_catch")
+    assert [(v["rules"], v["input"], v["outcome"], v["input_source"], v["source"]) for v in violations] == [
+        (["category_not_allowed"], WAREHOUSE_PURCHASES, "deny", "observed", "api")
+    ]
+    log = _task_log(deployment, "recs_observed_catch", run["run_id"], "swallow_refusal")
+    assert "the task's code went on after the refusal" in log
+
+
+def test_the_asset_an_asset_alias_resolves_to_is_labelled(
+    deployment: Deployment, observed: dict[str, dict[str, Any]]
+) -> None:
+    data: Path = deployment.data  # type: ignore[attr-defined]
+    run = observed["ads_observed_alias"]
+    assert (run["state"], run["ti"]["try_number"]) == ("success", 1)
+    aliased = f"file://{data}/observed_aliased_spend.csv"
+    events = deployment.query(
+        "SELECT categories, source, dag_id FROM policyzones_asset_label_event WHERE name = :n", n=aliased
+    )
+    assert [(e["categories"], e["source"], e["dag_id"]) for e in events] == [
+        (["purchase_events"], "alias", "ads_observed_alias")
+    ]
+    [labels] = deployment.query("SELECT categories FROM policyzones_asset_labels WHERE name = :n", n=aliased)
+    assert labels["categories"] == ["purchase_events"]
+    # Airflow resolved the alias to that asset too (an asset event through the alias).
+    assert deployment.query("SELECT id FROM asset WHERE uri = :u", u=aliased)
+
+
+def test_an_asset_inlet_without_the_port_matches_the_catalog_pattern_without_it(
+    deployment: Deployment, observed: dict[str, dict[str, Any]]
+) -> None:
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    run = observed["recs_declared_warehouse"]
+    assert (run["state"], run["ti"]["try_number"]) == ("failed", 1)
+    assert not (evidence / "recs_declared_warehouse.read_declared").exists()
+    stored = "postgres://warehouse:5432/analytics/raw/purchases"  # Airflow added the default port
+    [inlet] = deployment.query(
+        "SELECT i.name, i.labeled, i.category, i.source FROM policyzones_decision_input i "
+        "JOIN policyzones_decision d ON d.id = i.decision_id WHERE d.dag_id = 'recs_declared_warehouse'"
+    )
+    assert (inlet["name"], inlet["labeled"], inlet["category"], inlet["source"]) == (
+        stored,
+        True,
+        "purchase_events",
+        "declared",
+    )
+    [violation] = _violations(deployment, "recs_declared_warehouse")
+    assert (violation["rules"], violation["input"], violation["input_source"]) == (
+        ["category_not_allowed"],
+        stored,
+        "declared",
+    )
 
 
 def _task_log(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> str:
