@@ -17,7 +17,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from airflow_policyzones.api.schema import OutputLabels, OutputsRequest, OutputsResponse
+from airflow_policyzones.api.schema import OutputLabels, OutputSpec, OutputsRequest, OutputsResponse
 from airflow_policyzones.db.models import (
     PolicyZonesAssetLabelEvent,
     PolicyZonesAssetLabels,
@@ -132,7 +132,8 @@ def explain_derivation(session: Session, ref: InputRef, *, max_hops: int = MAX_P
 def record_outputs(
     *, session: Session, engine: PolicyEngine, request: OutputsRequest, now: datetime | None = None
 ) -> OutputsResponse:
-    """Record what a succeeded try wrote and the labels it gave it; idempotent per try.
+    """Record what a succeeded try wrote and the labels it gave it; once per try (a repeated
+    report gets the recorded outputs back).
 
     The labels come from the try's recorded decision (its inputs' effective labels and zone),
     never from the request: a worker names its outputs, not their labels.
@@ -148,13 +149,11 @@ def record_outputs(
     if not decision.allowed and decision.mode == "enforce":
         raise OutputsRefused("this try was denied and cannot have written anything", status_code=409)
     moment = now or datetime.now(timezone.utc)
-    sources: dict[InputRef, str] = {}
-    for output in request.outputs:  # an output known several ways keeps the first (declared first)
-        sources.setdefault(_ref(output.namespace, output.name), output.source)
-    outputs = list(sources)
+    sources = _sources(request.outputs)
     existing = _events_of(session, decision.id)
     if existing:
         return _response(decision.id, existing, already_recorded=True)
+    outputs = list(sources)
     inputs = _decision_inputs(decision)
     zones = engine.reclassifier_zones
     name = engine.reclassifier_for(dag_id=decision.dag_id, task_id=decision.task_id)
@@ -168,16 +167,19 @@ def record_outputs(
         reclassifier_zones=zones,
     )
     for attempt in range(3):
-        events = [
-            _event(decision, ref, labels, reclassifier=name if spec else None, source=sources[ref], at=moment)
-            for ref in outputs
-        ]
         try:
-            session.add_all(events)
+            events = _add_events(
+                session,
+                decision,
+                outputs,
+                labels,
+                sources=sources,
+                reclassifier=name if spec else None,
+                zones=zones,
+                at=moment,
+            )
             if spec is not None and outputs:
                 session.add(_reclassification(decision, spec, inputs, outputs, zones=zones, at=moment))
-            for ref in outputs:
-                _merge_current(session, ref, labels, zones=zones, at=moment)
             session.commit()
             return _response(decision.id, events, already_recorded=False)
         except IntegrityError:
@@ -190,6 +192,68 @@ def record_outputs(
                     raise
                 return _response(decision.id, existing, already_recorded=True)
     raise AssertionError("unreachable")
+
+
+def label_observed_writes(
+    *,
+    session: Session,
+    engine: PolicyEngine,
+    decision: PolicyZonesDecision,
+    outputs: Sequence[OutputSpec],
+    now: datetime,
+) -> None:
+    """Label at once what a running try wrote through a hook, from what it read so far.
+
+    For a try refused while it ran: its statements already ran (and may have committed), and a
+    refused try never reports outputs, so what they wrote must not stay unlabeled for the next
+    reader. Reclassifier tries are left to their own outputs report (their pass is for the whole
+    try). Adds to the session; the caller commits.
+    """
+    if not outputs or engine.reclassifier_for(dag_id=decision.dag_id, task_id=decision.task_id):
+        return
+    sources = _sources(outputs)
+    recorded = {(event.namespace, event.name) for event in _events_of(session, decision.id)}
+    pending = [ref for ref in sources if (ref.namespace, ref.name) not in recorded]
+    if not pending:
+        return
+    zones = engine.reclassifier_zones
+    labels = output_labels(
+        zone=decision.zone,
+        inputs=[item.labels for item in _decision_inputs(decision)],
+        reclassifier=None,
+        reclassifier_zones=zones,
+    )
+    _add_events(session, decision, pending, labels, sources=sources, reclassifier=None, zones=zones, at=now)
+
+
+def _sources(outputs: Sequence[OutputSpec]) -> dict[InputRef, str]:
+    """Each output once, with how it became known (the first way: declared ones come first)."""
+    sources: dict[InputRef, str] = {}
+    for output in outputs:
+        sources.setdefault(_ref(output.namespace, output.name), output.source)
+    return sources
+
+
+def _add_events(
+    session: Session,
+    decision: PolicyZonesDecision,
+    outputs: Sequence[InputRef],
+    labels: AssetLabels,
+    *,
+    sources: dict[InputRef, str],
+    reclassifier: str | None,
+    zones: Mapping[str, str],
+    at: datetime,
+) -> list[PolicyZonesAssetLabelEvent]:
+    """Append one history event per output and fold the labels into its current labels."""
+    events = [
+        _event(decision, ref, labels, reclassifier=reclassifier, source=sources[ref], at=at)
+        for ref in outputs
+    ]
+    session.add_all(events)
+    for ref in outputs:
+        _merge_current(session, ref, labels, zones=zones, at=at)
+    return events
 
 
 def _events_of(session: Session, decision_id: int) -> Sequence[PolicyZonesAssetLabelEvent]:

@@ -42,7 +42,7 @@ from airflow_policyzones.policy.engine import (
     PolicyEngine,
     TaskContext,
 )
-from airflow_policyzones.propagation import explain_derivation, with_propagated
+from airflow_policyzones.propagation import explain_derivation, label_observed_writes, with_propagated
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -146,7 +146,10 @@ def decide_observed(
     are not decided again (their stored findings are returned); new ones are labeled, decided with
     the same engine and appended to the decision (``source`` ``observed``), their findings recorded
     as violations, and the decision's outcome becomes the worst of the two (an observed deny makes
-    the try denied: its outputs are then refused). The answer is about this request's inputs only.
+    the try denied: its outputs are then refused). Once the try is denied, what its statements
+    wrote (``outputs``; they already ran, possibly committed) is labeled at once from everything
+    it read, since the try will never report outputs; an allowed try's outputs are labeled when it
+    succeeds, from all it read. The answer is about this request's inputs only.
 
     Raises :class:`DecisionRefused` when the try has no decision yet or was denied (409), and, for
     ``source="api"``, when the try does not exist at that number (404/409).
@@ -160,7 +163,13 @@ def decide_observed(
             f"no decision was recorded for {_describe(identity)}: what a try reads while it runs is "
             "decided within the decision its pre-execute check recorded"
         )
+    moment = _aware(now)
     if not row.allowed:
+        # What it wrote meanwhile (the statement already ran) still gets the labels of what it read.
+        label_observed_writes(
+            session=session, engine=engine, decision=row, outputs=request.outputs, now=moment
+        )
+        session.commit()
         raise DecisionRefused(f"{_describe(identity)} was denied: it may not read anything")
     known = {(item.namespace, item.name) for item in row.inputs}
     flagged = {item.input for item in row.violations}  # undeclared inputs have no input row
@@ -176,7 +185,6 @@ def decide_observed(
         session.rollback()  # release the row lock
         names = {ref.name[:INPUT_LEN] for ref in refs}
         return _stored_observation(row, names=names, reasons=set(request.uncheckable))
-    moment = _aware(now)
     labeled = with_propagated(session, engine, engine.label(new))
     undeclared = [item.ref for item in labeled if item.labels is None]
     labeled = [item for item in labeled if item.labels is not None]
@@ -206,6 +214,10 @@ def decide_observed(
     row.input_count += len(labeled)
     row.finding_count += len(decision.findings)
     row.violation_count += len(decision.violations)
+    if not row.allowed:  # refused now: the try never reports outputs, so label what already ran
+        label_observed_writes(
+            session=session, engine=engine, decision=row, outputs=request.outputs, now=moment
+        )
     session.commit()
     return _response(row, decision.findings, already_recorded=False, outcome=decision)
 

@@ -86,6 +86,12 @@ class DecisionResponse(_Strict):
     """True when this try had been decided before (a retried request, a resumed deferral)."""
 
 
+class OutputSpec(InputSpec):
+    """An output a try wrote, with how it became known."""
+
+    source: InputSource = "declared"
+
+
 class ObservedInput(InputSpec):
     """An input a hook or object-storage path reported while the body ran."""
 
@@ -102,12 +108,8 @@ class ObservationRequest(_Strict):
     inputs: list[ObservedInput] = Field(default_factory=list, max_length=MAX_INPUTS)
     uncheckable: list[str] = Field(default_factory=list, max_length=MAX_INPUTS)
     """Reads that cannot be named (SQL the analysis refuses), described by the worker."""
-
-
-class OutputSpec(InputSpec):
-    """An output a try wrote, with how it became known."""
-
-    source: InputSource = "declared"
+    outputs: list[OutputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
+    """What the same statements wrote: labeled at once, since they already ran."""
 
 
 class OutputsRequest(_Strict):

@@ -60,6 +60,9 @@ SQL_JOB = "sql_job"
 Key = tuple[str, str]
 """(namespace, name) of an input or output."""
 
+_SESSIONS = 64
+"""Database sessions tracked per try (past that, statements stand alone: reads are not lost)."""
+
 _TOO_MANY = (
     f"the task read more than {MAX_INPUTS} distinct inputs in one try; the rest cannot be checked one "
     "by one (declare the data the task reads as inlets, e.g. a prefix per dataset)"
@@ -80,8 +83,10 @@ class Observer:
     unavailable: str | None = None
     observed: int = 0
     """How many read reports arrived (repeats included)."""
-    _sql: dict[tuple[int, str, str | None], SqlTables] = field(default_factory=dict)
-    _sessions: dict[int, SqlTables] = field(default_factory=dict)
+    _sql: dict[tuple[str, str | None], SqlTables] = field(default_factory=dict)
+    _sessions: dict[int, tuple[object, SqlTables]] = field(default_factory=dict)
+    _sent: set[Key] = field(default_factory=set)
+    """Outputs sent with an observation (labeled at once if the try was refused)."""
 
     def __post_init__(self) -> None:
         # What the pre-execute decision covered is not decided again.
@@ -98,45 +103,77 @@ class Observer:
             self.check([("asset", InputRef.asset(uri).name)])
 
     def output_asset(self, uri: str | None) -> None:
-        if uri is not None and len(self.outputs) < MAX_INPUTS:
-            self.outputs.setdefault(("asset", InputRef.asset(uri).name), None)
+        if uri is not None:
+            self.check([], outputs=[("asset", InputRef.asset(uri).name)])
 
-    def sql(self, hook: Any, sql: str) -> None:
-        """A hook ran ``sql``: check what it read (its rows are not fetched yet)."""
+    def sql(self, hook: Any, sql: object) -> None:
+        """A hook ran ``sql``: check what it read (its rows are not fetched yet).
+
+        Statements run on the same database connection are one session (a temporary table made
+        by one is not an external read in the next); the connection is known only for hooks that
+        keep it (``hook.conn``, e.g. ``PostgresHook``), otherwise each statement stands alone.
+        """
         from airflow_policyzones.policy.sql import SqlParseError, dialect_for_connection, tables_in_sql
 
-        dialect = dialect_for_connection(_conn_type(hook))
-        session = id(hook)
-        before = self._sessions.get(session)
-        key = (session, sql, dialect)
+        where = type(hook).__name__
+        if isinstance(sql, bytes):
+            try:
+                sql = sql.decode()
+            except UnicodeDecodeError:
+                sql = None
+        if not isinstance(sql, str):
+            self.check([], uncheckable=[f"SQL run through {where} is not text ({type(sql).__name__})"])
+            return
+        conn_type, problem = _conn_type(hook)
+        if problem is not None:
+            self.check([], uncheckable=[f"SQL run through {where}: {problem}"])
+            return
+        dialect = dialect_for_connection(conn_type)
+        connection = getattr(hook, "conn", None)
+        session = id(connection) if connection is not None else None
+        before = self._sessions[session][1] if session in self._sessions else None
+        key = (sql, dialect)
         tables = self._sql.get(key) if before is None or not before.scope else None
         if tables is None:
             try:
                 tables = tables_in_sql(sql, dialect=dialect, after=before)
             except SqlParseError as error:
-                where = f"{type(hook).__name__}"
                 self.check([], uncheckable=[f"SQL run through {where} cannot be analyzed: {error}"])
                 return
-            if len(self._sql) < MAX_INPUTS:
+            if before is None and len(self._sql) < MAX_INPUTS:
                 self._sql[key] = tables
-        self._sessions[session] = tables
-        for ref in tables.outputs:
-            if len(self.outputs) < MAX_INPUTS:
-                self.outputs.setdefault((ref.namespace, ref.name), None)
-        self.check([(ref.namespace, ref.name) for ref in tables.inputs])
+        if session is not None and (session in self._sessions or len(self._sessions) < _SESSIONS):
+            # the connection is kept: its id cannot be reused by another one meanwhile
+            self._sessions[session] = (connection, tables)
+        self.check(
+            [(ref.namespace, ref.name) for ref in tables.inputs],
+            outputs=[(ref.namespace, ref.name) for ref in tables.outputs],
+        )
 
     # --- deciding -------------------------------------------------------------------------------
 
-    def check(self, inputs: list[Key], *, uncheckable: list[str] | None = None) -> None:
-        """Decide what was not decided in this try; raise if a read may not proceed."""
-        self.observed += 1
+    def check(
+        self, inputs: list[Key], *, uncheckable: list[str] | None = None, outputs: list[Key] | None = None
+    ) -> None:
+        """Decide what was not decided in this try; raise if a read may not proceed.
+
+        ``outputs`` (what the same statement wrote) are kept for the outputs report; once the try
+        has been refused they are sent at once, to be labeled from what it read: the statement
+        ran, and a refused try never reports outputs.
+        """
         problems = uncheckable or []
-        for item in (*inputs, *problems):
-            if item in self.denied:
-                raise ObservedReadDenied(self.denied[item])
-        new = [item for item in dict.fromkeys(inputs) if item not in self.allowed]
-        problems = [problem for problem in problems if problem not in self.allowed]
-        if not new and not problems:
+        if inputs or problems:
+            self.observed += 1
+        for output in outputs or ():
+            if len(self.outputs) < MAX_INPUTS:
+                self.outputs.setdefault(output, None)
+        refused = next((self.denied[item] for item in (*inputs, *problems) if item in self.denied), None)
+        new = [item for item in dict.fromkeys(inputs) if item not in self.allowed and item not in self.denied]
+        problems = [item for item in problems if item not in self.allowed and item not in self.denied]
+        unlabeled = [output for output in dict.fromkeys(outputs or ()) if output not in self._sent]
+        if not (new or problems or (self.denied and unlabeled)):
+            if refused is not None:
+                raise ObservedReadDenied(refused)
             return
         if new and len(self.allowed) + len(self.denied) + len(new) > MAX_INPUTS:
             if _TOO_MANY in self.denied:
@@ -149,16 +186,22 @@ class Observer:
             task=self.request.task,
             inputs=[ObservedInput(namespace=namespace, name=name) for namespace, name in new],
             uncheckable=problems,
+            outputs=[OutputSpec(namespace=ns, name=name, source="observed") for ns, name in unlabeled],
         )
         try:
             response = self.decide(request)
         except DecisionUnavailable as error:
+            if self.denied:  # the service refuses a refused try's reads (after labeling its writes)
+                raise ObservedReadDenied(refused or next(iter(self.denied.values()))) from error
             self.unavailable = str(error)
             raise ObservationUnavailable(str(error)) from error
-        refused = {finding.input for finding in response.findings if finding.input is not None}
+        self._sent.update(unlabeled)
+        if refused is not None:
+            raise ObservedReadDenied(refused)
+        named = {finding.input for finding in response.findings if finding.input is not None}
         message = _message(self.request, response)
         for item in new:
-            if not response.allowed and item[1] in refused:
+            if not response.allowed and item[1] in named:
                 self.denied[item] = message
             else:
                 self.allowed.add(item)
@@ -200,15 +243,28 @@ def _message(request: DecisionRequest, response: DecisionResponse) -> str:
     return "\n".join(lines)
 
 
-def _conn_type(hook: Any) -> str | None:
-    """The connection type of a SQL hook: its class's ``conn_type``, else its connection's."""
-    conn_type = getattr(type(hook), "conn_type", None)
-    if isinstance(conn_type, str) and conn_type:
-        return conn_type
+def _conn_type(hook: Any) -> tuple[str | None, str | None]:
+    """The connection type of a SQL hook, from its connection and its class; and a problem when
+    the two disagree (a hook class that claims another database would have the SQL read in the
+    wrong dialect)."""
+    declared = getattr(type(hook), "conn_type", None)
+    declared = declared if isinstance(declared, str) and declared else None
     try:
-        return str(hook.connection.conn_type or "") or None
-    except Exception:  # no connection to ask: the SQL is read in sqlglot's default dialect
-        return None
+        stored = str(hook.connection.conn_type or "") or None
+    except Exception:  # no connection to ask: the class's type, else sqlglot's default dialect
+        stored = None
+    if stored is not None and declared is not None and _same_type(stored) != _same_type(declared):
+        return None, (
+            f"its class says connection type {declared!r} but its connection {stored!r}, so the SQL "
+            "cannot be read in the right dialect (use the provider's hook for the connection)"
+        )
+    return stored or declared, None
+
+
+def _same_type(conn_type: str) -> str:
+    from airflow_policyzones.policy.sql import dialect_for_connection
+
+    return dialect_for_connection(conn_type) or conn_type.strip().lower()
 
 
 # --- the collector -------------------------------------------------------------------------------------
@@ -232,27 +288,42 @@ def observe_try(observer: Observer) -> None:
     _current = observer
 
 
-_WHOLE_FILE_IO = (("read_text", True), ("read_bytes", True), ("write_text", False), ("write_bytes", False))
+_PATH_IO: tuple[tuple[str, bool | None], ...] = (
+    ("open", None),  # by mode: Airflow's own open() reports only .read() and .write() calls
+    ("read_text", True),
+    ("read_bytes", True),
+    ("read_block", True),
+    ("write_text", False),
+    ("write_bytes", False),
+)
 
 
 def _report_whole_file_io() -> None:
-    """Make ``ObjectStoragePath.read_text/read_bytes/write_text/write_bytes`` report to the
-    collector, as ``open()`` does: in Airflow 3.3 they reach the file system without ``open()``,
-    so nothing would see those reads (once per process, before the body runs)."""
+    """Make ``ObjectStoragePath`` report to the collector whenever it opens or reads or writes a
+    whole file: in Airflow 3.3 ``read_text``/``read_bytes``/``read_block``/``write_*`` reach the
+    file system without ``open()``, and ``open()`` reports only ``.read()``/``.write()`` calls
+    (not iteration or ``readline``). Once per process, before the body runs."""
     from airflow.sdk import ObjectStoragePath
     from airflow.sdk.lineage import get_hook_lineage_collector
 
-    for name, reads in _WHOLE_FILE_IO:
+    for name, reads in _PATH_IO:
         original = getattr(ObjectStoragePath, name, None)
         if original is None or getattr(original, "_policyzones_reports", False):
             continue
 
         def reporting(
-            path: Any, *args: Any, _original: Any = original, _reads: bool = reads, **kwargs: Any
+            path: Any, *args: Any, _original: Any = original, _reads: bool | None = reads, **kwargs: Any
         ) -> Any:
             collector = get_hook_lineage_collector()
-            report = collector.add_input_asset if _reads else collector.add_output_asset
-            report(context=path, uri=str(path))
+            if _reads is None:  # open(mode): "r" reads; "w", "a", "x" write; "+" does both
+                mode = str(args[0] if args else kwargs.get("mode", "r"))
+                if "r" in mode or "+" in mode:
+                    collector.add_input_asset(context=path, uri=str(path))
+                if any(flag in mode for flag in "wax+"):
+                    collector.add_output_asset(context=path, uri=str(path))
+            else:
+                report = collector.add_input_asset if _reads else collector.add_output_asset
+                report(context=path, uri=str(path))
             return _original(path, *args, **kwargs)
 
         reporting._policyzones_reports = True  # type: ignore[attr-defined]
@@ -322,7 +393,7 @@ def _reporting_extra(original: Callable[..., Any]) -> Callable[..., Any]:
         observer = _current
         if observer is not None and key == SQL_JOB and isinstance(value, dict):
             sql = value.get("sql")
-            if isinstance(sql, str) and sql.strip():
+            if not (isinstance(sql, str) and not sql.strip()):
                 observer.sql(context, sql)
         return original(context, key, value)
 

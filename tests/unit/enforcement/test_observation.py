@@ -166,14 +166,39 @@ def test_in_a_dry_run_zone_reads_proceed_and_thousands_of_paths_stay_bounded(tri
     reconcile(observer)
 
 
-def test_a_temporary_table_is_the_same_session_s_and_no_other_s(recs: EngineService) -> None:
+def test_a_temporary_table_belongs_to_its_database_session_only(recs: EngineService) -> None:
     observer = observer_for(recs)
-    first, second = postgres_hook(), postgres_hook()
-    observer.sql(first, "CREATE TEMP TABLE recent AS SELECT user_id FROM watch_history")
-    observer.sql(first, "SELECT count(*) FROM recent")  # the session's own temporary table
+    hook = postgres_hook()
+    hook.conn = object()  # type: ignore[attr-defined]  # what PostgresHook.get_conn() keeps: one session
+    observer.sql(hook, "CREATE TEMP TABLE recent AS SELECT user_id FROM watch_history")
+    observer.sql(hook, "SELECT count(*) FROM recent")  # the session's own temporary table
     assert [[i.name for i in r.inputs] for r in recs.requests] == [["watch_history"]]
+    hook.conn = object()  # type: ignore[attr-defined]  # the next run() opens a new connection
     with pytest.raises(ObservedReadDenied, match="undeclared_input"):
-        observer.sql(second, "SELECT count(*) FROM recent")  # another session: a table named recent
+        observer.sql(hook, "SELECT count(*) FROM recent")  # another session: a table named recent
+    unknown = postgres_hook()  # a hook that keeps no connection: each statement stands alone
+    observer.sql(unknown, "CREATE TEMP TABLE recent2 AS SELECT user_id FROM watch_history")
+    with pytest.raises(ObservedReadDenied, match="undeclared_input"):
+        observer.sql(unknown, "SELECT count(*) FROM recent2")
+
+
+def test_sql_that_is_not_text_or_read_in_a_claimed_dialect_fails_closed(recs: EngineService) -> None:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.sdk import Connection
+
+    observer = observer_for(recs)
+    observer.sql(postgres_hook(), b"SELECT user_id FROM watch_history")  # bytes are decoded
+    assert [i.name for i in recs.requests[-1].inputs] == ["watch_history"]
+    with pytest.raises(ObservedReadDenied, match="is not text"):
+        observer.sql(postgres_hook(), object())
+
+    class ClaimsMySql(PostgresHook):
+        conn_type = "mysql"  # '#' starts a comment in MySQL, not in PostgreSQL
+
+    lying = ClaimsMySql("pz_sql")
+    lying._connection = Connection(conn_id="pz_sql", conn_type="postgres")
+    with pytest.raises(ObservedReadDenied, match="its class says connection type 'mysql'"):
+        observer.sql(lying, "SELECT 0 # 0, amount FROM purchases")
 
 
 def test_what_hooks_write_becomes_outputs_bounded(recs: EngineService) -> None:

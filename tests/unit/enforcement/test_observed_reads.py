@@ -34,6 +34,8 @@ DAGS = [
     "hooksrecs_nothing",
     "hookstrial_read",
     "hooksads_alias",
+    "hooksrecs_launder",
+    "hooksrecs_read_copy",
 ]
 
 
@@ -50,6 +52,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Outcome, Pat
                 "CREATE TABLE watch_history (user_id int)",
                 "INSERT INTO purchases VALUES (1, 10), (2, 20)",
                 "INSERT INTO watch_history VALUES (1)",
+                "CREATE TABLE watch_copy (amount int)",
             ):
                 connection.execute(sa.text(ddl))
         data.dispose()
@@ -190,3 +193,25 @@ def test_an_asset_alias_outlet_resolved_at_run_time_is_labeled(run: tuple[Outcom
     assert [(json.loads(categories), source) for categories, source in events] == [
         (["purchase_events"], "alias")
     ]
+
+
+def test_a_refused_statement_that_already_wrote_leaves_its_output_labeled(
+    run: tuple[Outcome, Path, Path],
+) -> None:
+    outcome, db, _ = run
+    assert "hooksrecs_launder.caught" in outcome.evidence
+    assert state(outcome, "hooksrecs_launder") == "failed"
+    events = query(
+        db, "SELECT categories, source FROM policyzones_asset_label_event WHERE name = 'watch_copy'"
+    )
+    assert [(json.loads(categories), source) for categories, source in events] == [
+        (["purchase_events"], "observed")
+    ]
+    # the copy is purchase data: the next reader in the zone is refused, with where it came from
+    assert state(outcome, "hooksrecs_read_copy") == "failed"
+    assert "hooksrecs_read_copy.rows" not in outcome.evidence
+    [(rules, value, result, source, reason)] = violations(db, "hooksrecs_read_copy")
+    assert (rules, value, result, source) == (["category_not_allowed"], "watch_copy", "deny", "observed")
+    assert (
+        "derived: table watch_copy (written by hooksrecs_launder.launder in recs) ← table purchases" in reason
+    )
