@@ -70,6 +70,7 @@ bench: install
 	$(PY) -m benchmarks.bench_lineage
 	$(PY) -m benchmarks.bench_policy_diff
 	$(PY) -m benchmarks.bench_ui
+	$(PY) -m benchmarks.bench_connections
 
 # The audit API's violation list at scale (PostgreSQL), with and without the provider's indexes.
 bench-ui: install

@@ -97,8 +97,9 @@ def decide_and_record(
         _verify_task_instance(session, identity)
     digest = claims_digest(request)
     stored = _load(session, identity, digest=digest)
-    if stored is not None:
+    if isinstance(stored, DecisionResponse):
         return stored
+    pending_seen = stored is not None
 
     moment = _aware(now)
     labeled, undeclared = _labeled_inputs(session, engine, request)
@@ -116,6 +117,11 @@ def decide_and_record(
     decision = _with_derivations(session, decision, refs={item.ref.name: item.ref for item in labeled})
     row = _decision_row(request, decision, labeled, sources=sources, source=source, decided_at=moment)
     row.claims_digest = digest
+    if pending_seen:
+        # Created when the try was refused a connection or variable before this check: complete it.
+        pending = session.scalar(decision_of_try(**identity.model_dump()).with_for_update())
+        if pending is not None and pending.claims_digest == CREDENTIALS_ONLY:
+            row = _complete(pending, row)
     try:
         session.add(row)
         session.commit()
@@ -125,6 +131,8 @@ def decide_and_record(
         stored = _load(session, identity, digest=digest)
         if stored is None:
             raise
+        if not isinstance(stored, DecisionResponse):  # a refused connection's record: complete it
+            return decide_and_record(session=session, engine=engine, request=request, source=source, now=now)
         return stored
     return _response(row, decision.findings, already_recorded=False)
 
@@ -461,22 +469,48 @@ def _violation_row(
     )
 
 
+CREDENTIALS_ONLY = "credentials-only"
+"""``claims_digest`` of a decision row that records only a connection or variable refused to the try
+before its pre-execute check (see :mod:`airflow_policyzones.credentials`)."""
+
+
+def _complete(pending: PolicyZonesDecision, row: PolicyZonesDecision) -> PolicyZonesDecision:
+    """``pending`` (refusals only) completed with the pre-execute decision ``row``: the check's
+    zone, claims and inputs, both sets of violations, the worse outcome."""
+    for name in ("zone", "zone_source", "mode", "policy_version", "claims_digest", "source", "decided_at"):
+        setattr(pending, name, getattr(row, name))
+    if _OUTCOME_SEVERITY[row.outcome] > _OUTCOME_SEVERITY[pending.outcome]:
+        pending.outcome = row.outcome
+    pending.allowed = pending.allowed and row.allowed
+    inputs, violations = list(row.inputs), list(row.violations)
+    row.inputs, row.violations = [], []
+    pending.inputs.extend(inputs)
+    pending.violations.extend(violations)
+    pending.input_count += row.input_count
+    pending.finding_count += row.finding_count
+    pending.violation_count += row.violation_count
+    return pending
+
+
 def claims_digest(request: DecisionRequest) -> str:
     """What a try claimed (zone, inputs, uncheckable inlets), so a repeat can be compared to it."""
     claims = request.model_dump(mode="json", include={"zone", "zone_source", "inputs", "uncheckable"})
     return hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).hexdigest()
 
 
-def _load(session: Session, identity: TaskInstanceIdentity, *, digest: str) -> DecisionResponse | None:
-    """The decision recorded for this try, if any (as a response with ``already_recorded``).
+def _load(
+    session: Session, identity: TaskInstanceIdentity, *, digest: str
+) -> DecisionResponse | PolicyZonesDecision | None:
+    """The decision recorded for this try, if any (as a response with ``already_recorded``); the
+    row itself when it records only refused connections or variables (to be completed).
 
     A repeat that claims something else than the recorded request is refused: otherwise code
     holding the shared JWT secret could record an 'allow' with no inputs for another task's try
     before that task asks.
     """
     row = session.scalar(decision_of_try(**identity.model_dump()))
-    if row is None:
-        return None
+    if row is None or row.claims_digest == CREDENTIALS_ONLY:
+        return row
     if row.claims_digest != digest:
         raise ClaimsMismatch(
             f"{_describe(identity)} was already decided for different claims (zone or inputs); "

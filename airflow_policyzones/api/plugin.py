@@ -80,3 +80,10 @@ class PolicyZonesPlugin(AirflowPlugin):
     @property
     def external_views(self) -> list[dict[str, Any]]:  # type: ignore[override]
         return external_views()
+
+    @property
+    def fastapi_root_middlewares(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The zone check on connections and variables tasks fetch from the execution API."""
+        from airflow_policyzones.api.credentials import root_middlewares
+
+        return root_middlewares()

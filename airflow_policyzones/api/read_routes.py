@@ -98,6 +98,8 @@ RuleValue = Literal[
     "unsanctioned_flow",
     "uncheckable_input",
     "undeclared_input",
+    "connection_not_allowed",
+    "variable_not_allowed",
 ]
 
 _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -1,0 +1,241 @@
+"""Decide whether a running try may obtain an Airflow connection or variable, and record refusals.
+
+Called by the api-server (:mod:`airflow_policyzones.api.credentials`) when a task's supervisor
+fetches a connection or variable from the execution API. The try is the one Airflow's validated
+execution token names (``sub`` = task instance id); its zone is the zone of its recorded decision,
+or, before its pre-execute check has recorded one, the DAG's zone tag (else the policy's default
+zone). A refusal is a violation on the try's decision; a try refused before it has a decision gets
+a decision row holding only that refusal, which its pre-execute check later completes
+(:func:`airflow_policyzones.service.decide_and_record`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, select
+from sqlalchemy.exc import IntegrityError
+
+from airflow_policyzones.api.schema import TaskInstanceIdentity
+from airflow_policyzones.db.models import INPUT_LEN, PolicyZonesDecision, decision_of_try
+from airflow_policyzones.policy.engine import Decision, Outcome, PolicyEngine, TaskContext
+from airflow_policyzones.policy.models import CredentialKind
+from airflow_policyzones.service import CREDENTIALS_ONLY, _violation_row, dag_task_context
+from airflow_policyzones.zones import ZONE_TAG_PREFIX
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+_SEVERITY = {"allow": 0, "exempted": 1, "dry_run": 2, "deny": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialVerdict:
+    """What to answer the supervisor: serve (``allowed``) or refuse, and why."""
+
+    allowed: bool
+    kind: CredentialKind
+    name: str
+    zone: str | None = None
+    decision: Decision | None = None
+    problem: str | None = None
+    """Why nothing could be decided (no such task instance): always a refusal."""
+
+    @property
+    def message(self) -> str:
+        if self.problem is not None:
+            return self.problem
+        if self.decision is None or not self.decision.findings:
+            return f"{self.kind} {self.name!r} may be used in zone {self.zone!r}"
+        finding = self.decision.findings[0]
+        head = {
+            Outcome.DENY: "refused by the zone policy",
+            Outcome.DRY_RUN: "served (zone in dry_run), violation recorded",
+            Outcome.EXEMPTED: f"served under exemption {finding.exemption!r}",
+            Outcome.ALLOW: "served",
+        }[self.decision.outcome]
+        return f"{self.kind} {self.name!r} {head}: {finding.reason}"
+
+    @property
+    def fix(self) -> str:
+        if self.decision is not None and self.decision.findings:
+            return self.decision.findings[0].remediation
+        return "run the request from a task whose try is running in this deployment"
+
+
+def check_credential(
+    *,
+    session: Session,
+    engine: PolicyEngine,
+    ti_id: str,
+    kind: CredentialKind,
+    name: str,
+    now: datetime | None = None,
+) -> CredentialVerdict:
+    """Decide one connection/variable request of the try ``ti_id`` and record a refusal.
+
+    Unrestricted ids (unlisted, and the policy serves unlisted ids) are allowed without a database
+    query. Commits the session when it records something.
+    """
+    if not engine.restricts(kind=kind, name=name):
+        return CredentialVerdict(allowed=True, kind=kind, name=name)
+    found = _lookup(session, ti_id)
+    if found is None:
+        return CredentialVerdict(
+            allowed=False,
+            kind=kind,
+            name=name,
+            problem=f"{kind} {name!r} is restricted by the zone policy and the token names no current "
+            f"task instance ({ti_id}), so no zone can be established",
+        )
+    identity, task, recorded = found
+    moment = now or datetime.now(timezone.utc)
+    # Reading needs no lock: a decision recorded meanwhile is found again when recording below.
+    zone = recorded[0] if recorded is not None else _dag_zone(task.tags)
+    decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=moment)
+    if decision.outcome is Outcome.ALLOW:
+        session.rollback()
+        return CredentialVerdict(allowed=True, kind=kind, name=name, zone=decision.zone, decision=decision)
+    for attempt in range(2):
+        row = session.scalar(decision_of_try(**identity.model_dump()).with_for_update())
+        if row is not None and (recorded is None or row.zone != recorded[0]):
+            # The try's decision was recorded (or changed) since the read: decide in its zone.
+            recorded = (row.zone, row.zone_source)
+            decision = engine.decide_credential(kind=kind, name=name, task=task, zone=row.zone, now=moment)
+            if decision.outcome is Outcome.ALLOW:
+                session.rollback()
+                return CredentialVerdict(
+                    allowed=True, kind=kind, name=name, zone=decision.zone, decision=decision
+                )
+        try:
+            zone_source = "dag" if _dag_zone(task.tags) is not None else "default"
+            _record(session, row, identity, decision, zone_source=zone_source, decided_at=moment)
+            session.commit()
+        except IntegrityError:
+            # The try's pre-execute check created its decision meanwhile: record on that one.
+            session.rollback()
+            if attempt:
+                raise
+            continue
+        return CredentialVerdict(
+            allowed=decision.allowed, kind=kind, name=name, zone=decision.zone, decision=decision
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _lookup(
+    session: Session, ti_id: str
+) -> tuple[TaskInstanceIdentity, TaskContext, tuple[str | None, str] | None] | None:
+    """The try a token names, its membership identity and its recorded zone: one query (a row per
+    DAG tag)."""
+    from airflow.models.dag import DagModel, DagTag
+    from airflow.models.taskinstance import TaskInstance
+
+    try:
+        key = uuid.UUID(ti_id)
+    except ValueError:
+        return None
+    decision = PolicyZonesDecision
+    rows = session.execute(
+        select(
+            TaskInstance.dag_id,
+            TaskInstance.task_id,
+            TaskInstance.run_id,
+            TaskInstance.map_index,
+            TaskInstance.try_number,
+            DagModel.relative_fileloc,
+            DagModel.owners,
+            decision.id,
+            decision.zone,
+            decision.zone_source,
+            DagTag.name,
+        )
+        .outerjoin(DagModel, DagModel.dag_id == TaskInstance.dag_id)
+        .outerjoin(DagTag, DagTag.dag_id == TaskInstance.dag_id)
+        .outerjoin(
+            decision,
+            and_(
+                decision.dag_id == TaskInstance.dag_id,
+                decision.task_id == TaskInstance.task_id,
+                decision.run_id == TaskInstance.run_id,
+                decision.map_index == TaskInstance.map_index,
+                decision.try_number == TaskInstance.try_number,
+            ),
+        )
+        .where(TaskInstance.id == key)
+    ).all()
+    if not rows:
+        return None
+    found = rows[0]
+    identity = TaskInstanceIdentity(
+        dag_id=found.dag_id,
+        task_id=found.task_id,
+        run_id=found.run_id,
+        map_index=found.map_index,
+        try_number=found.try_number,
+    )
+    tags = [row.name for row in rows if row.name is not None]
+    task = dag_task_context(
+        dag_id=found.dag_id,
+        task_id=found.task_id,
+        relative_fileloc=found.relative_fileloc,
+        owners=found.owners,
+        tags=tags,
+    )
+    return identity, task, (found.zone, found.zone_source) if found.id is not None else None
+
+
+def _dag_zone(tags: frozenset[str]) -> str | None:
+    """The DAG's zone tag, as the pre-execute check reads it; several tags: none (decided as such
+    by the engine only if the policy has no default zone — the DAG is an import error anyway)."""
+    zones = sorted(tag.removeprefix(ZONE_TAG_PREFIX) for tag in tags if tag.startswith(ZONE_TAG_PREFIX))
+    return zones[0] if len(zones) == 1 else None
+
+
+def _record(
+    session: Session,
+    row: PolicyZonesDecision | None,
+    identity: TaskInstanceIdentity,
+    decision: Decision,
+    *,
+    zone_source: str,
+    decided_at: datetime,
+) -> None:
+    if row is None:
+        row = PolicyZonesDecision(
+            dag_id=identity.dag_id,
+            task_id=identity.task_id,
+            run_id=identity.run_id,
+            map_index=identity.map_index,
+            try_number=identity.try_number,
+            zone=decision.zone,
+            zone_source=zone_source if decision.zone is not None else "none",
+            mode=decision.mode,
+            outcome=decision.outcome.value,
+            allowed=decision.allowed,
+            policy_version=decision.policy_version,
+            claims_digest=CREDENTIALS_ONLY,
+            source="api",
+            decided_at=decided_at,
+            input_count=0,
+            finding_count=0,
+            violation_count=0,
+        )
+        row.inputs = []
+        row.violations = []
+        session.add(row)
+    recorded = {(item.input, item.rule) for item in row.violations}
+    findings = [
+        finding
+        for finding in decision.findings
+        if ((finding.input or "")[:INPUT_LEN], finding.rule.value) not in recorded
+    ]
+    row.violations.extend(_violation_row(row, decision, finding, input_source=None) for finding in findings)
+    row.finding_count += len(findings)
+    row.violation_count += sum(1 for finding in findings if not finding.exempted)
+    if _SEVERITY[decision.outcome.value] > _SEVERITY[row.outcome]:
+        row.outcome = decision.outcome.value
+    row.allowed = row.allowed and decision.allowed

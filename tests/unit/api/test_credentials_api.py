@@ -1,0 +1,287 @@
+"""Connections and variables on the api-server: Airflow's own api-server app (execution API and
+plugins, as ``airflow api-server`` builds it), tokens from Airflow's own execution-token generator,
+real SQLite and PostgreSQL metadata databases."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from airflow_policyzones.api.credentials import CredentialGuard, credential_request
+from airflow_policyzones.api.schema import DecisionRequest, TaskInstanceIdentity
+from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesViolation
+from airflow_policyzones.policy import PolicyEngine
+from airflow_policyzones.service import decide_and_record
+from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, create_run
+
+pytestmark = pytest.mark.integration
+
+CREDENTIALS = """\
+connections:
+  warehouse_raw:
+    categories: [purchase_events]
+  "slack_*":
+    zones: [ads]
+variables:
+  "ads_*":
+    zones: [ads]
+"""
+WAREHOUSE = json.dumps(
+    {"conn_type": "postgres", "host": "warehouse", "login": "reader", "password": "s3cret"}
+)
+
+
+@pytest.fixture(scope="module")
+def credentials_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("credentials") / "policy.yaml"
+    path.write_text(TEST_POLICY + CREDENTIALS)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _config(monkeypatch: pytest.MonkeyPatch, credentials_policy: Path) -> None:
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("AIRFLOW__POLICYZONES__POLICY_FILE", str(credentials_policy))
+    # Defined on the api-server only: what the execution API serves from its own secrets.
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_RAW", WAREHOUSE)
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ADS", json.dumps({"conn_type": "http", "host": "slack"}))
+    monkeypatch.setenv("AIRFLOW_CONN_OPEN_DATA", json.dumps({"conn_type": "http", "host": "open"}))
+    monkeypatch.setenv("AIRFLOW_VAR_ADS_BUDGET", "1000")
+
+
+@pytest.fixture(scope="module")
+def client(backend: Prepared) -> Iterator[TestClient]:
+    import os
+
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+
+    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
+    try:
+        with TestClient(create_app(apps="all")) as test_client:
+            yield test_client
+    finally:
+        os.environ.pop("AIRFLOW__API_AUTH__JWT_SECRET", None)
+        purge_cached_app()
+
+
+def _ti(dag_id: str) -> tuple[TaskInstanceIdentity, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    run_id = create_run(dag_id)
+    with create_session() as session:
+        ti_id = session.scalar(
+            sa.select(TaskInstance.id).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == "read"
+            )
+        )
+    identity = TaskInstanceIdentity(dag_id=dag_id, task_id="read", run_id=run_id, map_index=-1, try_number=1)
+    return identity, str(ti_id)
+
+
+def _token(ti_id: str) -> dict[str, str]:
+    """An execution token exactly as the scheduler's executor signs it for a workload."""
+    from airflow.api_fastapi.execution_api.app import _jwt_generator
+
+    return {"Authorization": f"Bearer {_jwt_generator().generate({'sub': ti_id})}"}
+
+
+def _decide(identity: TaskInstanceIdentity, zone: str | None, engine: PolicyEngine) -> None:
+    from airflow.utils.session import create_session
+
+    request = DecisionRequest.model_validate(
+        {"task": identity.model_dump(), "zone": zone, "zone_source": "dag" if zone else "none", "inputs": []}
+    )
+    with create_session() as session:
+        decide_and_record(session=session, engine=engine, request=request, source="api")
+
+
+def _violations(identity: TaskInstanceIdentity) -> list[tuple[str, str | None, str]]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(
+            sa.select(PolicyZonesViolation.rule, PolicyZonesViolation.input, PolicyZonesViolation.outcome)
+            .where(PolicyZonesViolation.run_id == identity.run_id)
+            .order_by(PolicyZonesViolation.id)
+        ).all()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def _decision(identity: TaskInstanceIdentity) -> PolicyZonesDecision | None:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalar(
+            sa.select(PolicyZonesDecision).where(PolicyZonesDecision.run_id == identity.run_id)
+        )
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+@pytest.fixture(scope="module")
+def policy(credentials_policy: Path) -> PolicyEngine:
+    return PolicyEngine.from_file(credentials_policy)
+
+
+def _tag(dag_id: str, tag: str) -> None:
+    from airflow.models.dag import DagTag
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if session.get(DagTag, (tag, dag_id)) is None:
+            session.add(DagTag(name=tag, dag_id=dag_id))
+
+
+# --- the mechanism, pinned on this Airflow version ----------------------------------------------
+
+
+def test_airflow_mounts_the_guard_around_the_execution_api(client: TestClient) -> None:
+    from airflow import plugins_manager
+    from airflow.api_fastapi.execution_api.routes import connections, variables
+
+    _, middlewares = plugins_manager.get_fastapi_plugins()
+    assert [m["middleware"] for m in middlewares if m["middleware"] is CredentialGuard] == [CredentialGuard]
+    assert CredentialGuard in [m.cls for m in client.app.user_middleware]  # type: ignore[attr-defined]
+    # The per-task hooks Airflow leaves open (always True on this version) are still there.
+    assert connections.has_connection_access.__name__ == "has_connection_access"
+    assert variables.has_variable_access.__name__ == "has_variable_access"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/execution/connections/warehouse_raw", ("connection", "warehouse_raw")),
+        ("/execution/variables/a/b", ("variable", "a/b")),
+        ("/execution/variables/keys", None),
+        ("/execution/connections/", None),
+        ("/execution/connections/a/b", None),
+        ("/execution/task-instances/x/run", None),
+        ("/api/v2/connections/warehouse_raw", None),
+    ],
+)
+def test_credential_request(path: str, expected: object) -> None:
+    assert credential_request(path) == expected
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+def test_a_zone_that_may_not_use_the_data_never_gets_the_credentials(
+    client: TestClient, policy: PolicyEngine
+) -> None:
+    identity, ti_id = _ti("recs_dag")
+    _decide(identity, "recs", policy)
+
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+
+    assert response.status_code == 403, response.text
+    assert "s3cret" not in response.text
+    detail = response.json()["detail"]
+    assert detail["reason"] == "policyzones_refused"
+    assert detail["connection"] == "warehouse_raw"
+    assert detail["zone"] == "recs"
+    assert detail["rule"] == "connection_not_allowed"
+    assert "purchase_events" in detail["message"] and detail["fix"]
+    assert _violations(identity) == [("connection_not_allowed", "connection:warehouse_raw", "deny")]
+    row = _decision(identity)
+    assert row is not None and row.outcome == "deny" and row.allowed is False
+    assert row.violation_count == 1
+
+    again = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+    assert again.status_code == 403
+    assert len(_violations(identity)) == 1  # one finding per try and connection
+
+
+def test_a_zone_that_may_use_it_gets_it(client: TestClient, policy: PolicyEngine) -> None:
+    identity, ti_id = _ti("ads_dag")
+    _decide(identity, "ads", policy)
+
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["password"] == "s3cret"
+    assert client.get("/execution/connections/slack_ads", headers=_token(ti_id)).status_code == 200
+    assert _violations(identity) == []
+
+
+def test_unrestricted_connections_are_served_to_everyone(client: TestClient, policy: PolicyEngine) -> None:
+    identity, ti_id = _ti("recs_dag")
+    _decide(identity, "recs", policy)
+    response = client.get("/execution/connections/open_data", headers=_token(ti_id))
+    assert response.status_code == 200, response.text
+    assert client.get("/execution/connections/missing_one", headers=_token(ti_id)).status_code == 404
+
+
+def test_variables_are_refused_the_same_way(client: TestClient, policy: PolicyEngine) -> None:
+    identity, ti_id = _ti("recs_dag")
+    _decide(identity, "recs", policy)
+    refused = client.get("/execution/variables/ads_budget", headers=_token(ti_id))
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["detail"]["variable"] == "ads_budget"
+    assert _violations(identity) == [("variable_not_allowed", "variable:ads_budget", "deny")]
+
+    ads, ads_ti = _ti("ads_dag")
+    _decide(ads, "ads", policy)
+    served = client.get("/execution/variables/ads_budget", headers=_token(ads_ti))
+    assert served.status_code == 200, served.text
+    assert served.json()["value"] == "1000"
+
+
+def test_dry_run_serves_and_records_before_the_check_then_the_check_completes_the_decision(
+    client: TestClient, policy: PolicyEngine
+) -> None:
+    _tag("mkt_dag", "policyzone:marketing")
+    identity, ti_id = _ti("mkt_dag")
+
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+
+    assert response.status_code == 200, response.text
+    assert _violations(identity) == [("connection_not_allowed", "connection:warehouse_raw", "dry_run")]
+    pending = _decision(identity)
+    assert pending is not None and pending.zone == "marketing" and pending.outcome == "dry_run"
+
+    _decide(identity, "marketing", policy)  # the pre-execute check, later in the same try
+    row = _decision(identity)
+    assert row is not None and row.outcome == "dry_run" and row.allowed
+    assert row.zone_source == "dag" and row.claims_digest != "credentials-only"
+    assert _violations(identity) == [("connection_not_allowed", "connection:warehouse_raw", "dry_run")]
+
+
+def test_before_a_decision_an_unzoned_try_gets_nothing_restricted(client: TestClient) -> None:
+    identity, ti_id = _ti("ai_dag")  # no zone tag, no default zone
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+    assert response.status_code == 403
+    assert _violations(identity) == [("connection_not_allowed", "connection:warehouse_raw", "deny")]
+
+
+def test_tokens_that_name_no_try_get_nothing_restricted(client: TestClient) -> None:
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(str(uuid.uuid4())))
+    assert response.status_code == 403
+    assert "no current task instance" in response.json()["detail"]["message"]
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic eA=="}]
+)
+def test_bad_tokens_are_refused_by_airflow_itself(client: TestClient, headers: dict[str, Any]) -> None:
+    response = client.get("/execution/connections/warehouse_raw", headers=headers)
+    assert response.status_code in (401, 403)
+    assert "s3cret" not in response.text
+
+
+def test_disabled_enforcement_serves_everything(
+    client: TestClient, policy: PolicyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__POLICYZONES__ENABLED", "False")
+    identity, ti_id = _ti("recs_dag")
+    _decide(identity, "recs", policy)
+    assert client.get("/execution/connections/warehouse_raw", headers=_token(ti_id)).status_code == 200
