@@ -141,7 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        aliases=["doctor"],
         help="which policy each component has loaded, and what is wrong",
         description="Load the policy configured here ([policyzones] policy_file) and, where Airflow's "
         "metadata database is reachable, read the version the dag-processor validated each DAG against; "
@@ -150,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(run=_run_status)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="what weakens enforcement in this deployment, each with its fix",
+        description="Read this host's Airflow configuration and environment (run it where tasks run "
+        "and on the api-server) and report what lets a task obtain credentials without the zone check: "
+        "AIRFLOW_CONN_* variables, secrets backends on workers, the JWT secret or metadata database "
+        "visible to tasks, enforcement disabled, a policy that does not load. Changes nothing. "
+        "Exit 0 when nothing is found, 1 otherwise.",
+    )
+    doctor.set_defaults(run=_run_doctor)
 
     explain = commands.add_parser(
         "explain",
@@ -356,6 +366,16 @@ def _simulate_if_reachable(engine: PolicyEngine, *, since: str, quiet_json: bool
         print("\nSimulation over the recorded decisions:")
         sys.stdout.write(render_text(result))
     return EXIT_OK
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from airflow_policyzones.cli.doctor import diagnose
+
+    found = diagnose()
+    for weakness in found:
+        print(weakness.format())
+    print(f"{len(found)} weakness{'es' if len(found) != 1 else ''} found" if found else "no weakness found")
+    return 1 if found else 0
 
 
 def _run_status(args: argparse.Namespace) -> int:
