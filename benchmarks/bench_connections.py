@@ -56,7 +56,9 @@ def main() -> int:
         run_id = create_run("ads_dag")
         with create_session() as session:
             ti_id = session.scalar(
-                sa.select(TaskInstance.id).where(TaskInstance.run_id == run_id, TaskInstance.task_id == "read")
+                sa.select(TaskInstance.id).where(
+                    TaskInstance.run_id == run_id, TaskInstance.task_id == "read"
+                )
             )
             request = DecisionRequest.model_validate(
                 {
