@@ -69,6 +69,7 @@ bench: install
 	$(PY) -m benchmarks.bench_flows
 	$(PY) -m benchmarks.bench_lineage
 	$(PY) -m benchmarks.bench_policy_diff
+	$(PY) -m benchmarks.bench_observed
 	$(PY) -m benchmarks.bench_ui
 	$(PY) -m benchmarks.bench_connections
 
