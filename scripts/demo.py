@@ -54,6 +54,17 @@ DEMO_USER = "admin"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 PLUGIN_HEALTH_PATH = "/policyzones/api/v1/health"
 EVIDENCE_ENV = "POLICYZONES_EVIDENCE_DIR"
+DATA_ENV = "POLICYZONES_DEMO_DATA_DIR"
+
+OBSERVED_READS: Mapping[tuple[str, str], str] = {
+    ("recs_purchase_export", "rank_from_purchase_export"): "exports/purchases/daily.csv",
+}
+"""Example tasks that declare no inlets and read a file of the demo's data folder through
+``ObjectStoragePath`` (``(dag_id, task_id) -> path``): ``policyzones check`` sees no input for them
+(it knows what DAGs declare), so what the policy says about them is its decision on the file they
+read (``policyzones explain``), which their read gets while they run."""
+PURCHASES_EXPORT = "user_id,item_id,amount_cents\n1001,sku-17,1299\n1002,sku-4,499\n1001,sku-9,2450\n"
+"""The export ``make demo`` writes for them (the policy catalogs ``exports/purchases`` as purchases)."""
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -169,6 +180,10 @@ class DemoPaths:
         return self.root / "evidence"
 
     @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
     def password_file(self) -> Path:
         return self.home / "simple_auth_manager_passwords.json.generated"
 
@@ -202,6 +217,8 @@ def airflow_settings(
         "AIRFLOW__POLICYZONES__API_URL": local,
         # The example tasks drop a file here when their body runs (dags_examples/evidence.py).
         EVIDENCE_ENV: str(paths.evidence),
+        # What the example tasks read through object storage (OBSERVED_READS).
+        DATA_ENV: str(paths.data),
     }
 
 
@@ -525,6 +542,8 @@ class Expected:
     task_id: str
     outcome: str
     rules: tuple[str, ...]
+    observed: bool = False
+    """Decided on what the task reads while it runs (it declares nothing), not before it runs."""
 
     @property
     def state(self) -> str | None:
@@ -537,7 +556,17 @@ class Expected:
 
     @property
     def label(self) -> str:
-        return f"{self.outcome} ({', '.join(self.rules)})" if self.rules else self.outcome
+        label = f"{self.outcome} ({', '.join(self.rules)})" if self.rules else self.outcome
+        return f"{label}, read observed" if self.observed else label
+
+
+def _rules(decision: Mapping[str, Any]) -> tuple[str, ...]:
+    rules: list[str] = []
+    for finding in decision.get("findings", []):
+        for rule in finding.get("rules") or [finding.get("rule")]:
+            if rule and rule not in rules:
+                rules.append(str(rule))
+    return tuple(rules)
 
 
 def expected_outcomes(report: Mapping[str, Any]) -> dict[tuple[str, str], Expected]:
@@ -545,15 +574,44 @@ def expected_outcomes(report: Mapping[str, Any]) -> dict[tuple[str, str], Expect
     expected: dict[tuple[str, str], Expected] = {}
     for task in report.get("tasks", []):
         decision = task.get("decision") or {}
-        rules: list[str] = []
-        for finding in decision.get("findings", []):
-            for rule in finding.get("rules") or [finding.get("rule")]:
-                if rule and rule not in rules:
-                    rules.append(str(rule))
         outcome = str(task.get("outcome") or decision.get("outcome") or "not_checked")
         key = (str(task["dag_id"]), str(task["task_id"]))
-        expected[key] = Expected(key[0], key[1], outcome, tuple(rules))
+        expected[key] = Expected(key[0], key[1], outcome, _rules(decision))
     return expected
+
+
+def observed_outcomes(
+    report: Mapping[str, Any], env: Mapping[str, str], *, data: Path
+) -> dict[tuple[str, str], Expected]:
+    """What the policy says about the reads of ``OBSERVED_READS`` tasks: ``policyzones explain``
+    of the file each reads, in the zone ``policyzones check`` found for it."""
+    zones = {(str(t["dag_id"]), str(t["task_id"])): t.get("zone") for t in report.get("tasks", [])}
+    expected: dict[tuple[str, str], Expected] = {}
+    for (dag_id, task_id), relative in OBSERVED_READS.items():
+        zone = zones.get((dag_id, task_id))
+        if not zone:  # not in the DAG folder, or no zone: nothing to ask
+            continue
+        argv = [sys.executable, "-m", "airflow_policyzones", "explain", str(POLICY_FILE), "--zone", str(zone)]
+        argv += ["--dag-id", dag_id, "--task-id", task_id, "--input", f"file://{data / relative}", "--json"]
+        proc = subprocess.run(argv, env=dict(env), capture_output=True, text=True)
+        try:
+            decision: dict[str, Any] = json.loads(proc.stdout)
+        except ValueError:
+            raise DemoError(
+                f"policyzones explain printed no JSON for {dag_id}.{task_id}:\n{proc.stderr.strip()}"
+            ) from None
+        expected[(dag_id, task_id)] = Expected(
+            dag_id, task_id, str(decision.get("outcome")), _rules(decision), observed=True
+        )
+    return expected
+
+
+def write_data(data: Path) -> None:
+    """The files the ``OBSERVED_READS`` tasks read."""
+    for relative in OBSERVED_READS.values():
+        path = data / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(PURCHASES_EXPORT)
 
 
 def dag_files(report: Mapping[str, Any]) -> dict[str, str]:
@@ -765,10 +823,12 @@ class Demo:
         if dropped:
             say(f"  ignoring your own Airflow settings for the demo: {', '.join(dropped)}")
         write_env_file(self.paths.env_file, self.settings)
+        write_data(self.paths.data)
         say(f"  DAG folder      {rel(DAGS_DIR)}")
         say(f"  policy          {rel(POLICY_FILE)}")
         say(f"  database        {rel(self.paths.database)} (SQLite), LocalExecutor")
         say(f"  settings        {rel(self.paths.env_file)}")
+        say(f"  data            {rel(self.paths.data)} (files example tasks read through object storage)")
 
         step("Checking the example policy and DAGs (policyzones check: what should happen)")
         report = policy_check(self.env)
@@ -1032,7 +1092,7 @@ class Demo:
         try:
             plugin_status = self.wait_healthy()
             self.api.login(DEMO_USER, self.password())
-            expected = expected_outcomes(report)
+            expected = expected_outcomes(report) | observed_outcomes(report, self.env, data=self.paths.data)
             dag_ids = self.wait_for_dags(dag_files(report))
         except BaseException:
             say()

@@ -79,7 +79,7 @@ def format_decisions(rows: Sequence[Row]) -> list[str]:
 
 
 def format_violations(rows: Sequence[Row]) -> list[str]:
-    """One line per violation, then its reason and fix, indented."""
+    """One line per violation (with how its input became known), then its reason and fix, indented."""
     table = [
         [
             task_name(row),
@@ -87,11 +87,14 @@ def format_violations(rows: Sequence[Row]) -> list[str]:
             _text(row.get("zone")),
             _text(row.get("outcome")),
             _text(row.get("rules") or row.get("rule")),
+            _text(row.get("input_source")),
             _text(row.get("input")),
         ]
         for row in rows
     ]
-    lines = format_table(["task", "try", "zone", "outcome", "rules", "input"], table)
+    # "known": how the input became known (declared inlet, the SQL of a SQL task, observed while
+    # the task ran, an AssetAlias); "-" for findings about the task itself.
+    lines = format_table(["task", "try", "zone", "outcome", "rules", "known", "input"], table)
     details = []
     for row in rows:
         if row.get("reason") or row.get("remediation") or row.get("exemption"):

@@ -41,7 +41,7 @@ def test_validate_example_policy_summarizes_counts_and_version(capsys: pytest.Ca
     for expected in (
         "4 zones",
         "3 categories",
-        "5 catalog entries",
+        "6 catalog entries",
         "1 flow",
         "1 reclassifier",
         "1 exemption",

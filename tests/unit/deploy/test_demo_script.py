@@ -110,6 +110,7 @@ def test_settings_use_absolute_paths_in_the_demo_dir(tmp_path: Path) -> None:
     assert settings["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8123/execution/"
     assert settings["AIRFLOW__API_AUTH__JWT_SECRET"] == "secret"
     assert settings["POLICYZONES_EVIDENCE_DIR"] == str(paths.root / "evidence")
+    assert settings["POLICYZONES_DEMO_DATA_DIR"] == str(paths.root / "data")
 
 
 def test_clean_environment_drops_the_callers_airflow_settings(tmp_path: Path) -> None:
@@ -204,7 +205,8 @@ def test_expected_outcomes_of_the_example_dags() -> None:
         "AIRFLOW__POLICYZONES__POLICY_FILE": str(demo.POLICY_FILE),
     }
     env, _ = clean_environment(os.environ, settings)
-    states = {key: e.state for key, e in expected_outcomes(demo.policy_check(env)).items()}
+    report = demo.policy_check(env)
+    states = {key: e.state for key, e in expected_outcomes(report).items()}
     assert states == {
         ("ads_optimization_daily", "build_bid_features"): "success",
         ("purchases_reclassify", "aggregate_consented"): "success",
@@ -217,7 +219,27 @@ def test_expected_outcomes_of_the_example_dags() -> None:
         ("ads_spend_segments", "segment_spenders"): "success",
         ("recs_spend_ranking", "rank_by_spend_segments"): "failed",
         ("ai_training_features", "train_on_bid_features"): "failed",
+        # Declares nothing: the check sees no input; its read is decided while it runs (below).
+        ("recs_purchase_export", "rank_from_purchase_export"): "success",
     }
+    observed = demo.observed_outcomes(report, env, data=Path("/srv/demo/data"))
+    assert observed == {
+        ("recs_purchase_export", "rank_from_purchase_export"): Expected(
+            "recs_purchase_export",
+            "rank_from_purchase_export",
+            "deny",
+            ("category_not_allowed",),
+            observed=True,
+        )
+    }
+    [blocked] = observed.values()
+    assert (blocked.state, blocked.label) == ("failed", "deny (category_not_allowed), read observed")
+
+
+def test_the_demo_writes_the_files_its_observed_readers_read(tmp_path: Path) -> None:
+    demo.write_data(tmp_path)
+    [relative] = demo.OBSERVED_READS.values()
+    assert (tmp_path / relative).read_text().startswith("user_id,")
 
 
 def test_verdicts() -> None:
@@ -432,6 +454,7 @@ VIOLATIONS = [
         "reason": "carries category 'purchase_events'",
         "remediation": "read a reclassified version",
         "exemption": None,
+        "input_source": "observed",
     }
 ]
 
@@ -444,6 +467,9 @@ def test_summary_of_decisions_and_violations() -> None:
     assert "content_recommendations (dag)" in text
     assert "m.t[3]" in text
     assert "recs_content_ranking.rank_from_purchases <- s3://lake/raw/purchases/daily" in text
+    header, row = lines[lines.index(next(line for line in lines if "known" in line)) :][:2]
+    assert header.split() == ["task", "try", "zone", "outcome", "rules", "known", "input"]
+    assert row.split()[-2:] == ["observed", "s3://lake/raw/purchases/daily"]
     assert "why:  carries category 'purchase_events'" in text
     assert "fix:  read a reclassified version" in text
 
