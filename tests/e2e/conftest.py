@@ -14,6 +14,21 @@ from tests.e2e.deployment import Deployment, copy_dags, postgres_database
 
 OBSERVED_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "observed_reads.py"
 """Tasks reading a PostgreSQL warehouse through hooks, declaring nothing (test_enforcement.py)."""
+CREDENTIAL_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "credentials.py"
+"""Tasks asking the api-server for a connection and a variable (test_enforcement.py)."""
+CREDENTIAL_CONNECTION = "warehouse_raw"
+CREDENTIAL_VARIABLE = "ads_bid_budget"
+CREDENTIAL_VARIABLE_VALUE = "1000"
+CONNECTIONS_POLICY = """\
+  # Added by the end-to-end deployment: a connection to the warehouse, stored in the metadata DB.
+  warehouse_raw:
+    catalog: ["raw.purchases"]
+"""
+VARIABLES_POLICY = """\
+  # Added by the end-to-end deployment: Ads Optimization's variables, stored in the metadata DB.
+  "ads_*":
+    zones: [ads_optimization]
+"""
 WAREHOUSE_CATALOG = """\
   # Added by the end-to-end deployment: the warehouse the observed-read DAGs query.
   - table: "raw.purchases"
@@ -91,6 +106,15 @@ with DAG(
 '''
 
 
+def add_policy_section(text: str, section: str, entries: str) -> str:
+    """``entries`` (indented) added to the policy's top-level ``section``, created if missing."""
+    header = f"\n{section}:\n"
+    if header in text:
+        assert text.count(header) == 1, f"the example policy has several '{section}:' sections"
+        return text.replace(header, header + entries)
+    return text.rstrip("\n") + f"\n{header}" + entries
+
+
 def create_warehouse(url: str) -> str:
     """The warehouse tables in the database at ``url``; the URI of an Airflow connection to it."""
     engine = sa.create_engine(url)
@@ -105,9 +129,10 @@ def create_warehouse(url: str) -> str:
 
 @pytest.fixture(scope="module", params=["LocalExecutor", "CeleryExecutor"])
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """The example DAGs (plus a burst DAG and the observed-read DAGs) in a real deployment on a
-    fresh PostgreSQL database, with a second PostgreSQL database as the data warehouse and a
-    folder as ``file://`` object storage."""
+    """The example DAGs (plus a burst DAG, the observed-read DAGs and the credential DAGs) in a real
+    deployment on a fresh PostgreSQL database, with a second PostgreSQL database as the data
+    warehouse (connection ``warehouse`` in every component's environment, ``warehouse_raw`` in the
+    metadata DB), a variable in the metadata DB and a folder as ``file://`` object storage."""
     executor: str = request.param
     with (
         tempfile.TemporaryDirectory(prefix=f"policyzones-e2e-{executor}-") as tmp,
@@ -120,14 +145,18 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
         (dags / "recs_violation_burst.py").write_text(BURST_DAG)
         (dags / "recs_bypass_attempt.py").write_text(BYPASS_DAG)
         (dags / OBSERVED_DAGS.name).write_text(OBSERVED_DAGS.read_text())
+        (dags / CREDENTIAL_DAGS.name).write_text(CREDENTIAL_DAGS.read_text())
         policy = dags / "policy.yaml"
         text = policy.read_text()
         assert text.count("\ncatalog:\n") == 1, "the example policy's catalog moved"
-        policy.write_text(text.replace("\ncatalog:\n", "\ncatalog:\n" + WAREHOUSE_CATALOG))
+        text = text.replace("\ncatalog:\n", "\ncatalog:\n" + WAREHOUSE_CATALOG)
+        text = add_policy_section(text, "connections", CONNECTIONS_POLICY)
+        policy.write_text(add_policy_section(text, "variables", VARIABLES_POLICY))
         evidence = root / "evidence"
         evidence.mkdir()
         data = root / "data"
         data.mkdir()
+        warehouse = create_warehouse(warehouse_url)
         instance = Deployment(
             home=root / "home",
             dags_folder=dags,
@@ -137,13 +166,16 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
             extra_env={
                 "POLICYZONES_EVIDENCE_DIR": str(evidence),
                 "POLICYZONES_DATA_DIR": str(data),
-                "AIRFLOW_CONN_WAREHOUSE": create_warehouse(warehouse_url),
+                "AIRFLOW_CONN_WAREHOUSE": warehouse,
             },
         )
         instance.evidence = evidence  # type: ignore[attr-defined]
         instance.data = data  # type: ignore[attr-defined]
         try:
             instance.start()
+            # In the metadata DB, where only the api-server serves them: never in the workers' env.
+            instance.airflow("connections", "add", CREDENTIAL_CONNECTION, "--conn-uri", warehouse)
+            instance.airflow("variables", "set", CREDENTIAL_VARIABLE, CREDENTIAL_VARIABLE_VALUE)
             yield instance
         finally:
             instance.stop()

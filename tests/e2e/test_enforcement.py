@@ -402,6 +402,153 @@ def test_an_asset_inlet_without_the_port_matches_the_catalog_pattern_without_it(
     )
 
 
+# --- connections and variables: refused on the api-server --------------------------------------------
+#
+# The DAGs are tests/fixtures/e2e/credentials.py. Connection `warehouse_raw` (the warehouse's raw
+# purchases) and variable `ads_bid_budget` are in the metadata DB, so tasks can only get them from
+# the api-server's execution API, where the policy's `connections:` / `variables:` sections apply.
+
+CREDENTIAL_TASKS = {
+    "recs_credentials_connection": "read_warehouse_raw",
+    "ads_credentials_served": "read_warehouse_raw",
+    "marketing_credentials_dry_run": "read_warehouse_raw",
+    "recs_credentials_variable": "read_ads_budget",
+}
+
+
+@pytest.fixture(scope="module")
+def credential_runs(deployment: Deployment) -> dict[str, dict[str, Any]]:
+    """Every credential DAG run once: dag_id -> its run's state, task instance, run id and task log."""
+    deployment.wait_for_dags(set(CREDENTIAL_TASKS))
+    assert deployment.import_errors() == {}
+    runs = {dag_id: deployment.trigger(dag_id) for dag_id in sorted(CREDENTIAL_TASKS)}
+    states = deployment.wait_for_runs(runs)
+    return {
+        dag_id: {
+            "state": states[dag_id],
+            "run_id": runs[dag_id],
+            "ti": deployment.task_instances(dag_id, runs[dag_id])[(task_id, -1)],
+            "log": _task_log(deployment, dag_id, runs[dag_id], task_id),
+        }
+        for dag_id, task_id in CREDENTIAL_TASKS.items()
+    }
+
+
+def _credential_violations(deployment: Deployment, dag_id: str) -> list[dict[str, Any]]:
+    return deployment.query(
+        "SELECT v.rule, v.rules, v.input, v.outcome, v.zone, v.try_number, d.outcome AS decision, "
+        "d.allowed FROM policyzones_violation v JOIN policyzones_decision d ON d.id = v.decision_id "
+        "WHERE v.dag_id = :d ORDER BY v.id",
+        d=dag_id,
+    )
+
+
+def test_a_zone_that_may_not_use_a_connection_never_gets_it(
+    deployment: Deployment, credential_runs: dict[str, dict[str, Any]]
+) -> None:
+    run = credential_runs["recs_credentials_connection"]
+    log = run["log"]
+    assert run["state"] == "failed", log
+    assert (run["ti"]["state"], run["ti"]["try_number"]) == ("failed", 1)
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    assert not (evidence / "recs_credentials_connection.read_warehouse_raw.rows").exists()
+    assert _return_values(deployment, "recs_credentials_connection") == []
+    [violation] = _credential_violations(deployment, "recs_credentials_connection")
+    assert (
+        violation["rule"],
+        violation["input"],
+        violation["outcome"],
+        violation["zone"],
+        violation["try_number"],
+        violation["decision"],
+        violation["allowed"],
+    ) == (
+        "connection_not_allowed",
+        "connection:warehouse_raw",
+        "deny",
+        "content_recommendations",
+        1,
+        "deny",
+        False,
+    )
+    assert set(violation["rules"]) == {"connection_not_allowed", "category_not_allowed"}
+    # What Airflow's supervisor makes of the api-server's 403: the hook call raises, no fallback.
+    assert "AirflowSecretsBackendAccessDenied" in log
+    assert "Access denied for connection 'warehouse_raw' by Execution API" in log
+    # The api-server says why, with the zone.
+    api_log = (deployment.home / "api-server.log").read_text(errors="replace")
+    assert "policyzones: connection 'warehouse_raw' refused by the zone policy" in api_log
+    assert "content_recommendations" in api_log
+
+
+def test_a_zone_that_may_use_the_connection_and_variable_gets_them_and_reads(
+    deployment: Deployment, credential_runs: dict[str, dict[str, Any]]
+) -> None:
+    run = credential_runs["ads_credentials_served"]
+    assert run["state"] == "success", run["log"]
+    assert (run["ti"]["state"], run["ti"]["try_number"]) == ("success", 1)
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    assert (evidence / "ads_credentials_served.read_warehouse_raw.rows").exists()
+    assert [row["value"] for row in _return_values(deployment, "ads_credentials_served")] == [
+        "3 rows, budget 1000"
+    ]
+    assert _credential_violations(deployment, "ads_credentials_served") == []
+    [decision] = deployment.query(
+        "SELECT outcome, zone FROM policyzones_decision WHERE dag_id = 'ads_credentials_served'"
+    )
+    assert (decision["outcome"], decision["zone"]) == ("allow", "ads_optimization")
+
+
+def test_a_dry_run_zone_gets_the_connection_and_the_violation_is_recorded(
+    deployment: Deployment, credential_runs: dict[str, dict[str, Any]]
+) -> None:
+    run = credential_runs["marketing_credentials_dry_run"]
+    assert run["state"] == "success", run["log"]
+    assert (run["ti"]["state"], run["ti"]["try_number"]) == ("success", 1)
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    assert (evidence / "marketing_credentials_dry_run.read_warehouse_raw.rows").exists()
+    assert [row["value"] for row in _return_values(deployment, "marketing_credentials_dry_run")] == [3]
+    violations = _credential_violations(deployment, "marketing_credentials_dry_run")
+    # The connection, then the read made with it (observed): both in dry_run, on try 1's decision.
+    assert [(v["rule"], v["input"], v["outcome"], v["zone"], v["try_number"]) for v in violations] == [
+        ("connection_not_allowed", "connection:warehouse_raw", "dry_run", "marketing_analytics", 1),
+        ("category_not_allowed", WAREHOUSE_PURCHASES, "dry_run", "marketing_analytics", 1),
+    ]
+    assert {(v["decision"], v["allowed"]) for v in violations} == {("dry_run", True)}
+    assert "Access denied" not in run["log"]
+
+
+def test_a_zone_that_may_not_use_a_variable_never_gets_it(
+    deployment: Deployment, credential_runs: dict[str, dict[str, Any]]
+) -> None:
+    run = credential_runs["recs_credentials_variable"]
+    log = run["log"]
+    assert run["state"] == "failed", log
+    assert (run["ti"]["state"], run["ti"]["try_number"]) == ("failed", 1)
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    assert not (evidence / "recs_credentials_variable.read_ads_budget.value").exists()
+    assert _return_values(deployment, "recs_credentials_variable") == []
+    [violation] = _credential_violations(deployment, "recs_credentials_variable")
+    assert (
+        violation["rule"],
+        violation["rules"],
+        violation["input"],
+        violation["outcome"],
+        violation["zone"],
+        violation["try_number"],
+    ) == (
+        "variable_not_allowed",
+        ["variable_not_allowed"],
+        "variable:ads_bid_budget",
+        "deny",
+        "content_recommendations",
+        1,
+    )
+    assert "AirflowSecretsBackendAccessDenied" in log
+    assert "Access denied for variable 'ads_bid_budget' by Execution API" in log
+    assert "1000" not in log
+
+
 def _task_log(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> str:
     folder = deployment.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
     return "\n".join(path.read_text(errors="replace") for path in sorted(folder.rglob("*.log")))
