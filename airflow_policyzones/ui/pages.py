@@ -30,7 +30,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from airflow_policyzones.api import read_routes
 from airflow_policyzones.api.read_schema import PolicyOut, TaskInstanceRef
 from airflow_policyzones.audit import BLIND_EXPLANATION, blind_decisions
+from airflow_policyzones.config import get_engine
 from airflow_policyzones.db.models import PolicyZonesDecision
+from airflow_policyzones.policy import PolicyEngine, PolicyError
+from airflow_policyzones.policy.models import Credential, CredentialKind
 from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
 from airflow_policyzones.ui.zone_map import render_zone_map
 
@@ -316,10 +319,85 @@ def asset_page(request: Request, session: SessionDep, readable: read_routes.Read
     return _render(request, "asset.html", query=query, report=report, ti_links=_ti_links)
 
 
+class CredentialRow(BaseModel):
+    """One ``connections:`` or ``variables:`` pattern of the policy and the zones it is served to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pattern: str
+    reaches: str = Field(description="what the policy says it gives access to")
+    description: str
+    allowed: list[str] = Field(description="zones whose member tasks are served it")
+    refused: list[str] = Field(description="zones refused it, enforcing")
+    dry_run: list[str] = Field(description="zones refused it in dry_run: served, and recorded")
+
+
+class CredentialSection(BaseModel):
+    """The connections (or the variables) of the policy, as the api-server serves them to zones."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: CredentialKind
+    title: str
+    unlisted_allowed: bool
+    rows: list[CredentialRow]
+
+
+def credential_sections(engine: PolicyEngine) -> list[CredentialSection]:
+    """Per kind, each listed pattern and the zones that may use it (``engine.credential_map``)."""
+    policy = engine.loaded.policy
+    modes = {name: zone.mode for name, zone in policy.zones.items()}
+    sections: list[CredentialSection] = []
+    kinds: tuple[tuple[CredentialKind, str, dict[str, Credential]], ...] = (
+        ("connection", "Connections", policy.connections),
+        ("variable", "Variables", policy.variables),
+    )
+    for kind, title, specs in kinds:
+        by_zone = engine.credential_map(kind=kind)
+        rows = []
+        for pattern, spec in specs.items():
+            served = {zone: row.get(pattern, False) for zone, row in by_zone.items()}
+            refused = sorted(zone for zone, ok in served.items() if not ok)
+            rows.append(
+                CredentialRow(
+                    pattern=pattern,
+                    reaches=_reaches(spec),
+                    description=spec.description,
+                    allowed=sorted(zone for zone, ok in served.items() if ok),
+                    refused=[zone for zone in refused if modes.get(zone) != "dry_run"],
+                    dry_run=[zone for zone in refused if modes.get(zone) == "dry_run"],
+                )
+            )
+        sections.append(
+            CredentialSection(
+                kind=kind, title=title, unlisted_allowed=engine.unlisted_allowed(kind=kind), rows=rows
+            )
+        )
+    return sections
+
+
+def _reaches(spec: Credential) -> str:
+    if spec.zones:
+        return "reserved for zones " + ", ".join(spec.zones)
+    parts = []
+    if spec.catalog:
+        parts.append("catalog " + ", ".join(spec.catalog))
+    if spec.categories:
+        parts.append("categories " + ", ".join(spec.categories))
+    return "; ".join(parts)
+
+
 def zones_page(request: Request) -> HTMLResponse:
-    """The active policy: the zone map, zones, flows and reclassifiers."""
+    """The active policy: the zone map, zones, flows, reclassifiers, and which zones may use each
+    connection and variable the policy lists."""
     policy, policy_error = _policy_or_none()
     zone_map = render_zone_map(policy) if policy is not None else None
+    credentials: list[CredentialSection] = []
+    if policy is not None:
+        try:
+            credentials = credential_sections(get_engine())
+        except PolicyError:  # changed since: the page shows the policy it has
+            credentials = []
     return _render(
         request,
         "zones.html",
@@ -327,6 +405,7 @@ def zones_page(request: Request) -> HTMLResponse:
         policy=policy,
         policy_error=policy_error,
         zone_map=zone_map,
+        credentials=credentials,
     )
 
 
