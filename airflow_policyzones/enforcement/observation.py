@@ -26,9 +26,10 @@ the Coverage page list tasks whose tries had no known reads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -370,7 +371,8 @@ def _reporting_input(collector: Any, original: Callable[..., Any]) -> Callable[.
         observer = _current
         if observer is not None:
             named = _named(args, kwargs)
-            observer.input_asset(_asset_uri(collector, named), described=_describe(named))
+            with _failing_closed(observer):
+                observer.input_asset(_asset_uri(collector, named), described=_describe(named))
         return original(context, *args, **kwargs)
 
     return add_input_asset
@@ -381,7 +383,8 @@ def _reporting_output(collector: Any, original: Callable[..., Any]) -> Callable[
     def add_output_asset(context: Any, *args: Any, **kwargs: Any) -> Any:
         observer = _current
         if observer is not None:
-            observer.output_asset(_asset_uri(collector, _named(args, kwargs)))
+            with _failing_closed(observer):
+                observer.output_asset(_asset_uri(collector, _named(args, kwargs)))
         return original(context, *args, **kwargs)
 
     return add_output_asset
@@ -394,10 +397,28 @@ def _reporting_extra(original: Callable[..., Any]) -> Callable[..., Any]:
         if observer is not None and key == SQL_JOB and isinstance(value, dict):
             sql = value.get("sql")
             if not (isinstance(sql, str) and not sql.strip()):
-                observer.sql(context, sql)
+                with _failing_closed(observer):
+                    observer.sql(context, sql)
         return original(context, key, value)
 
     return add_extra
+
+
+@contextlib.contextmanager
+def _failing_closed(observer: Observer) -> Iterator[None]:
+    """Any error while observing stops the hook call and fails the try (retryable): the lineage
+    call around it swallows ``Exception``, which would let the read through unchecked."""
+    try:
+        yield
+    except Exception as error:
+        observer.unavailable = f"{type(error).__name__}: {error}"[:_MAX_ERROR]
+        raise ObservationUnavailable(
+            f"policyzones: a read through a hook could not be checked ({observer.unavailable}); "
+            "the hook call was stopped and the try fails (it is retried if it has retries left)"
+        ) from error
+
+
+_MAX_ERROR = 600
 
 
 # --- after the body ------------------------------------------------------------------------------------

@@ -224,3 +224,21 @@ def test_a_task_that_reads_nothing_observable_asks_nothing(recs: EngineService) 
     observer = observer_for(recs)
     reconcile(observer)
     assert recs.requests == [] and observer.observed == 0
+
+
+def test_an_error_while_observing_stops_the_hook_call_instead_of_letting_it_through(
+    recs: EngineService,
+) -> None:
+    from airflow.providers.common.sql.hooks.lineage import send_sql_hook_lineage
+
+    from airflow_policyzones.enforcement.observation import observe_try
+
+    observer = observer_for(recs)
+    observe_try(observer)
+    try:
+        # a file name beyond what one request may carry: building the request fails
+        with pytest.raises(ObservationUnavailable, match="could not be checked"):
+            send_sql_hook_lineage(context=postgres_hook(), sql=f"COPY staging FROM '/data/{'x' * 3100}.csv'")
+    finally:
+        with pytest.raises(DecisionUnavailable, match="could not be checked"):
+            reconcile(observer)  # and the try fails even if the task's code caught it
