@@ -2,15 +2,16 @@
 
 Two policy files can differ in many ways that mean nothing (key order, comments, the order of
 catalog entries, the order of names in a list): :func:`diff_policies` compares what the engine
-uses, section by section, and reports each zone, category, catalog entry, flow, reclassifier and
-exemption that was added, removed or changed, with the fields that changed. Lists whose order
-the engine ignores (categories, consented purposes, members, inflows, ``via``) are compared as
-sets and reported as names added and removed.
+uses, section by section, and reports each setting, zone, category, catalog entry, flow,
+reclassifier, exemption, connection and variable pattern that was added, removed or changed, with
+the fields that changed. Lists whose order the engine ignores (categories, consented purposes,
+members, inflows, ``via``, a connection's catalog patterns and zones) are compared as sets and
+reported as names added and removed.
 
-Identity within a section: zones, categories and reclassifiers by name; catalog entries by their
-pattern (``uri``, ``table``, ``uri_regex`` or ``table_regex`` and its value); flows by
-``from``/``to``; exemptions by zone, DAG, task and asset. Where a policy repeats an identity, the
-repeats are paired in file order.
+Identity within a section: zones, categories and reclassifiers by name; connections and variables
+by their id pattern; catalog entries by their pattern (``uri``, ``table``, ``uri_regex`` or
+``table_regex`` and its value); flows by ``from``/``to``; exemptions by zone, DAG, task and asset.
+Where a policy repeats an identity, the repeats are paired in file order.
 
 :func:`apply_changes` applies a diff to the old policy; applying ``diff_policies(old, new)`` to
 ``old`` gives a policy that decides exactly like ``new`` (the tests check it on generated
@@ -30,7 +31,17 @@ from pydantic import BaseModel
 from airflow_policyzones.policy.loader import gc_paused
 from airflow_policyzones.policy.models import CatalogEntry, Exemption, Flow, Policy
 
-Section = Literal["settings", "categories", "catalog", "zones", "flows", "reclassifiers", "exemptions"]
+Section = Literal[
+    "settings",
+    "categories",
+    "catalog",
+    "zones",
+    "flows",
+    "reclassifiers",
+    "exemptions",
+    "connections",
+    "variables",
+]
 Kind = Literal["added", "removed", "changed"]
 
 SECTIONS: tuple[Section, ...] = (
@@ -41,7 +52,11 @@ SECTIONS: tuple[Section, ...] = (
     "flows",
     "reclassifiers",
     "exemptions",
+    "connections",
+    "variables",
 )
+SETTINGS: tuple[str, ...] = ("require_zone", "default_zone", "unlisted_connections", "unlisted_variables")
+"""The policy's settings, compared one by one (with the policy's name, reported as a setting)."""
 
 _SET_FIELDS = frozenset(
     {
@@ -55,6 +70,8 @@ _SET_FIELDS = frozenset(
         "tags",
         "owners",
         "files",
+        "catalog",
+        "zones",
     }
 )
 """List fields whose order the engine ignores: compared as sets."""
@@ -179,11 +196,8 @@ def diff_policies(*, old: Policy, new: Policy) -> PolicyDiff:
 
 def _diff(*, old: Policy, new: Policy) -> PolicyDiff:
     changes: list[Change] = []
-    settings = (
-        ("require_zone", old.settings.require_zone, new.settings.require_zone),
-        ("default_zone", old.settings.default_zone, new.settings.default_zone),
-        ("name", old.name, new.name),
-    )
+    settings = [(name, getattr(old.settings, name), getattr(new.settings, name)) for name in SETTINGS]
+    settings.append(("name", old.name, new.name))
     for name, before, after in settings:
         if before != after:
             changes.append(
@@ -205,6 +219,8 @@ def _diff(*, old: Policy, new: Policy) -> PolicyDiff:
     changes += _diff_items(
         "exemptions", _keyed(old.exemptions, _exemption_key), _keyed(new.exemptions, _exemption_key)
     )
+    changes += _diff_items("connections", _named(old.connections), _named(new.connections))
+    changes += _diff_items("variables", _named(old.variables), _named(new.variables))
     return PolicyDiff(changes=tuple(changes))
 
 
@@ -408,8 +424,10 @@ def apply_changes(*, policy: Policy, changes: Iterable[Change]) -> Policy:
         "flows": _by_identity(_keyed(policy.flows, _flow_key)),
         "reclassifiers": _by_identity(_named(policy.reclassifiers)),
         "exemptions": _by_identity(_keyed(policy.exemptions, _exemption_key)),
+        "connections": _by_identity(_named(policy.connections)),
+        "variables": _by_identity(_named(policy.variables)),
     }
-    settings = {"require_zone": policy.settings.require_zone, "default_zone": policy.settings.default_zone}
+    settings = {name: getattr(policy.settings, name) for name in SETTINGS}
     name = policy.name
     for change in changes:
         if change.section == "settings":
@@ -437,6 +455,8 @@ def apply_changes(*, policy: Policy, changes: Iterable[Change]) -> Policy:
             "flows": list(sections["flows"].values()),
             "reclassifiers": {identity[0]: item for identity, item in sections["reclassifiers"].items()},
             "exemptions": list(sections["exemptions"].values()),
+            "connections": {identity[0]: item for identity, item in sections["connections"].items()},
+            "variables": {identity[0]: item for identity, item in sections["variables"].items()},
         }
     )
 

@@ -533,6 +533,46 @@ def test_validate_against_prints_the_semantic_diff(
     assert payload["changes"][0]["fields"] == [{"field": "aggregated_only", "before": True, "after": False}]
 
 
+def test_validate_against_reports_connections_variables_and_their_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        EXAMPLE_POLICY.read_text()
+        + '\nconnections:\n  warehouse_raw:\n    catalog: ["warehouse.raw.purchases"]\n'
+        + '\nvariables:\n  "ads_*":\n    zones: [ads_optimization]\n'
+    )
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        old.read_text()
+        .replace("  require_zone: false\n", "  require_zone: false\n  unlisted_connections: deny\n")
+        .replace("    zones: [ads_optimization]\n", "    zones: [ads_optimization, marketing_analytics]\n")
+        .replace(
+            '  warehouse_raw:\n    catalog: ["warehouse.raw.purchases"]\n',
+            '  "lake_*":\n    categories: [watch_history]\n',
+        )
+    )
+    assert "unlisted_connections: deny" in new.read_text()
+
+    code = main(["validate", str(new), "--against", str(old), "--no-simulate"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert (
+        "settings (1 changed):\n  ~ settings unlisted_connections: unlisted_connections: 'allow' -> 'deny'\n"
+        in out
+    )
+    assert "connections (1 added, 1 removed):\n  - connections warehouse_raw\n  + connections lake_*\n" in out
+    assert "variables (1 changed):\n  ~ variables ads_*: zones: +marketing_analytics\n" in out
+
+    assert main(["validate", str(new), "--against", str(old), "--format", "json", "--no-simulate"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["counts"] == {
+        "settings": {"added": 0, "removed": 0, "changed": 1},
+        "connections": {"added": 1, "removed": 1, "changed": 0},
+        "variables": {"added": 0, "removed": 0, "changed": 1},
+    }
+
+
 def test_validate_against_an_invalid_old_policy_exits_2_with_the_location(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

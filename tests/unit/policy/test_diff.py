@@ -7,13 +7,18 @@ Properties (hypothesis, over generated pairs of valid policies and generated req
   like the new one (nothing that matters is left out of the diff);
 * every request whose decision changes between the two policies is explained by a reported change
   that concerns it: its zone, a catalog entry matching one of its inputs, a flow or exemption into
-  its zone, a reclassifier such a flow names, or a policy-wide setting.
+  its zone, a reclassifier such a flow names, or a policy-wide setting;
+* the same two properties for requests for a connection or variable: applying the diff serves them
+  exactly as the new policy does, and every changed answer is explained by a change to the
+  pattern that matches the id, to the asking zone, to an exemption in it, to a catalog entry the
+  connection names, or to a setting.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -169,6 +174,67 @@ def test_apply_refuses_a_diff_that_does_not_fit() -> None:
         apply_changes(policy=policy(new), changes=diff.changes)
 
 
+CREDENTIALS = """\
+connections:
+  warehouse_raw:
+    catalog: ["s3://lake/purchases/**"]
+    categories: [clicks]
+  "slack_*":
+    zones: [ads, ai]
+variables:
+  "ads_*":
+    zones: [ads]
+"""
+
+
+def test_connections_variables_and_their_settings_are_part_of_the_diff() -> None:
+    old = BASE + CREDENTIALS
+    reordered = old.replace("zones: [ads, ai]", "zones: [ai, ads]").replace(
+        '    catalog: ["s3://lake/purchases/**"]\n    categories: [clicks]\n',
+        '    categories: [clicks]\n    catalog: ["s3://lake/purchases/**"]\n',
+    )
+    assert describe(old, reordered) == []
+    new = (
+        old.replace("name: shop\n", "name: shop\nsettings: {unlisted_connections: deny}\n")
+        .replace("zones: [ads, ai]", "zones: [ads]")
+        .replace(
+            '    catalog: ["s3://lake/purchases/**"]\n    categories: [clicks]\n',
+            '    catalog: ["s3://lake/purchases/**"]\n    categories: [clicks, purchases]\n'
+            "    description: raw\n",
+        )
+        .replace('  "ads_*":\n    zones: [ads]\n', '  "ml_*":\n    zones: [ai]\n')
+    )
+    assert describe(old, new) == [
+        "~ settings unlisted_connections: unlisted_connections: 'allow' -> 'deny'",
+        "~ connections warehouse_raw: categories: +purchases; description: '' -> 'raw'",
+        "~ connections slack_*: zones: -ai",
+        "- variables ads_*",
+        "+ variables ml_*",
+    ]
+    diff = diff_policies(old=policy(old), new=policy(new))
+    assert diff.counts()["variables"] == {"added": 1, "removed": 1, "changed": 0}
+    rendered = diff.render()
+    assert "connections (2 changed):" in rendered and "variables (1 added, 1 removed):" in rendered
+    payload = json.loads(json.dumps(diff.to_dict()))
+    assert payload["changes"][-1] == {
+        "section": "variables",
+        "kind": "added",
+        "key": "ml_*",
+        "fields": [],
+        "before": None,
+        "after": {"zones": ["ai"]},
+    }
+    patched = apply_changes(policy=policy(old), changes=diff.changes)
+    assert patched == policy(new)
+    unlisted = old.replace("name: shop\n", "name: shop\nsettings: {unlisted_variables: deny}\n")
+    assert describe(old, unlisted) == ["~ settings unlisted_variables: unlisted_variables: 'allow' -> 'deny'"]
+    assert describe(old, BASE) == [
+        "- connections warehouse_raw",
+        "- connections slack_*",
+        "- variables ads_*",
+    ]
+
+
 # --- generated ----------------------------------------------------------------------------------
 
 CATEGORIES = ["purchases", "clicks", "watch"]
@@ -186,6 +252,10 @@ INPUTS = [
     InputRef.table("db.t2"),
 ]
 DAGS = ["d1", "d2"]
+CONNECTION_PATTERNS = ["wh", "lake_*", "api_[ab]"]  # never overlapping
+CONNECTION_IDS = ["wh", "lake_x", "api_a", "api_c", "other"]
+VARIABLE_PATTERNS = ["budget", "ads_*"]
+VARIABLE_IDS = ["budget", "ads_x", "other"]
 
 
 def subset(pool: list[str], *, min_size: int = 0) -> st.SearchStrategy[list[str]]:
@@ -256,10 +326,25 @@ exemptions = st.lists(
     ),
     max_size=2,
 )
+credential = st.one_of(
+    st.fixed_dictionaries({"zones": subset(ZONES, min_size=1)}),
+    st.fixed_dictionaries(
+        {
+            "categories": subset(CATEGORIES),
+            "catalog": subset([*URI_PATTERNS, *TABLE_PATTERNS]),
+            "description": st.sampled_from(["", "x"]),
+        }
+    ),
+)
 sections = st.fixed_dictionaries(
     {
         "settings": st.fixed_dictionaries(
-            {"require_zone": st.booleans(), "default_zone": st.one_of(st.none(), st.sampled_from(ZONES))}
+            {
+                "require_zone": st.booleans(),
+                "default_zone": st.one_of(st.none(), st.sampled_from(ZONES)),
+                "unlisted_connections": st.sampled_from(["allow", "deny"]),
+                "unlisted_variables": st.sampled_from(["allow", "deny"]),
+            }
         ),
         "categories": st.dictionaries(
             st.sampled_from(CATEGORIES), st.fixed_dictionaries({"description": st.sampled_from(["", "x"])})
@@ -269,8 +354,28 @@ sections = st.fixed_dictionaries(
         "reclassifiers": reclassifiers,
         "flows": flows,
         "exemptions": exemptions,
+        "connections": st.dictionaries(st.sampled_from(CONNECTION_PATTERNS), credential, max_size=2),
+        "variables": st.dictionaries(st.sampled_from(VARIABLE_PATTERNS), credential, max_size=2),
     }
 )
+
+
+def build_credentials(
+    drawn: dict[str, dict[str, Any]], *, zones: set[str], catalog: set[str]
+) -> dict[str, Any]:
+    """Drawn connections or variables, with references to undeclared zones and catalog patterns
+    dropped (and an entry left with nothing to say dropped)."""
+    built: dict[str, Any] = {}
+    for pattern, spec in drawn.items():
+        if "zones" in spec:
+            kept = [zone for zone in spec["zones"] if zone in zones]
+            if kept:
+                built[pattern] = {"zones": kept}
+            continue
+        entry = {**spec, "catalog": [item for item in spec["catalog"] if item in catalog]}
+        if entry["categories"] or entry["catalog"]:
+            built[pattern] = entry
+    return built
 
 
 def build(raw: dict[str, Any]) -> Policy:
@@ -278,6 +383,7 @@ def build(raw: dict[str, Any]) -> Policy:
     names = set(raw["zones"])
     categories = {name: raw["categories"].get(name, {}) for name in CATEGORIES}
     reclassifiers = {name: spec for name, spec in raw["reclassifiers"].items() if spec["zone"] in names}
+    written = {entry["pattern"][1] for entry in raw["catalog"]}
     data = {
         "version": 1,
         "settings": {
@@ -285,6 +391,8 @@ def build(raw: dict[str, Any]) -> Policy:
             "default_zone": raw["settings"]["default_zone"]
             if raw["settings"]["default_zone"] in names
             else None,
+            "unlisted_connections": raw["settings"]["unlisted_connections"],
+            "unlisted_variables": raw["settings"]["unlisted_variables"],
         },
         "categories": categories,
         "catalog": [
@@ -313,6 +421,8 @@ def build(raw: dict[str, Any]) -> Policy:
             if flow["from"] in names and flow["to"] in names and flow["from"] != flow["to"]
         ],
         "exemptions": [item for item in raw["exemptions"] if item["zone"] in names],
+        "connections": build_credentials(raw["connections"], zones=names, catalog=written),
+        "variables": build_credentials(raw["variables"], zones=names, catalog=written),
     }
     try:
         return load_policy_bytes(json.dumps(data).encode(), source="generated.yaml").policy
@@ -337,6 +447,12 @@ requests = st.tuples(
     st.lists(st.sampled_from(INPUTS), unique=True, max_size=3),
 )
 Request = tuple[str | None, str, str, list[InputRef]]
+asks = st.one_of(
+    st.tuples(st.just("connection"), st.sampled_from(CONNECTION_IDS)),
+    st.tuples(st.just("variable"), st.sampled_from(VARIABLE_IDS)),
+)
+"""A connection or variable a request's try asks for."""
+Ask = tuple[Literal["connection", "variable"], str]
 
 
 def engine(policy: Policy) -> PolicyEngine:
@@ -351,6 +467,46 @@ def verdict(policy_engine: PolicyEngine, request: Request) -> tuple[Any, ...]:
         decision.zone,
         sorted((f.input or "", tuple(r.value for r in f.rules), f.exempted) for f in decision.findings),
     )
+
+
+def credential_verdict(policy_engine: PolicyEngine, request: Request, ask: Ask) -> tuple[Any, ...]:
+    zone, dag_id, task_id, _ = request
+    kind, name = ask
+    decision = policy_engine.decide_credential(
+        kind=kind, name=name, task=TaskContext(dag_id=dag_id, task_id=task_id), zone=zone
+    )
+    return (
+        decision.outcome,
+        decision.zone,
+        sorted((f.input or "", tuple(r.value for r in f.rules), f.exempted) for f in decision.findings),
+    )
+
+
+def explains_credential(
+    change: Change, request: Request, ask: Ask, old: PolicyEngine, new: PolicyEngine
+) -> bool:
+    """Whether ``change`` concerns the answer to ``ask`` in ``request``'s try."""
+    zone = request[0]
+    kind, name = ask
+    zones = {old.effective_zone(zone), new.effective_zone(zone)} - {None}
+    if change.section == "settings":
+        return True
+    if change.section == f"{kind}s":
+        return fnmatch.fnmatchcase(name, change.key)
+    if change.section == "zones":
+        return change.key in zones
+    if change.section == "exemptions":
+        return any(item is not None and item.zone in zones for item in (change.before, change.after))
+    if change.section == "catalog":
+        named = {
+            written
+            for policy_engine in (old, new)
+            for pattern, spec in getattr(policy_engine.policy, f"{kind}s").items()
+            if fnmatch.fnmatchcase(name, pattern)
+            for written in spec.catalog
+        }
+        return any(item is not None and item.pattern in named for item in (change.before, change.after))
+    return False  # categories, flows, reclassifiers: a connection is decided without them
 
 
 def explains(change: Change, request: Request, old: PolicyEngine, new: PolicyEngine) -> bool:
@@ -394,39 +550,55 @@ def test_the_diff_of_a_policy_with_itself_or_reordered_is_empty(pair: tuple[Poli
                 for entry in old.catalog[::-1]
             ],
             "zones": dict(reversed(old.zones.items())),
+            "connections": {
+                pattern: {**spec.model_dump(), "zones": spec.zones[::-1], "catalog": spec.catalog[::-1]}
+                for pattern, spec in reversed(old.connections.items())
+            },
         }
     )
     assert not diff_policies(old=old, new=reordered)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pair=policy_pairs(), batch=st.lists(requests, min_size=1, max_size=8))
+@given(pair=policy_pairs(), batch=st.lists(st.tuples(requests, asks), min_size=1, max_size=8))
 def test_applying_the_diff_decides_like_the_new_policy(
-    pair: tuple[Policy, Policy], batch: list[Request]
+    pair: tuple[Policy, Policy], batch: list[tuple[Request, Ask]]
 ) -> None:
     old, new = pair
     diff = diff_policies(old=old, new=new)
     patched = apply_changes(policy=old, changes=diff.changes)
     assert not diff_policies(old=patched, new=new)
     patched_engine, new_engine = engine(patched), engine(new)
-    for request in batch:
+    for request, ask in batch:
         assert verdict(patched_engine, request) == verdict(new_engine, request)
+        assert credential_verdict(patched_engine, request, ask) == credential_verdict(
+            new_engine, request, ask
+        )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pair=policy_pairs(), batch=st.lists(requests, min_size=1, max_size=8))
+@given(pair=policy_pairs(), batch=st.lists(st.tuples(requests, asks), min_size=1, max_size=8))
 def test_every_changed_decision_is_explained_by_a_reported_change(
-    pair: tuple[Policy, Policy], batch: list[Request]
+    pair: tuple[Policy, Policy], batch: list[tuple[Request, Ask]]
 ) -> None:
     old, new = pair
     diff = diff_policies(old=old, new=new)
     old_engine, new_engine = engine(old), engine(new)
-    for request in batch:
-        if verdict(old_engine, request) == verdict(new_engine, request):
-            continue
-        assert any(explains(change, request, old_engine, new_engine) for change in diff.changes), (
-            request,
-            verdict(old_engine, request),
-            verdict(new_engine, request),
-            diff.render(),
-        )
+    for request, ask in batch:
+        if verdict(old_engine, request) != verdict(new_engine, request):
+            assert any(explains(change, request, old_engine, new_engine) for change in diff.changes), (
+                request,
+                verdict(old_engine, request),
+                verdict(new_engine, request),
+                diff.render(),
+            )
+        if credential_verdict(old_engine, request, ask) != credential_verdict(new_engine, request, ask):
+            assert any(
+                explains_credential(change, request, ask, old_engine, new_engine) for change in diff.changes
+            ), (
+                request,
+                ask,
+                credential_verdict(old_engine, request, ask),
+                credential_verdict(new_engine, request, ask),
+                diff.render(),
+            )
