@@ -11,8 +11,9 @@ Exit codes are the contract CI relies on:
 ``validate`` (without ``--against``) and ``explain`` import Airflow only to put catalog uri
 patterns through Airflow's asset URI rules, where it is installed; ``check`` parses DAG
 files with Airflow's own ``DagBag`` and needs neither an Airflow server nor a metadata database.
-``audit``, ``simulate``, ``status`` and ``validate --against`` read (never write) the metadata
-database Airflow is configured with.
+``audit``, ``simulate``, ``status``, ``validate --against``, ``policy-history`` and
+``verify-records`` read (never write) the metadata database Airflow is configured with
+(``verify-records`` exits 1 when a record was altered, inserted or deleted).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from airflow_policyzones import __version__
+from airflow_policyzones.cli.evidence import add_commands as add_evidence_commands
 from airflow_policyzones.policy.engine import InputRef, PolicyEngine, TaskContext
 from airflow_policyzones.policy.errors import PolicyError
 from airflow_policyzones.policy.loader import LoadedPolicy, gc_paused, load_policy
@@ -265,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="examples listed per zone and DAG in the text report (default: 3; JSON lists all)",
     )
     simulate.set_defaults(run=_run_simulate)
+
+    add_evidence_commands(commands)  # policy-history, verify-records
     return parser
 
 

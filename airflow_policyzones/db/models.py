@@ -48,6 +48,8 @@ POLICY_VERSION_LEN = 80
 """``sha256:`` + 64 hex digits, with room to spare."""
 INPUT_LEN = 3000
 """An input's normalized URI or table name (the wire schema's limit)."""
+DIGEST_LEN = 64
+"""A sha256 in hex."""
 
 OUTCOMES = ("allow", "deny", "dry_run", "exempted")
 VIOLATION_OUTCOMES = ("deny", "dry_run", "exempted")
@@ -98,6 +100,12 @@ class PolicyZonesDecision(Base):
     finding_count: Mapped[int] = mapped_column(Integer, nullable=False)
     violation_count: Mapped[int] = mapped_column(Integer, nullable=False)
     """Findings not waived by an exemption."""
+    chain_prev: Mapped[int | None] = mapped_column(_PK, nullable=True)
+    """The decision its writer process committed before this one (see :mod:`.chain`)."""
+    chain_length: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """How many violation rows the try's record holds (their ``chain_seq`` run 1..n)."""
+    digest: Mapped[str | None] = mapped_column(String(DIGEST_LEN), nullable=True)
+    """sha256 over the row and its violations' digests; NULL for rows from before the chain."""
 
     inputs: Mapped[list[PolicyZonesDecisionInput]] = relationship(
         back_populates="decision",
@@ -122,6 +130,7 @@ class PolicyZonesDecision(Base):
         Index("idx_policyzones_decision_dag_decided_at", "dag_id", "decided_at"),
         Index("idx_policyzones_decision_zone_decided_at", "zone", "decided_at"),
         Index("idx_policyzones_decision_outcome_decided_at", "outcome", "decided_at"),
+        Index("idx_policyzones_decision_policy_version", "policy_version", "decided_at"),
     )
 
 
@@ -199,6 +208,10 @@ class PolicyZonesViolation(Base):
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     input_source: Mapped[str | None] = mapped_column(String(20), nullable=True)
     """How the offending input became known (see ``INPUT_SOURCES``); NULL for task findings."""
+    chain_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Position in its try's record (1..``chain_length`` of the decision)."""
+    digest: Mapped[str | None] = mapped_column(String(DIGEST_LEN), nullable=True)
+    """sha256 over the row (see :mod:`.chain`); NULL for rows from before the chain."""
 
     decision: Mapped[PolicyZonesDecision] = relationship(back_populates="violations")
 
@@ -300,6 +313,27 @@ class PolicyZonesReclassification(Base):
         UniqueConstraint("decision_id", name="policyzones_reclassification_decision_uq"),
         Index("idx_policyzones_reclassification_recorded_at", "recorded_at"),
     )
+
+
+class PolicyZonesPolicyVersion(Base):
+    """The full text of every policy version that decided something, stored on its first use.
+
+    ``version`` is the content hash every decision records in ``policy_version``; the text is what
+    the deciding process loaded (its bytes hash to ``version``). ``last_used_at`` is refreshed at
+    most once a minute per process; the decisions themselves give the exact last use.
+    """
+
+    __tablename__ = "policyzones_policy_version"
+
+    id: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(POLICY_VERSION_LEN), nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str | None] = mapped_column(String(INPUT_LEN), nullable=True)
+    """The file the deciding process loaded it from (as configured there)."""
+    first_used_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    last_used_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+    __table_args__ = (UniqueConstraint("version", name="policyzones_policy_version_version_uq"),)
 
 
 def inputs_by_position(

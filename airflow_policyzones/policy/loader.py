@@ -10,6 +10,7 @@ import difflib
 import gc
 import hashlib
 import re
+import threading
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -56,6 +57,25 @@ class LoadedPolicy:
 def policy_version(content: bytes) -> str:
     """The policy version: a hash of the file's bytes, checkable with ``sha256sum``."""
     return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+_TEXTS: dict[str, tuple[str, str]] = {}
+_TEXTS_KEPT = 16
+_texts_lock = threading.Lock()
+
+
+def _remember_text(version: str, *, text: str, source: str) -> None:
+    with _texts_lock:
+        _TEXTS.pop(version, None)
+        _TEXTS[version] = (text, source)
+        while len(_TEXTS) > _TEXTS_KEPT:
+            del _TEXTS[next(iter(_TEXTS))]
+
+
+def loaded_text(version: str) -> tuple[str, str] | None:
+    """The text and source of a policy version this process loaded (the last few), so that the
+    first decision under it can store its text (see :mod:`airflow_policyzones.db.chain`)."""
+    return _TEXTS.get(version)
 
 
 def load_policy(
@@ -178,10 +198,12 @@ def _load(
     errors = [issue for issue in issues if issue.severity == "error"]
     if errors:
         raise PolicyError(errors + [issue for issue in issues if issue.severity == "warning"])
+    version = policy_version(content)
+    _remember_text(version, text=text, source=source)
     return LoadedPolicy(
         policy=policy,
         source=source,
-        version=policy_version(content),
+        version=version,
         warnings=tuple(issues),
         uri_patterns=tuple(pattern.patterns if pattern else () for pattern in uri_patterns),
         normalize_uri=normalize_uri,

@@ -33,7 +33,16 @@ from airflow_policyzones.audit import BLIND_EXPLANATION, blind_decisions
 from airflow_policyzones.config import get_engine
 from airflow_policyzones.db.models import PolicyZonesDecision
 from airflow_policyzones.policy import PolicyEngine, PolicyError
+from airflow_policyzones.policy.diff import SECTIONS
 from airflow_policyzones.policy.models import Credential, CredentialKind
+from airflow_policyzones.policy_history import (
+    UnknownVersion,
+    diff_versions,
+    policy_text,
+    policy_versions,
+    previous_of,
+    resolve,
+)
 from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
 from airflow_policyzones.ui.zone_map import render_zone_map
 
@@ -387,10 +396,12 @@ def _reaches(spec: Credential) -> str:
     return "; ".join(parts)
 
 
-def zones_page(request: Request) -> HTMLResponse:
-    """The active policy: the zone map, zones, flows, reclassifiers, and which zones may use each
-    connection and variable the policy lists."""
+def zones_page(request: Request, session: SessionDep) -> HTMLResponse:
+    """The active policy: the zone map, zones, flows, reclassifiers, which zones may use each
+    connection and variable the policy lists, and the policy versions that decided something."""
     policy, policy_error = _policy_or_none()
+    versions = policy_versions(session=session)
+    history = [(use, previous_of(versions, use)) for use in reversed(versions)]
     zone_map = render_zone_map(policy) if policy is not None else None
     credentials: list[CredentialSection] = []
     if policy is not None:
@@ -406,6 +417,38 @@ def zones_page(request: Request) -> HTMLResponse:
         policy_error=policy_error,
         zone_map=zone_map,
         credentials=credentials,
+        history=history,
+    )
+
+
+class VersionQuery(_Form):
+    version: Annotated[str, Field(min_length=1, max_length=80)]
+    diff: Annotated[str | None, Field(min_length=1, max_length=80)] = None
+    """Show what changed from this version to ``version`` instead of ``version``'s text."""
+
+
+def policy_version_page(request: Request, session: SessionDep) -> HTMLResponse:
+    """One policy version that decided something: its full text, or what changed from another."""
+    try:
+        query = VersionQuery.parse(request)
+    except ValidationError as error:
+        raise _invalid(error) from None
+    versions = policy_versions(session=session)
+    try:
+        use = resolve(versions=versions, given=query.version)
+        old = resolve(versions=versions, given=query.diff) if query.diff else None
+        changes = diff_versions(session=session, old=old, new=use) if old is not None else None
+    except UnknownVersion as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+    text = policy_text(session=session, version=use.version) if old is None else None
+    return _render(
+        request,
+        "policy_version.html",
+        use=use,
+        old=old,
+        changes=changes,
+        text=text,
+        sections=SECTIONS,
     )
 
 
@@ -536,6 +579,7 @@ def ui_router() -> APIRouter:
     router.add_api_route("/violations", violations_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/zones", zones_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/zone-map.svg", zone_map_svg, methods=["GET"])
+    router.add_api_route("/policy-version", policy_version_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/task-instance", task_instance_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/asset", asset_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/coverage", coverage_page, methods=["GET"], response_class=HTMLResponse)

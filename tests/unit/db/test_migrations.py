@@ -24,18 +24,22 @@ pytestmark = pytest.mark.integration
 
 FIRST_REVISION = "5c3f0a9d2b71"
 LINEAGE_REVISION = "8b1d4e2f7a90"
+SOURCES_REVISION = "d3e8a1c6b5f4"
 FIRST_TABLES = {"policyzones_decision", "policyzones_decision_input", "policyzones_violation"}
 TABLES = FIRST_TABLES | {
     "policyzones_asset_label_event",
     "policyzones_asset_labels",
     "policyzones_reclassification",
+    "policyzones_policy_version",
 }
+BEFORE_HISTORY = TABLES - {"policyzones_policy_version"}
 INDEXES = {
     "policyzones_decision": {
         "idx_policyzones_decision_decided_at": ["decided_at"],
         "idx_policyzones_decision_dag_decided_at": ["dag_id", "decided_at"],
         "idx_policyzones_decision_zone_decided_at": ["zone", "decided_at"],
         "idx_policyzones_decision_outcome_decided_at": ["outcome", "decided_at"],
+        "idx_policyzones_decision_policy_version": ["policy_version", "decided_at"],
     },
     "policyzones_decision_input": {
         "idx_policyzones_decision_input_decision": ["decision_id"],
@@ -150,6 +154,60 @@ def schema_problems(url: str) -> list[object]:
         engine.dispose()
 
 
+def insert_unchained_records(url: str) -> tuple[int, int]:
+    """A decision and its violation as the previous schema held them (no chain columns)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    when = "2026-11-01 10:00:00.000000"
+    identity = {"dag_id": "old_dag", "task_id": "read", "run_id": "r1", "map_index": -1, "try_number": 1}
+    try:
+        with engine.begin() as conn:
+            decision = conn.execute(
+                sa.text(
+                    "INSERT INTO policyzones_decision (dag_id, task_id, run_id, map_index, try_number, zone,"
+                    " zone_source, mode, outcome, allowed, policy_version, claims_digest, source, decided_at,"
+                    " input_count, finding_count, violation_count) VALUES (:dag_id, :task_id, :run_id,"
+                    " :map_index, :try_number, 'ads', 'dag', 'enforce', 'deny', false, 'sha256:old', 'c',"
+                    " 'api', :when, 0, 1, 1) RETURNING id"
+                ),
+                {**identity, "when": when},
+            ).scalar_one()
+            violation = conn.execute(
+                sa.text(
+                    "INSERT INTO policyzones_violation (decision_id, dag_id, task_id, run_id, map_index,"
+                    " try_number, zone, mode, outcome, rule, rules, reason, remediation, policy_version,"
+                    " decided_at) VALUES (:decision, :dag_id, :task_id, :run_id, :map_index, :try_number,"
+                    " 'ads', 'enforce', 'deny', 'category_not_allowed', '[\"category_not_allowed\"]',"
+                    " 'r', 'f', 'sha256:old', :when) RETURNING id"
+                ),
+                {**identity, "decision": decision, "when": when},
+            ).scalar_one()
+        return decision, violation
+    finally:
+        engine.dispose()
+
+
+def check_unchained_records(url: str, ids: tuple[int, int]) -> None:
+    from sqlalchemy.orm import Session
+
+    from airflow_policyzones.db.chain import verify_records
+    from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesViolation
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with Session(engine) as session:
+            decision = session.get_one(PolicyZonesDecision, ids[0])
+            violation = session.get_one(PolicyZonesViolation, ids[1])
+            assert (decision.outcome, decision.digest, decision.chain_length) == ("deny", None, None)
+            assert (violation.digest, violation.chain_seq) == (None, None)
+            report = verify_records(session=session)
+        assert report.ok
+        assert (report.decisions, report.violations) == (1, 1)
+        assert (report.unchained_decisions, report.unchained_violations) == (1, 1)
+        assert report.first_chained_id is None
+    finally:
+        engine.dispose()
+
+
 def test_the_provider_declares_exactly_these_tables() -> None:
     assert table_names() == TABLES
 
@@ -180,12 +238,23 @@ def test_db_migrate_creates_upgrades_and_downgrades_the_tables(database_url: str
 
     # A deployment on the lineage tables gains the input-source columns, keeping its rows' shape.
     airflow(database_url, home, *downgrade, "--to-revision", LINEAGE_REVISION, **manager)
-    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [LINEAGE_REVISION])
+    assert ours(database_url) == (BEFORE_HISTORY | {VERSION_TABLE}, [LINEAGE_REVISION])
     assert "source" not in columns(database_url, "policyzones_decision_input")
     airflow(database_url, home, "db", "migrate")
     assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
     assert "source" in columns(database_url, "policyzones_decision_input")
     assert schema_problems(database_url) == []
+
+    # A deployment with recorded decisions gains the policy history and the record chain: its rows
+    # stay, without digests, and verification says they were recorded before the chain started.
+    airflow(database_url, home, *downgrade, "--to-revision", SOURCES_REVISION, **manager)
+    assert ours(database_url) == (BEFORE_HISTORY | {VERSION_TABLE}, [SOURCES_REVISION])
+    assert "digest" not in columns(database_url, "policyzones_decision")
+    old_ids = insert_unchained_records(database_url)
+    airflow(database_url, home, "db", "migrate")
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
+    assert schema_problems(database_url) == []
+    check_unchained_records(database_url, old_ids)
 
     # `airflow db-manager` only runs managers listed in [database] external_db_managers.
     airflow(
@@ -207,7 +276,8 @@ def test_migration_files_create_the_same_schema_as_the_orm(database_url: str, tm
     output = result.stdout + result.stderr
     assert "Running upgrade  -> " + FIRST_REVISION in output
     assert f"Running upgrade {FIRST_REVISION} -> {LINEAGE_REVISION}" in output
-    assert f"Running upgrade {LINEAGE_REVISION} -> {HEAD_REVISION}" in output
+    assert f"Running upgrade {LINEAGE_REVISION} -> {SOURCES_REVISION}" in output
+    assert f"Running upgrade {SOURCES_REVISION} -> {HEAD_REVISION}" in output
     assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
     assert schema_problems(database_url) == []
 

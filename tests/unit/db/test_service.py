@@ -86,10 +86,10 @@ def decide(
 
 
 def _strip(row: dict[str, Any], *keys: str) -> dict[str, Any]:
-    """Without surrogate keys and the claims digest (a hash, checked in its own test)."""
-    return {
-        key: value for key, value in row.items() if key not in {"id", "decision_id", "claims_digest", *keys}
-    }
+    """Without surrogate keys, the claims digest (a hash, checked in its own test) and the record
+    chain's columns (tests/unit/db/test_chain.py)."""
+    skipped = {"id", "decision_id", "claims_digest", "chain_prev", "chain_length", "chain_seq", "digest"}
+    return {key: value for key, value in row.items() if key not in {*skipped, *keys}}
 
 
 def stored(decision_id: int) -> dict[str, Any]:

@@ -1,0 +1,646 @@
+"""Tamper evidence for the decision records: every decision and violation row carries a digest.
+
+**One chain per task-instance try.** A try's record is its decision row and its violation rows.
+Each violation row gets a position in its try's record (``chain_seq``, 1, 2, ...) and a digest
+over its content and position; the decision row's digest covers its own content, the number of
+violation rows (``chain_length``) and their digests in order. The decision row is the head of its
+try's chain, and is rewritten (with a new digest) whenever the try's record legitimately grows.
+
+Why per try and not per DAG or per deployment: every write to a try's record already happens on
+the try's decision row — inserted under its unique key, or updated under ``SELECT ... FOR
+UPDATE`` by observed reads and credential refusals — so chaining per try adds no lock and no
+query to the decision path. A chain per DAG or per deployment would make every decision wait
+for the previous one (mapped tasks decide hundreds at a time).
+
+**Tries are linked per writer process.** Each new decision row names the decision its writer
+process committed before it (``chain_prev``), so deleting a whole try's record (its decision
+row, whose violations go with it) leaves a dangling ``chain_prev`` naming the deleted id. The
+link is an id, not a digest: the previous decision may still be growing (observed reads).
+
+What verification detects, by id (:func:`verify_records`): a row whose content no longer
+matches its digest (altered); a row without a digest after the chain started, a violation whose
+position is taken or beyond its record's length, or one moved to another try (inserted); a
+position missing from a record, or a decision another one names as its writer's predecessor
+(deleted). Rows recorded before the chain started (migration ``f2a9c4e7b130``) have no digest
+and are reported as such, not verified.
+
+The digests are plain sha256, not keyed: they catch edits made outside the application (SQL
+consoles, scripts, restores of doctored backups), not someone who runs this code to recompute
+them. The chain heads :func:`verify_records` prints, kept outside the database, catch that too
+for the rows they cover: docs/evidence.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from sqlalchemy import DateTime, event, select, type_coerce, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapper, Session, object_session
+from sqlalchemy.orm import attributes as orm_attributes
+
+from airflow_policyzones.db.models import (
+    PolicyZonesDecision,
+    PolicyZonesPolicyVersion,
+    PolicyZonesViolation,
+)
+from airflow_policyzones.policy.loader import loaded_text
+
+DECISION_FIELDS = (
+    "dag_id",
+    "task_id",
+    "run_id",
+    "map_index",
+    "try_number",
+    "zone",
+    "zone_source",
+    "mode",
+    "outcome",
+    "allowed",
+    "policy_version",
+    "claims_digest",
+    "source",
+    "decided_at",
+    "input_count",
+    "finding_count",
+    "violation_count",
+    "chain_prev",
+    "chain_length",
+)
+"""What a decision row's digest covers (with its violations' digests): every column but ``id``."""
+VIOLATION_FIELDS = (
+    "dag_id",
+    "task_id",
+    "run_id",
+    "map_index",
+    "try_number",
+    "zone",
+    "mode",
+    "outcome",
+    "rule",
+    "rules",
+    "input",
+    "reason",
+    "remediation",
+    "exemption",
+    "policy_version",
+    "decided_at",
+    "input_source",
+    "chain_seq",
+)
+"""What a violation row's digest covers: every column but ``id`` and ``decision_id`` (the try's
+identity columns are covered, and must match its decision's)."""
+_IDENTITY = slice(0, 5)
+_Row = Any
+"""A result row (indexed by position: the verification reads millions)."""
+
+_DECISION_TAG = b"policyzones-decision-1\n"
+_VIOLATION_TAG = b"policyzones-violation-1\n"
+_HEAD_START = hashlib.sha256(b"policyzones-head-1").hexdigest()
+
+
+# --- digests ---------------------------------------------------------------------------------------
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(moment: datetime) -> int:
+    """A moment as microseconds since the epoch (naive moments are UTC, as stored on SQLite)."""
+    return (moment - (_EPOCH if moment.tzinfo is not None else _NAIVE_EPOCH)) // _MICROSECOND
+
+
+def _canonical(value: Any) -> Any:
+    """A column value as plain Python values read back from the database are: ``repr`` of the
+    whole row is then its encoding (unambiguous, and computed in C when verifying)."""
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, datetime):
+        return _micros(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    return json.dumps(value, sort_keys=True, default=str)  # JSON columns hold lists of names
+
+
+def violation_digest(values: Sequence[object]) -> str:
+    """The digest of a violation row's :data:`VIOLATION_FIELDS` values."""
+    encoded = repr(tuple(_canonical(value) for value in values))
+    return hashlib.sha256(_VIOLATION_TAG + encoded.encode()).hexdigest()
+
+
+def decision_digest(values: Sequence[object], violation_digests: Iterable[str]) -> str:
+    """The digest of a decision row's :data:`DECISION_FIELDS` values and its violations' digests
+    (in ``chain_seq`` order)."""
+    encoded = repr(tuple(_canonical(value) for value in values)) + "|" + ",".join(violation_digests)
+    return hashlib.sha256(_DECISION_TAG + encoded.encode()).hexdigest()
+
+
+def _fast_digest(tag: bytes, values: tuple[Any, ...], at: int, tail: str = "") -> str:
+    """The digest of values as read from the database (plain types; the moment at ``at``)."""
+    row = (*values[:at], _micros(values[at]), *values[at + 1 :])
+    return hashlib.sha256(tag + (repr(row) + tail).encode()).hexdigest()
+
+
+def _values(row: object, fields: Sequence[str]) -> list[object]:
+    return [getattr(row, name) for name in fields]
+
+
+# --- sealing rows as the application writes them --------------------------------------------------
+
+
+_last_committed: dict[Any, int] = {}
+"""Per database (engine), this process's last committed decision: ``chain_prev`` of its next one."""
+_PENDING_DECISIONS = "policyzones.chain.decisions"
+_PENDING_VERSIONS = "policyzones.chain.versions"
+LAST_USE_REFRESH_S = 60.0
+"""How often a process refreshes a policy version's ``last_used_at`` (at most)."""
+_versions: dict[tuple[Any, str], float] = {}
+"""Policy versions this process knows to be stored, with when it last refreshed their last use."""
+_versions_lock = threading.Lock()
+
+
+def _seal(connection: Connection, decision: PolicyZonesDecision, *, new: bool) -> None:
+    """Give new violation rows their position and digest, and the decision its digest."""
+    if new:
+        decision.chain_prev = _last_committed.get(connection.engine)
+        decision.chain_length = 0
+    elif decision.digest is None or decision.chain_length is None:
+        return  # recorded before the chain started: stays unverifiable rather than half-chained
+    length = decision.chain_length or 0
+    state: Any = orm_attributes.instance_state(decision)
+    if not new and "violations" in state.unloaded:  # untouched in this transaction: digests as stored
+        digests = [
+            digest or ""
+            for digest in connection.execute(
+                select(PolicyZonesViolation.digest)
+                .where(PolicyZonesViolation.decision_id == decision.id)
+                .order_by(PolicyZonesViolation.chain_seq)
+            ).scalars()
+        ]
+    else:
+        violations = decision.violations
+        sealed = sorted((v for v in violations if v.chain_seq is not None), key=lambda v: v.chain_seq or 0)
+        for violation in violations:
+            if violation.chain_seq is None:
+                length += 1
+                violation.chain_seq = length
+                violation.digest = violation_digest(_values(violation, VIOLATION_FIELDS))
+                sealed.append(violation)
+        digests = [v.digest or "" for v in sealed]
+    decision.chain_length = length
+    decision.digest = decision_digest(_values(decision, DECISION_FIELDS), digests)
+    _note_policy_version(connection, decision)
+
+
+def _note_policy_version(connection: Connection, decision: PolicyZonesDecision) -> None:
+    """Store the text of the decision's policy version on its first use (once per process: no
+    query per decision once known); refresh its last use at most once a minute."""
+    version = decision.policy_version
+    key = (connection.engine, version)
+    refreshed = _versions.get(key)
+    now = time.monotonic()
+    if refreshed is not None and now - refreshed < LAST_USE_REFRESH_S:
+        return
+    moment = decision.decided_at
+    table = PolicyZonesPolicyVersion.__table__
+    if refreshed is not None:
+        with _versions_lock:
+            if now - _versions.get(key, 0.0) < LAST_USE_REFRESH_S:
+                return
+            _versions[key] = now
+        model = PolicyZonesPolicyVersion
+        connection.execute(
+            update(model)
+            .where(model.version == version, model.last_used_at < moment)
+            .values(last_used_at=moment)
+        )
+        return
+    loaded = loaded_text(version)
+    if loaded is None:
+        return  # a policy this process did not load: the process that did stores it
+    text, source = loaded
+    values = {
+        "version": version,
+        "text": text,
+        "source": source[:3000],
+        "first_used_at": moment,
+        "last_used_at": moment,
+    }
+    connection.execute(_insert_ignoring_duplicates(connection, table), values)
+    session = object_session(decision)
+    if session is not None:  # known once committed (a rolled-back insert is tried again)
+        session.info.setdefault(_PENDING_VERSIONS, set()).add(key)
+
+
+def _insert_ignoring_duplicates(connection: Connection, table: Any) -> Any:
+    """``INSERT`` that does nothing when another process stored the version first."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=["version"])
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=["version"])
+    return table.insert().prefix_with("IGNORE")  # MySQL
+
+
+@event.listens_for(PolicyZonesDecision, "before_insert")
+def _before_insert(_mapper: Mapper[Any], connection: Connection, target: PolicyZonesDecision) -> None:
+    _seal(connection, target, new=True)
+
+
+@event.listens_for(PolicyZonesDecision, "before_update")
+def _before_update(_mapper: Mapper[Any], connection: Connection, target: PolicyZonesDecision) -> None:
+    _seal(connection, target, new=False)
+
+
+@event.listens_for(PolicyZonesDecision, "after_insert")
+def _after_insert(_mapper: Mapper[Any], connection: Connection, target: PolicyZonesDecision) -> None:
+    session = object_session(target)
+    if session is not None:
+        session.info.setdefault(_PENDING_DECISIONS, []).append((connection.engine, target.id))
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    info = session.info
+    if _PENDING_DECISIONS in info:
+        for engine, decision_id in info.pop(_PENDING_DECISIONS):
+            _last_committed[engine] = decision_id
+    if _PENDING_VERSIONS in info:
+        now = time.monotonic()
+        with _versions_lock:
+            for key in info.pop(_PENDING_VERSIONS):
+                _versions.setdefault(key, now)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_DECISIONS, None)
+    session.info.pop(_PENDING_VERSIONS, None)
+
+
+def forget_process_state() -> None:
+    """Start a new writer chain and forget which policy versions are stored (tests, benchmarks)."""
+    _last_committed.clear()
+    with _versions_lock:
+        _versions.clear()
+
+
+# --- verifying -------------------------------------------------------------------------------------
+
+Kind = Literal["altered", "inserted", "deleted"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One row that is not as the application wrote it."""
+
+    kind: Kind
+    table: Literal["decision", "violation"]
+    id: int | None
+    """The row's id; for a deleted violation ``None`` (its position is in ``detail``)."""
+    decision_id: int
+    detail: str
+
+    def describe(self) -> str:
+        name = f"{self.table} {self.id}"
+        if self.id is None:
+            name = f"a {self.table} of decision {self.decision_id}"
+        return f"{self.kind}: {name}: {self.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "table": self.table,
+            "id": self.id,
+            "decision_id": self.decision_id,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Head:
+    """The digest over a DAG's chained decision rows in id order, up to ``last_id``."""
+
+    decisions: int
+    last_id: int
+    digest: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decisions": self.decisions, "last_id": self.last_id, "digest": self.digest}
+
+
+@dataclass(slots=True, kw_only=True)
+class Verification:
+    """What :func:`verify_records` found."""
+
+    since: datetime | None
+    until: datetime | None = None
+    decisions: int = 0
+    violations: int = 0
+    unchained_decisions: int = 0
+    """Rows recorded before the chain started: counted, not verifiable."""
+    unchained_violations: int = 0
+    chain_started_at: datetime | None = None
+    first_chained_id: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+    heads: dict[str, Head] = field(default_factory=dict)
+    head: str = _HEAD_START
+    """The digest over every chained decision row verified, in id order."""
+    changed_heads: dict[str, str] = field(default_factory=dict)
+    """With ``against``: DAGs whose records up to the kept head no longer give the kept digest."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.changed_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "decisions": self.decisions,
+            "violations": self.violations,
+            "unchained": {
+                "decisions": self.unchained_decisions,
+                "violations": self.unchained_violations,
+                "chain_started_at": self.chain_started_at.isoformat() if self.chain_started_at else None,
+                "first_chained_id": self.first_chained_id,
+            },
+            "problems": [problem.to_dict() for problem in self.problems],
+            "head": self.head,
+            "heads": {dag_id: head.to_dict() for dag_id, head in sorted(self.heads.items())},
+            "changed_heads": dict(sorted(self.changed_heads.items())),
+        }
+
+
+def verify_records(
+    *,
+    session: Session,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    against: Mapping[str, Head] | None = None,
+    batch: int = 20_000,
+) -> Verification:
+    """Recompute every digest of the decisions recorded since ``since`` (and before ``until``) and
+    of their violations.
+
+    ``against``: heads kept from an earlier run (per DAG); each DAG's head is recomputed over its
+    decisions up to the kept ``last_id`` and reported in ``changed_heads`` when it differs.
+    Reads only; streams both tables in id order.
+    """
+    decision, violation = PolicyZonesDecision, PolicyZonesViolation
+    result = Verification(since=since, until=until)
+    first = session.execute(
+        select(decision.id, decision.decided_at)
+        .where(decision.digest.is_not(None))
+        .order_by(decision.id)
+        .limit(1)
+    ).first()
+    if first is not None:
+        result.first_chained_id, result.chain_started_at = first[0], first[1]
+    first_chained = result.first_chained_id
+
+    d_columns = [decision.id, *(_plain(decision, name) for name in DECISION_FIELDS), decision.digest]
+    d_query = select(*d_columns).order_by(decision.id)
+    v_columns = [
+        violation.id,
+        violation.decision_id,
+        *(_plain(violation, name) for name in VIOLATION_FIELDS),
+        violation.digest,
+    ]
+    v_query = select(*v_columns).order_by(violation.decision_id, violation.chain_seq, violation.id)
+    window = [
+        *([decision.decided_at >= since] if since is not None else []),
+        *([decision.decided_at < until] if until is not None else []),
+    ]
+    if window:
+        d_query = d_query.where(*window)
+        v_query = v_query.join(decision, decision.id == violation.decision_id).where(*window)
+    decisions = session.execute(d_query.execution_options(yield_per=batch))
+    violations = _grouped(session.execute(v_query.execution_options(yield_per=batch)))
+    bounds = {dag_id: head.last_id for dag_id, head in (against or {}).items()}
+    bounded: dict[str, str] = {}
+    folds: dict[str, list[Any]] = {}
+    seen: set[int] = set()
+    links: list[tuple[int, int]] = []
+    head = result.head
+    pending = next(violations, None)
+    problems = result.problems
+    n_fields = len(DECISION_FIELDS)
+    prev_index = DECISION_FIELDS.index("chain_prev") + 1
+    length_index = DECISION_FIELDS.index("chain_length") + 1
+    for row in decisions:
+        d_id = row[0]
+        while pending is not None and pending[0] < d_id:  # violations of no decision in range
+            for item in pending[1]:
+                problems.append(_problem("inserted", item, pending[0], "its decision does not exist"))
+            pending = next(violations, None)
+        group: list[_Row] = []
+        if pending is not None and pending[0] == d_id:
+            group = pending[1]
+            pending = next(violations, None)
+        result.decisions += 1
+        result.violations += len(group)
+        digest = row[n_fields + 1]
+        if digest is None:
+            if first_chained is None or d_id < first_chained:
+                result.unchained_decisions += 1
+                result.unchained_violations += len(group)
+            else:
+                problems.append(
+                    Problem(
+                        kind="inserted",
+                        table="decision",
+                        id=d_id,
+                        decision_id=d_id,
+                        detail="no digest, but recorded after the chain started "
+                        f"(decision {first_chained}): not written by the application",
+                    )
+                )
+                problems.extend(_problem("inserted", item, d_id, "no digest") for item in group)
+            continue
+        seen.add(d_id)
+        if row[prev_index] is not None:
+            links.append((row[prev_index], d_id))
+        values = row[1 : n_fields + 1]
+        length = row[length_index] or 0
+        by_seq = _check_violations(values[_IDENTITY], group, length, d_id, problems)
+        missing = [seq for seq in range(1, length + 1) if seq not in by_seq]
+        for seq in missing:
+            before = max((by_seq[s][0] for s in by_seq if s < seq), default=None)
+            after = min((by_seq[s][0] for s in by_seq if s > seq), default=None)
+            where = f" (between violations {before} and {after})" if before and after else ""
+            problems.append(
+                Problem(
+                    kind="deleted",
+                    table="violation",
+                    id=None,
+                    decision_id=d_id,
+                    detail=f"violation {seq} of {length} of decision {d_id} is missing{where}; "
+                    "the decision's own digest cannot be checked without it",
+                )
+            )
+        tail = "|" + ",".join([by_seq[s][-1] for s in sorted(by_seq)])
+        if not missing and _fast_digest(_DECISION_TAG, values, _D_AT, tail) != digest:
+            problems.append(
+                Problem(
+                    kind="altered",
+                    table="decision",
+                    id=d_id,
+                    decision_id=d_id,
+                    detail="its content no longer matches its digest "
+                    f"({_describe_try(values)}, outcome {values[8]})",
+                )
+            )
+        head = hashlib.sha256((head + digest).encode()).hexdigest()
+        dag_id = values[0]
+        fold = folds.get(dag_id)
+        if fold is None:
+            fold = folds[dag_id] = [0, d_id, _HEAD_START]
+        fold[0] += 1
+        fold[1] = d_id
+        fold[2] = hashlib.sha256((fold[2] + digest).encode()).hexdigest()
+        bound = bounds.get(dag_id)
+        if bound is not None and d_id <= bound:
+            bounded[dag_id] = fold[2]
+    while pending is not None:
+        for item in pending[1]:
+            problems.append(_problem("inserted", item, pending[0], "its decision does not exist"))
+        pending = next(violations, None)
+    _check_links(session, links, seen, problems)
+    result.head = head
+    result.heads = {
+        dag_id: Head(decisions=n, last_id=last, digest=h) for dag_id, (n, last, h) in folds.items()
+    }
+    for dag_id, kept in (against or {}).items():
+        now = bounded.get(dag_id)
+        if now != kept.digest:
+            result.changed_heads[dag_id] = (
+                f"the head kept over its decisions up to {kept.last_id} ({kept.decisions} decisions) "
+                + ("is gone" if now is None else f"is now {now}, not {kept.digest}")
+            )
+    return result
+
+
+_D_AT = DECISION_FIELDS.index("decided_at")
+_V_AT = VIOLATION_FIELDS.index("decided_at")
+
+
+def _plain(model: Any, name: str) -> Any:
+    """A column to verify: moments without Airflow's per-row UTC conversion (it is done once, in
+    :func:`_micros`)."""
+    column = getattr(model, name)
+    return type_coerce(column, DateTime()).label(name) if name == "decided_at" else column
+
+
+def _grouped(rows: Iterable[_Row]) -> Iterator[tuple[int, list[_Row]]]:
+    """Violation rows grouped by decision id (they come ordered by it)."""
+    current: int | None = None
+    group: list[_Row] = []
+    for row in rows:
+        if row[1] != current:
+            if current is not None:
+                yield current, group
+            current, group = row[1], []
+        group.append(row)
+    if current is not None:
+        yield current, group
+
+
+def _check_violations(
+    identity: Sequence[object], group: Sequence[_Row], length: int, d_id: int, problems: list[Problem]
+) -> dict[int, _Row]:
+    """The violations of one chained decision that verify, by position; the others reported."""
+    by_seq: dict[int, _Row] = {}
+    n_fields = len(VIOLATION_FIELDS)
+    for item in group:
+        digest, seq = item[n_fields + 2], item[n_fields + 1]
+        values = item[2 : n_fields + 2]
+        if digest is None or seq is None:
+            problems.append(_problem("inserted", item, d_id, "no digest in a chained record"))
+        elif _fast_digest(_VIOLATION_TAG, values, _V_AT) != digest:
+            problems.append(_problem("altered", item, d_id, "its content no longer matches its digest"))
+            by_seq.setdefault(seq, item)  # still holds its position: not also reported as deleted
+        elif tuple(values[_IDENTITY]) != tuple(identity):
+            problems.append(
+                _problem("inserted", item, d_id, f"it was recorded for another try ({_describe_try(values)})")
+            )
+        elif seq in by_seq or not 1 <= seq <= length:
+            problems.append(
+                _problem("inserted", item, d_id, f"position {seq} is taken or beyond the record's {length}")
+            )
+        else:
+            by_seq[seq] = item
+    return by_seq
+
+
+def _check_links(
+    session: Session, links: Sequence[tuple[int, int]], seen: set[int], problems: list[Problem]
+) -> None:
+    """Every decision a writer committed before another one must still exist."""
+    unknown = sorted({prev for prev, _ in links if prev not in seen})
+    existing: set[int] = set()
+    for start in range(0, len(unknown), 1000):
+        chunk = unknown[start : start + 1000]
+        existing.update(
+            session.execute(select(PolicyZonesDecision.id).where(PolicyZonesDecision.id.in_(chunk))).scalars()
+        )
+    named = dict(links)
+    for prev in unknown:
+        if prev not in existing:
+            problems.append(
+                Problem(
+                    kind="deleted",
+                    table="decision",
+                    id=prev,
+                    decision_id=prev,
+                    detail=f"decision {named[prev]} names it as its writer's previous decision, and it "
+                    "is gone (with its violations)",
+                )
+            )
+
+
+def _problem(kind: Kind, item: _Row, decision_id: int, detail: str) -> Problem:
+    return Problem(kind=kind, table="violation", id=item[0], decision_id=decision_id, detail=detail)
+
+
+def _describe_try(values: Sequence[Any]) -> str:
+    return f"{values[0]}.{values[1]} run {values[2]} map {values[3]} try {values[4]}"
+
+
+def heads_from(payload: Mapping[str, Any]) -> dict[str, Head]:
+    """The per-DAG heads of an earlier ``verify-records --format json`` report.
+
+    Raises ``ValueError`` naming what is wrong with it.
+    """
+    heads = payload.get("heads") if isinstance(payload, Mapping) else None
+    if not isinstance(heads, Mapping):
+        raise ValueError("it has no 'heads' object: pass the JSON a `verify-records --format json` run wrote")
+    kept: dict[str, Head] = {}
+    for dag_id, value in heads.items():
+        try:
+            kept[str(dag_id)] = Head(
+                decisions=int(value["decisions"]), last_id=int(value["last_id"]), digest=str(value["digest"])
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"heads[{dag_id!r}] needs 'decisions', 'last_id' and 'digest': pass the report unedited"
+            ) from None
+    return kept

@@ -1,0 +1,306 @@
+"""Tamper evidence at scale: how fast ``verify-records`` checks the chain, and what sealing rows adds
+to recording a decision, measured side by side in one run.
+
+In a fresh PostgreSQL metadata database (``airflow db migrate``: Airflow's tables and ours):
+
+* **verify**: 1,000,000 decision rows and 200,000 violation rows (every fifth decision a deny
+  with one violation; 500 DAGs; 90 days), each sealed with the digests the application computes
+  (:mod:`airflow_policyzones.db.chain`), linked per writer, loaded with ``COPY``; then
+  :func:`~airflow_policyzones.db.chain.verify_records` over all of them, ``REPETITIONS_VERIFY``
+  times (median). It must find no problem.
+* **chain overhead**: :func:`~airflow_policyzones.service.decide_and_record` (in process, on the
+  same database) for a deny with three violations and for an allow, with the sealing listeners
+  installed and with them removed, alternating on/off every decision (``DECISIONS_TIMED`` each);
+  the overhead is the difference of the medians over the median without.
+
+Run with ``python -m benchmarks.bench_evidence`` (``make bench``). The last line is
+``verify_rows_per_s=<n> chain_overhead_pct=<n> paired_overhead_pct=<n> decide_median_ms=<n>``;
+targets: ``verify_rows_per_s`` >= 100,000 and ``chain_overhead_pct`` <= 5.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+DECISIONS = int(os.environ.get("PZ_BENCH_EVIDENCE_DECISIONS", "1000000"))
+VIOLATION_EVERY = 5
+DAGS = 500
+DAYS = 90
+REPETITIONS_VERIFY = 3
+DECISIONS_TIMED = 300
+WARMUP = 20
+TARGET_ROWS_PER_S = 100_000
+TARGET_OVERHEAD_PCT = 5.0
+END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+VERSION = "sha256:" + "ab" * 32
+REASON = "category purchase_events is not allowed in zone zone_07 (allowed: ad_clicks)"
+REMEDIATION = "read an aggregated, consented copy or move the task to a zone that allows purchase_events"
+
+DECISION_COLUMNS = ("id", "digest")
+VIOLATION_COLUMNS = ("id", "decision_id", "digest")
+
+
+def _rows() -> Iterator[tuple[list[object], list[object] | None]]:
+    """Each decision's column values (``DECISION_FIELDS`` order) and its violation's, if any."""
+    step = timedelta(seconds=DAYS * 86400 / DECISIONS)
+    for i in range(1, DECISIONS + 1):
+        deny = i % VIOLATION_EVERY == 0
+        dag = f"dag_{i * 7919 % DAGS:03d}"
+        identity = [dag, f"task_{i % 40}", f"scheduled__{i}", -1, 1]
+        at = END - (DECISIONS - i) * step
+        zone = f"zone_{i * 7919 % DAGS % 20:02d}"
+        decision = [
+            *identity,
+            zone,
+            "dag",
+            "enforce",
+            "deny" if deny else "allow",
+            not deny,
+            VERSION,
+            "c" * 64,
+            "api",
+            at,
+            1,
+            int(deny),
+            int(deny),
+            i - 1 if i > 1 else None,
+            int(deny),
+        ]
+        violation = None
+        if deny:
+            violation = [
+                *identity,
+                zone,
+                "enforce",
+                "deny",
+                "category_not_allowed",
+                ["category_not_allowed"],
+                f"s3://lake/raw/purchases/part-{i % 997}",
+                REASON,
+                REMEDIATION,
+                None,
+                VERSION,
+                at,
+                "declared",
+                1,
+            ]
+        yield decision, violation
+
+
+def _copy_value(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{item}"' for item in value) + "]"
+    return str(value)
+
+
+def load(url: str) -> float:
+    """Seal and ``COPY`` the rows; returns the seconds it took."""
+    import psycopg2
+    import sqlalchemy as sa
+
+    from airflow_policyzones.db.chain import (
+        DECISION_FIELDS,
+        VIOLATION_FIELDS,
+        decision_digest,
+        violation_digest,
+    )
+
+    started = time.perf_counter()
+    decisions, violations = io.StringIO(), io.StringIO()
+    next_violation = 1
+    for i, (decision, violation) in enumerate(_rows(), 1):
+        digests = []
+        if violation is not None:
+            digest = violation_digest(violation)
+            digests.append(digest)
+            violations.write(
+                "\t".join(_copy_value(v) for v in (next_violation, i, *violation, digest)) + "\n"
+            )
+            next_violation += 1
+        digest = decision_digest(decision, digests)
+        decisions.write("\t".join(_copy_value(v) for v in (i, *decision, digest)) + "\n")
+    print(f"  sealed {DECISIONS:,} decisions in {time.perf_counter() - started:.1f} s", flush=True)
+    parsed = sa.make_url(url)
+    conn = psycopg2.connect(
+        host=parsed.host, port=parsed.port or 5432, user=parsed.username, dbname=parsed.database
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET session_replication_role = replica")  # consistent by construction: no FK checks
+            for table, fields, buffer in (
+                ("policyzones_decision", DECISION_FIELDS, decisions),
+                ("policyzones_violation", ("decision_id", *VIOLATION_FIELDS), violations),
+            ):
+                buffer.seek(0)
+                columns = ", ".join(("id", *fields, "digest"))
+                cur.copy_expert(f"COPY {table} ({columns}) FROM STDIN", buffer)
+            for table in ("policyzones_decision", "policyzones_violation"):
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
+        conn.commit()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("VACUUM ANALYZE policyzones_decision")
+            cur.execute("VACUUM ANALYZE policyzones_violation")
+    finally:
+        conn.close()
+    return time.perf_counter() - started
+
+
+def measure_verify() -> tuple[float, int]:
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.db.chain import verify_records
+
+    timings = []
+    rows = 0
+    for _ in range(REPETITIONS_VERIFY):
+        with create_session() as session:
+            started = time.perf_counter()
+            report = verify_records(session=session)
+            timings.append(time.perf_counter() - started)
+        if not report.ok:
+            raise SystemExit(f"verification found problems in sealed rows: {report.problems[:5]}")
+        rows = report.decisions + report.violations
+        print(f"  verified {rows:,} rows in {timings[-1]:.2f} s (head {report.head[:16]}...)", flush=True)
+    return statistics.median(timings), rows
+
+
+@contextmanager
+def chaining(enabled: bool) -> Iterator[None]:
+    """The sealing listeners installed (as always) or removed for the block."""
+    import sqlalchemy as sa
+
+    from airflow_policyzones.db import chain
+    from airflow_policyzones.db.models import PolicyZonesDecision
+
+    listeners: list[tuple[str, Callable[..., None]]] = [
+        ("before_insert", chain._before_insert),
+        ("before_update", chain._before_update),
+        ("after_insert", chain._after_insert),
+    ]
+    if not enabled:
+        for name, listener in listeners:
+            sa.event.remove(PolicyZonesDecision, name, listener)
+    try:
+        yield
+    finally:
+        if not enabled:
+            for name, listener in listeners:
+                sa.event.listen(PolicyZonesDecision, name, listener)
+
+
+def measure_decisions(engine: Any) -> tuple[dict[bool, list[float]], list[float]]:
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.api.schema import DecisionRequest
+    from airflow_policyzones.service import decide_and_record
+
+    def request(deny: bool) -> DecisionRequest:
+        inputs = (
+            ["s3://lake/raw/purchases/d", "s3://lake/raw/mixed/p", "s3://lake/raw/ad_clicks/x"]
+            if deny
+            else ["s3://lake/raw/ad_clicks/x"]
+        )
+        return DecisionRequest.model_validate(
+            {
+                "task": {
+                    "dag_id": "recs_dag" if deny else "ads_dag",
+                    "task_id": "read",
+                    "run_id": f"bench__{uuid.uuid4().hex}",
+                    "map_index": -1,
+                    "try_number": 1,
+                },
+                "zone": "recs" if deny else "ads",
+                "zone_source": "dag",
+                "inputs": [{"namespace": "asset", "name": name} for name in inputs],
+            }
+        )
+
+    def timed(enabled: bool, deny: bool) -> float:
+        item = request(deny)
+        with chaining(enabled), create_session() as session:
+            started = time.perf_counter()
+            response = decide_and_record(session=session, engine=engine, request=item, source="in_process")
+            elapsed = (time.perf_counter() - started) * 1000
+        assert response.allowed is not deny, response
+        return elapsed
+
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    paired: list[float] = []
+    for index in range(WARMUP + DECISIONS_TIMED):
+        deny = index % 2 == 0
+        order = (True, False) if index % 4 < 2 else (False, True)
+        pair = {enabled: timed(enabled, deny) for enabled in order}
+        if index >= WARMUP:
+            for enabled, value in pair.items():
+                samples[enabled].append(value)
+            paired.append(pair[True] / pair[False] - 1)
+    return samples, paired
+
+
+def main() -> int:
+    home = tempfile.mkdtemp(prefix="policyzones-bench-evidence-")
+    os.environ["AIRFLOW_HOME"] = home
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.support.airflow_db import TEST_POLICY, prepared_database, use_database
+
+    policy = Path(home) / "policy.yaml"
+    policy.write_text(TEST_POLICY)
+    prepared = prepared_database("postgres")
+    with use_database(prepared.url):
+        from airflow_policyzones.policy import PolicyEngine
+
+        engine = PolicyEngine.from_file(policy)
+        print(f"loading {DECISIONS:,} sealed decisions and {DECISIONS // VIOLATION_EVERY:,} violations")
+        print(f"  loaded in {load(prepared.url):.1f} s", flush=True)
+        seconds, rows = measure_verify()  # before the decisions below: half of them are unsealed
+        print(
+            f"decide_and_record in process on PostgreSQL, chaining on/off alternating, {DECISIONS_TIMED} each"
+        )
+        samples, paired = measure_decisions(engine)
+        on, off = statistics.median(samples[True]), statistics.median(samples[False])
+        overhead = (on - off) / off * 100
+        paired_pct = statistics.median(paired) * 100
+        print(f"  median {on:.2f} ms with chaining, {off:.2f} ms without: {overhead:+.1f} %")
+        print(f"  median of the paired ratios: {paired_pct:+.1f} %")
+    rate = rows / seconds
+    verdicts = (
+        "meets" if rate >= TARGET_ROWS_PER_S else "MISSES",
+        "meets" if overhead <= TARGET_OVERHEAD_PCT else "MISSES",
+    )
+    print(
+        f"verify-records: median {seconds:.2f} s over {rows:,} rows = {rate:,.0f} rows/s "
+        f"({verdicts[0]} the target of {TARGET_ROWS_PER_S:,}); chaining adds {overhead:.1f} % to "
+        f"decide_and_record's median ({verdicts[1]} the target of {TARGET_OVERHEAD_PCT:.0f} %)"
+    )
+    print(
+        f"verify_rows_per_s={rate:.0f} chain_overhead_pct={overhead:.1f} "
+        f"paired_overhead_pct={paired_pct:.1f} decide_median_ms={off:.2f}"
+    )
+    return 0 if "MISSES" not in verdicts else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
