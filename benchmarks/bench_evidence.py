@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -188,26 +188,21 @@ def measure_verify() -> tuple[float, int]:
 
 @contextmanager
 def chaining(enabled: bool) -> Iterator[None]:
-    """The sealing listeners installed (as always) or removed for the block."""
-    import sqlalchemy as sa
-
+    """Rows sealed (as always) or not for the block: sealing is swapped for a no-op, which leaves
+    SQLAlchemy's listeners (and its compiled statement cache) as they are."""
     from airflow_policyzones.db import chain
-    from airflow_policyzones.db.models import PolicyZonesDecision
 
-    listeners: list[tuple[str, Callable[..., None]]] = [
-        ("before_insert", chain._before_insert),
-        ("before_update", chain._before_update),
-        ("after_insert", chain._after_insert),
-    ]
+    seal = chain._seal
     if not enabled:
-        for name, listener in listeners:
-            sa.event.remove(PolicyZonesDecision, name, listener)
+        chain._seal = _no_seal
     try:
         yield
     finally:
-        if not enabled:
-            for name, listener in listeners:
-                sa.event.listen(PolicyZonesDecision, name, listener)
+        chain._seal = seal
+
+
+def _no_seal(*_args: Any, **_kwargs: Any) -> None:
+    return None
 
 
 def measure_decisions(engine: Any) -> tuple[dict[bool, list[float]], list[float]]:

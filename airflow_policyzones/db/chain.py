@@ -36,12 +36,13 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from sqlalchemy import DateTime, event, select, type_coerce, update
+from sqlalchemy import BigInteger, DateTime, cast, event, func, select, type_coerce, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, Session, object_session
 from sqlalchemy.orm import attributes as orm_attributes
@@ -103,7 +104,8 @@ _Row = Any
 
 _DECISION_TAG = b"policyzones-decision-1\n"
 _VIOLATION_TAG = b"policyzones-violation-1\n"
-_HEAD_START = hashlib.sha256(b"policyzones-head-1").hexdigest()
+_HEAD_SEED = b"policyzones-head-1\n"
+_HEAD_START = hashlib.sha256(_HEAD_SEED).hexdigest()
 
 
 # --- digests ---------------------------------------------------------------------------------------
@@ -149,8 +151,9 @@ def decision_digest(values: Sequence[object], violation_digests: Iterable[str]) 
 
 
 def _fast_digest(tag: bytes, values: tuple[Any, ...], at: int, tail: str = "") -> str:
-    """The digest of values as read from the database (plain types; the moment at ``at``)."""
-    row = (*values[:at], _micros(values[at]), *values[at + 1 :])
+    """The digest of values as read by :func:`verify_records` (plain types; the moment at ``at``
+    already in microseconds, or a datetime)."""
+    row = values if isinstance(values[at], int) else (*values[:at], _micros(values[at]), *values[at + 1 :])
     return hashlib.sha256(tag + (repr(row) + tail).encode()).hexdigest()
 
 
@@ -336,7 +339,7 @@ class Problem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Head:
-    """The digest over a DAG's chained decision rows in id order, up to ``last_id``."""
+    """sha256 over the digests of a DAG's chained decision rows in id order, up to ``last_id``."""
 
     decisions: int
     last_id: int
@@ -362,7 +365,7 @@ class Verification:
     problems: list[Problem] = field(default_factory=list)
     heads: dict[str, Head] = field(default_factory=dict)
     head: str = _HEAD_START
-    """The digest over every chained decision row verified, in id order."""
+    """sha256 over the digests of every chained decision row verified, in id order."""
     changed_heads: dict[str, str] = field(default_factory=dict)
     """With ``against``: DAGs whose records up to the kept head no longer give the kept digest."""
 
@@ -417,12 +420,17 @@ def verify_records(
         result.first_chained_id, result.chain_started_at = first[0], first[1]
     first_chained = result.first_chained_id
 
-    d_columns = [decision.id, *(_plain(decision, name) for name in DECISION_FIELDS), decision.digest]
+    dialect = session.connection().dialect.name
+    d_columns = [
+        decision.id,
+        *(_plain(decision, name, dialect=dialect) for name in DECISION_FIELDS),
+        decision.digest,
+    ]
     d_query = select(*d_columns).order_by(decision.id)
     v_columns = [
         violation.id,
         violation.decision_id,
-        *(_plain(violation, name) for name in VIOLATION_FIELDS),
+        *(_plain(violation, name, dialect=dialect) for name in VIOLATION_FIELDS),
         violation.digest,
     ]
     v_query = select(*v_columns).order_by(violation.decision_id, violation.chain_seq, violation.id)
@@ -433,36 +441,41 @@ def verify_records(
     if window:
         d_query = d_query.where(*window)
         v_query = v_query.join(decision, decision.id == violation.decision_id).where(*window)
-    decisions = session.execute(d_query.execution_options(yield_per=batch))
-    violations = _grouped(session.execute(v_query.execution_options(yield_per=batch)))
+    connection = session.connection()
+    decisions = _stream(connection, d_query, batch=batch)
+    violations = _grouped(_stream(connection, v_query, batch=batch))
     bounds = {dag_id: head.last_id for dag_id, head in (against or {}).items()}
-    bounded: dict[str, str] = {}
+    bounded: dict[str, str | None] = {}
+    overall = hashlib.sha256(_HEAD_SEED)
     folds: dict[str, list[Any]] = {}
+    """Per DAG: decisions, last id, hasher over their digests."""
     seen: set[int] = set()
     links: list[tuple[int, int]] = []
-    head = result.head
+    """(previous decision not verified in this run, the decision naming it): checked at the end."""
     pending = next(violations, None)
     problems = result.problems
     n_fields = len(DECISION_FIELDS)
     prev_index = DECISION_FIELDS.index("chain_prev") + 1
     length_index = DECISION_FIELDS.index("chain_length") + 1
+    counted = unchained = unchained_violations = violation_rows = 0
+    sha256, in_micros = hashlib.sha256, dialect == "postgresql"
     for row in decisions:
         d_id = row[0]
-        while pending is not None and pending[0] < d_id:  # violations of no decision in range
-            for item in pending[1]:
-                problems.append(_problem("inserted", item, pending[0], "its decision does not exist"))
-            pending = next(violations, None)
-        group: list[_Row] = []
-        if pending is not None and pending[0] == d_id:
-            group = pending[1]
-            pending = next(violations, None)
-        result.decisions += 1
-        result.violations += len(group)
+        counted += 1
+        group: Sequence[_Row] = ()
+        if pending is not None and pending[0] <= d_id:
+            while pending is not None and pending[0] < d_id:  # violations of no decision in range
+                problems.extend(_problem("inserted", item, pending[0], _NO_DECISION) for item in pending[1])
+                pending = next(violations, None)
+            if pending is not None and pending[0] == d_id:
+                group = pending[1]
+                violation_rows += len(group)
+                pending = next(violations, None)
         digest = row[n_fields + 1]
         if digest is None:
             if first_chained is None or d_id < first_chained:
-                result.unchained_decisions += 1
-                result.unchained_violations += len(group)
+                unchained += 1
+                unchained_violations += len(group)
             else:
                 problems.append(
                     Problem(
@@ -477,28 +490,27 @@ def verify_records(
                 problems.extend(_problem("inserted", item, d_id, "no digest") for item in group)
             continue
         seen.add(d_id)
-        if row[prev_index] is not None:
-            links.append((row[prev_index], d_id))
+        prev = row[prev_index]
+        if prev is not None and prev not in seen:  # a writer's previous decision has a lower id
+            links.append((prev, d_id))
         values = row[1 : n_fields + 1]
         length = row[length_index] or 0
-        by_seq = _check_violations(values[_IDENTITY], group, length, d_id, problems)
-        missing = [seq for seq in range(1, length + 1) if seq not in by_seq]
-        for seq in missing:
-            before = max((by_seq[s][0] for s in by_seq if s < seq), default=None)
-            after = min((by_seq[s][0] for s in by_seq if s > seq), default=None)
-            where = f" (between violations {before} and {after})" if before and after else ""
-            problems.append(
-                Problem(
-                    kind="deleted",
-                    table="violation",
-                    id=None,
-                    decision_id=d_id,
-                    detail=f"violation {seq} of {length} of decision {d_id} is missing{where}; "
-                    "the decision's own digest cannot be checked without it",
-                )
-            )
-        tail = "|" + ",".join([by_seq[s][-1] for s in sorted(by_seq)])
-        if not missing and _fast_digest(_DECISION_TAG, values, _D_AT, tail) != digest:
+        tail = _check_record(values, group, length, d_id, problems) if group or length else "|"
+        if (
+            tail is not None
+            and sha256(
+                _DECISION_TAG
+                + (
+                    repr(
+                        values
+                        if in_micros
+                        else (*values[:_D_AT], _micros(values[_D_AT]), *values[_D_AT + 1 :])
+                    )
+                    + tail
+                ).encode()
+            ).hexdigest()
+            != digest
+        ):
             problems.append(
                 Problem(
                     kind="altered",
@@ -509,28 +521,32 @@ def verify_records(
                     f"({_describe_try(values)}, outcome {values[8]})",
                 )
             )
-        head = hashlib.sha256((head + digest).encode()).hexdigest()
+        encoded = digest.encode()
+        overall.update(encoded)
         dag_id = values[0]
         fold = folds.get(dag_id)
         if fold is None:
-            fold = folds[dag_id] = [0, d_id, _HEAD_START]
+            fold = folds[dag_id] = [0, d_id, hashlib.sha256(_HEAD_SEED)]
+        if bounds and dag_id in bounds and d_id > bounds[dag_id] and dag_id not in bounded:
+            bounded[dag_id] = fold[2].hexdigest() if fold[0] else None  # the head before this row
         fold[0] += 1
         fold[1] = d_id
-        fold[2] = hashlib.sha256((fold[2] + digest).encode()).hexdigest()
-        bound = bounds.get(dag_id)
-        if bound is not None and d_id <= bound:
-            bounded[dag_id] = fold[2]
+        fold[2].update(encoded)
     while pending is not None:
-        for item in pending[1]:
-            problems.append(_problem("inserted", item, pending[0], "its decision does not exist"))
+        problems.extend(_problem("inserted", item, pending[0], _NO_DECISION) for item in pending[1])
         pending = next(violations, None)
     _check_links(session, links, seen, problems)
-    result.head = head
+    result.decisions, result.violations = counted, violation_rows
+    result.unchained_decisions, result.unchained_violations = unchained, unchained_violations
+    result.head = overall.hexdigest()
     result.heads = {
-        dag_id: Head(decisions=n, last_id=last, digest=h) for dag_id, (n, last, h) in folds.items()
+        dag_id: Head(decisions=n, last_id=last, digest=hasher.hexdigest())
+        for dag_id, (n, last, hasher) in folds.items()
     }
     for dag_id, kept in (against or {}).items():
-        now = bounded.get(dag_id)
+        if dag_id not in bounded:
+            bounded[dag_id] = result.heads[dag_id].digest if dag_id in result.heads else None
+        now = bounded[dag_id]
         if now != kept.digest:
             result.changed_heads[dag_id] = (
                 f"the head kept over its decisions up to {kept.last_id} ({kept.decisions} decisions) "
@@ -539,15 +555,73 @@ def verify_records(
     return result
 
 
+def _stream(connection: Connection, statement: Any, *, batch: int) -> Iterator[_Row]:
+    """The rows of ``statement``, streamed; on psycopg2 straight from a server-side cursor (plain
+    tuples, no result-row objects: verification reads millions)."""
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg2":
+        yield from connection.execution_options(stream_results=True, yield_per=batch).execute(statement)
+        return
+    compiled = statement.compile(dialect=dialect)
+    raw: Any = connection.connection.dbapi_connection
+    cursor = raw.cursor(name=f"policyzones_verify_{uuid.uuid4().hex}")
+    cursor.itersize = batch
+    try:
+        cursor.execute(str(compiled), compiled.params)
+        yield from cursor
+    finally:
+        cursor.close()
+
+
+def _check_record(
+    values: Sequence[Any], group: Sequence[_Row], length: int, d_id: int, problems: list[Problem]
+) -> str | None:
+    """Check a chained decision's violations; the digest tail its own digest covers, or ``None``
+    when a position is missing (then the decision cannot be checked)."""
+    by_seq = _check_violations(values[_IDENTITY], group, length, d_id, problems)
+    missing = [seq for seq in range(1, length + 1) if seq not in by_seq]
+    for seq in missing:
+        before = max((by_seq[s][0] for s in by_seq if s < seq), default=None)
+        after = min((by_seq[s][0] for s in by_seq if s > seq), default=None)
+        where = (
+            f" (between violations {before} and {after})"
+            if before and after
+            else f" (before violation {after})"
+            if after
+            else f" (after violation {before})"
+            if before
+            else ""
+        )
+        problems.append(
+            Problem(
+                kind="deleted",
+                table="violation",
+                id=None,
+                decision_id=d_id,
+                detail=f"violation {seq} of {length} of decision {d_id} is missing{where}; "
+                "the decision's own digest cannot be checked without it",
+            )
+        )
+    if missing:
+        return None
+    return "|" + ",".join([by_seq[s][-1] for s in sorted(by_seq)])
+
+
+_NO_DECISION = "its decision does not exist"
 _D_AT = DECISION_FIELDS.index("decided_at")
 _V_AT = VIOLATION_FIELDS.index("decided_at")
 
 
-def _plain(model: Any, name: str) -> Any:
-    """A column to verify: moments without Airflow's per-row UTC conversion (it is done once, in
-    :func:`_micros`)."""
+def _plain(model: Any, name: str, *, dialect: str) -> Any:
+    """A column as verification reads it. Moments skip Airflow's per-row UTC conversion: on
+    PostgreSQL the server gives microseconds since the epoch (exact: rounding the epoch's float
+    seconds errs by less than half a microsecond), elsewhere :func:`_micros` converts them."""
     column = getattr(model, name)
-    return type_coerce(column, DateTime()).label(name) if name == "decided_at" else column
+    if name != "decided_at":
+        return column
+    if dialect == "postgresql":
+        return cast(func.round(func.extract("epoch", column) * 1_000_000), BigInteger).label(name)
+    return type_coerce(column, DateTime()).label(name)
 
 
 def _grouped(rows: Iterable[_Row]) -> Iterator[tuple[int, list[_Row]]]:
