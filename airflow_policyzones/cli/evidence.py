@@ -17,6 +17,7 @@ from typing import Any
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
+_CHAIN_START = "chain start"
 
 HISTORY_DESCRIPTION = """\
 List every policy version that decided something, with its first and last use (from the recorded
@@ -172,9 +173,12 @@ def _run_verify(args: argparse.Namespace) -> int:
         bounds[name] = moment
     since, until = bounds.get("since"), bounds.get("until")
     against: dict[str, Head] | None = None
+    kept_start: int | None = None
     if args.against is not None:
         try:
-            against = heads_from(json.loads(Path(args.against).read_text()))
+            kept = json.loads(Path(args.against).read_text())
+            against = heads_from(kept)
+            kept_start = (kept.get("unchained") or {}).get("first_chained_id")
         except OSError as error:
             return _error("verify-records", f"--against {args.against!r}: {error.strerror}; check the path")
         except (ValueError, UnicodeDecodeError) as error:
@@ -184,6 +188,12 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     with create_session() as session:
         report = verify_records(session=session, since=since, until=until, against=against)
+    if isinstance(kept_start, int) and (report.first_chained_id or 0) != kept_start:
+        # Clearing the digests of the first chained rows would make them look older than the chain.
+        report.changed_heads[_CHAIN_START] = (
+            f"the chain started with decision {kept_start} when the heads were kept, and now "
+            + (f"with decision {report.first_chained_id}" if report.first_chained_id else "not at all")
+        )
     if args.format == "json":
         _print_json(report.to_dict())
         return EXIT_OK if report.ok else EXIT_PROBLEMS
@@ -209,12 +219,10 @@ def _run_verify(args: argparse.Namespace) -> int:
         for problem in report.problems:
             print(f"  {problem.describe()}")
     for dag_id, change in sorted(report.changed_heads.items()):
-        print(f"  changed: DAG {dag_id}: {change}")
+        print(f"  changed: {'DAG ' + dag_id if dag_id != _CHAIN_START else dag_id}: {change}")
     if against is not None:
-        print(
-            f"Kept heads: {len(against) - len(report.changed_heads)} of {len(against)} DAGs unchanged "
-            f"(from {args.against})."
-        )
+        changed = len(set(report.changed_heads) - {_CHAIN_START})
+        print(f"Kept heads: {len(against) - changed} of {len(against)} DAGs unchanged (from {args.against}).")
     last = max((head.last_id for head in report.heads.values()), default=None)
     print(
         f"Chain head: {report.head} over {chained_d:,} decisions"

@@ -5,6 +5,8 @@ Each violation row gets a position in its try's record (``chain_seq``, 1, 2, ...
 over its content and position; the decision row's digest covers its own content, the number of
 violation rows (``chain_length``) and their digests in order. The decision row is the head of its
 try's chain, and is rewritten (with a new digest) whenever the try's record legitimately grows.
+A violation's digest does not cover its predecessor's: the positions and the head fix the order,
+and a deleted row then leaves the rows after it verifiable, each by its own id.
 
 Why per try and not per DAG or per deployment: every write to a try's record already happens on
 the try's decision row — inserted under its unique key, or updated under ``SELECT ... FOR
@@ -121,10 +123,13 @@ def _micros(moment: datetime) -> int:
     return (moment - (_EPOCH if moment.tzinfo is not None else _NAIVE_EPOCH)) // _MICROSECOND
 
 
+_PLAIN = frozenset({str, int, bool})
+
+
 def _canonical(value: Any) -> Any:
     """A column value as plain Python values read back from the database are: ``repr`` of the
     whole row is then its encoding (unambiguous, and computed in C when verifying)."""
-    if value is None or value is True or value is False:
+    if value is None or type(value) in _PLAIN:
         return value
     if isinstance(value, int):
         return int(value)

@@ -96,6 +96,12 @@ def test_verify_records_passes_on_a_clean_history_and_fails_by_id(
     assert "Kept heads: 1 of 2 DAGs unchanged" in out
     assert "FAILED" in out
 
+    moved = json.loads(kept.read_text())
+    moved["unchained"]["first_chained_id"] = -1  # as if the first chained rows lost their digests since
+    kept.write_text(json.dumps(moved))
+    code, out, _ = run(capsys, "verify-records", *window(since), "--against", str(kept))
+    assert code == EXIT_VIOLATIONS and "changed: chain start: the chain started with decision -1" in out
+
     code, out, _ = run(capsys, "verify-records", *window(since), "--format", "json")
     assert code == EXIT_VIOLATIONS
     problems = json.loads(out)["problems"]
