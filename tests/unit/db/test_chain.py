@@ -258,3 +258,45 @@ def test_a_policy_versions_text_is_stored_once_on_first_use(
     statements.clear()
     record(engine, since, dag_id="ads_dag", zone="ads", inputs=[CLICKS])
     assert statements and not any("policyzones_policy_version" in statement for statement in statements)
+
+
+def test_a_record_begun_by_a_refused_connection_and_completed_by_the_check_verifies(
+    backend: Prepared, since: datetime, tmp_path: Path
+) -> None:
+    """A connection refused before the try's pre-execute check starts the record; the check
+    completes it later (both write the same decision row): the record verifies as one chain."""
+    from airflow.models.dag import DagTag
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.credentials import check_credential
+    from tests.support.airflow_db import TEST_POLICY, create_run
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(TEST_POLICY + "connections:\n  warehouse_raw:\n    categories: [purchase_events]\n")
+    engine = PolicyEngine.from_file(path)
+    with create_session() as session:
+        if session.get(DagTag, ("policyzone:marketing", "mkt_dag")) is None:
+            session.add(DagTag(name="policyzone:marketing", dag_id="mkt_dag"))
+    run_id = create_run("mkt_dag")
+    with create_session() as session:
+        ti_id = session.scalar(
+            sa.select(TaskInstance.id).where(TaskInstance.run_id == run_id, TaskInstance.task_id == "read")
+        )
+        verdict = check_credential(
+            session=session,
+            engine=engine,
+            ti_id=str(ti_id),
+            kind="connection",
+            name="warehouse_raw",
+            now=since,
+        )
+    assert verdict.allowed and verdict.decision is not None  # marketing is in dry_run: served, recorded
+    request = request_for("mkt_dag", run_id, zone="marketing", inputs=[PURCHASES])
+    completed = decide(engine, request, source="api", now=since)
+    decision, violations = rows(completed.decision_id)
+    assert decision.chain_length == len(violations) == 2
+    assert sorted(v.chain_seq or 0 for v in violations) == [1, 2]
+    report = verify(since)
+    assert report.ok, report.problems
+    assert report.decisions == 1 and report.violations == 2
