@@ -23,13 +23,17 @@ from airflow_policyzones.api.schema import TaskInstanceIdentity
 from airflow_policyzones.db.models import INPUT_LEN, PolicyZonesDecision, decision_of_try
 from airflow_policyzones.policy.engine import Decision, Outcome, PolicyEngine, TaskContext
 from airflow_policyzones.policy.models import CredentialKind
-from airflow_policyzones.service import CREDENTIALS_ONLY, _violation_row, dag_task_context
+from airflow_policyzones.service import (
+    CREDENTIALS_ONLY,
+    _violation_row,
+    dag_task_context,
+    is_worse,
+    new_decision_row,
+)
 from airflow_policyzones.zones import ZONE_TAG_PREFIX
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-_SEVERITY = {"allow": 0, "exempted": 1, "dry_run": 2, "deny": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,25 +209,14 @@ def _record(
     decided_at: datetime,
 ) -> None:
     if row is None:
-        row = PolicyZonesDecision(
-            dag_id=identity.dag_id,
-            task_id=identity.task_id,
-            run_id=identity.run_id,
-            map_index=identity.map_index,
-            try_number=identity.try_number,
-            zone=decision.zone,
+        row = new_decision_row(
+            identity,
+            decision,
             zone_source=zone_source if decision.zone is not None else "none",
-            mode=decision.mode,
-            outcome=decision.outcome.value,
-            allowed=decision.allowed,
-            policy_version=decision.policy_version,
-            claims_digest=CREDENTIALS_ONLY,
             source="api",
             decided_at=decided_at,
-            input_count=0,
-            finding_count=0,
-            violation_count=0,
         )
+        row.claims_digest = CREDENTIALS_ONLY
         row.inputs = []
         row.violations = []
         session.add(row)
@@ -236,6 +229,6 @@ def _record(
     row.violations.extend(_violation_row(row, decision, finding, input_source=None) for finding in findings)
     row.finding_count += len(findings)
     row.violation_count += sum(1 for finding in findings if not finding.exempted)
-    if _SEVERITY[decision.outcome.value] > _SEVERITY[row.outcome]:
+    if is_worse(decision.outcome.value, than=row.outcome):
         row.outcome = decision.outcome.value
     row.allowed = row.allowed and decision.allowed

@@ -140,6 +140,12 @@ def decide_and_record(
 _OUTCOME_SEVERITY = {"allow": 0, "exempted": 1, "dry_run": 2, "deny": 3}
 
 
+def is_worse(outcome: str, than: str) -> bool:
+    """Whether decision outcome ``outcome`` is worse than ``than`` (allow < exempted < dry_run < deny):
+    a try's record keeps the worst outcome any of its checks reached."""
+    return _OUTCOME_SEVERITY[outcome] > _OUTCOME_SEVERITY[than]
+
+
 def decide_observed(
     *,
     session: Session,
@@ -216,7 +222,7 @@ def decide_observed(
             _violation_row(row, decision, finding, input_source="observed" if finding.input else None)
             for finding in decision.findings
         )
-    if _OUTCOME_SEVERITY[decision.outcome.value] > _OUTCOME_SEVERITY[row.outcome]:
+    if is_worse(decision.outcome.value, than=row.outcome):
         row.outcome = decision.outcome.value
         row.allowed = row.allowed and decision.allowed
     row.input_count += len(labeled)
@@ -373,11 +379,34 @@ def _decision_row(
     source: Source,
     decided_at: datetime,
 ) -> PolicyZonesDecision:
-    identity = request.task
     zone_source: str = request.zone_source
     if request.zone is None:
         zone_source = "default" if decision.zone is not None else "none"
-    row = PolicyZonesDecision(
+    row = new_decision_row(
+        request.task, decision, zone_source=zone_source, source=source, decided_at=decided_at
+    )
+    row.input_count = len(labeled)
+    row.finding_count = len(decision.findings)
+    row.violation_count = len(decision.violations)
+    row.inputs = [
+        input_row
+        for position, item in enumerate(labeled)
+        for input_row in _input_rows(position, item, source=sources[item.ref])
+    ]
+    if decision.outcome is not Outcome.ALLOW:
+        by_name = {ref.name: value for ref, value in sources.items()}
+        row.violations = [
+            _violation_row(row, decision, finding, input_source=by_name.get(finding.input or ""))
+            for finding in decision.findings
+        ]
+    return row
+
+
+def new_decision_row(
+    identity: TaskInstanceIdentity, decision: Decision, *, zone_source: str, source: str, decided_at: datetime
+) -> PolicyZonesDecision:
+    """A decision row for one try, with no inputs, findings or violations counted yet."""
+    return PolicyZonesDecision(
         dag_id=identity.dag_id,
         task_id=identity.task_id,
         run_id=identity.run_id,
@@ -391,22 +420,10 @@ def _decision_row(
         policy_version=decision.policy_version,
         source=source,
         decided_at=decided_at,
-        input_count=len(labeled),
-        finding_count=len(decision.findings),
-        violation_count=len(decision.violations),
+        input_count=0,
+        finding_count=0,
+        violation_count=0,
     )
-    row.inputs = [
-        input_row
-        for position, item in enumerate(labeled)
-        for input_row in _input_rows(position, item, source=sources[item.ref])
-    ]
-    if decision.outcome is not Outcome.ALLOW:
-        by_name = {ref.name: value for ref, value in sources.items()}
-        row.violations = [
-            _violation_row(row, decision, finding, input_source=by_name.get(finding.input or ""))
-            for finding in decision.findings
-        ]
-    return row
 
 
 def _input_rows(position: int, item: LabeledInput, *, source: InputSource) -> list[PolicyZonesDecisionInput]:
@@ -479,7 +496,7 @@ def _complete(pending: PolicyZonesDecision, row: PolicyZonesDecision) -> PolicyZ
     zone, claims and inputs, both sets of violations, the worse outcome."""
     for name in ("zone", "zone_source", "mode", "policy_version", "claims_digest", "source", "decided_at"):
         setattr(pending, name, getattr(row, name))
-    if _OUTCOME_SEVERITY[row.outcome] > _OUTCOME_SEVERITY[pending.outcome]:
+    if is_worse(row.outcome, than=pending.outcome):
         pending.outcome = row.outcome
     pending.allowed = pending.allowed and row.allowed
     inputs, violations = list(row.inputs), list(row.violations)
