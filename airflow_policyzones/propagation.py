@@ -1,4 +1,4 @@
-"""Label propagation at run time: restrictions travel with the data (issue 5, DESIGN.md).
+"""Label propagation at run time: restrictions travel with the data (see the README section).
 
 After a try succeeds, the worker reports what it wrote; the server gives each output the labels
 of what the try read — the effective labels recorded with its decision — plus the try's zone as

@@ -1,4 +1,4 @@
-"""Effective-label lookup at the decision service, with a large label history (issue 5 target).
+"""Effective-label lookup at the decision service, with a large label history (target: README, "Benchmarks").
 
 In a fresh PostgreSQL database (``airflow db migrate``), 20 derived assets get 10,000 propagated
 label rows in their history (500 writes each) and 200,000 more history rows belong to 10,000

@@ -34,7 +34,7 @@ from airflow_policyzones.policy.patterns import (
 
 
 class Rule(str, Enum):
-    """Stable rule ids, in the order they are checked (DESIGN.md, decision semantics)."""
+    """Stable rule ids, in the order they are checked (README, "Decision rules")."""
 
     UNKNOWN_ZONE = "unknown_zone"
     UNZONED_TASK = "unzoned_task"
@@ -68,7 +68,8 @@ class Outcome(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class AssetLabels:
-    """What is known about one input: see DESIGN.md, *asset labels*."""
+    """What is known about one input: its categories, the purposes consented to, whether it is
+    aggregated, the zones it came from and the reclassifiers it passed."""
 
     categories: frozenset[str] = frozenset()
     consented: frozenset[str] = frozenset()

@@ -22,7 +22,7 @@ from tests.conftest import EXAMPLES, REPO_ROOT
 from tests.e2e.deployment import Deployment, copy_dags, postgres_database
 
 CHROMIUM = Path(os.environ.get("POLICYZONES_CHROMIUM", "/usr/bin/chromium"))
-# As DESIGN.md records: no sandbox as root, and no background traffic on a closed network.
+# No sandbox as root, and no background traffic on a closed network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

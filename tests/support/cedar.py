@@ -1,7 +1,7 @@
 """A model of the policy-zones engine in AWS Cedar, for differential tests and benchmarks.
 
 Only a subset of the engine is modelled: the category, consent, aggregation and flow rules of
-``_Zone.check`` (DESIGN.md, decision semantics 3-6) for *labeled* inputs. Zone membership,
+``_Zone.check`` (README, "Decision rules" 3-6) for *labeled* inputs. Zone membership,
 unlabeled inputs, modes and exemptions are out of the subset.
 
 One Cedar request per (zone, input):

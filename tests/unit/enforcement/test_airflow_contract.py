@@ -1,4 +1,4 @@
-"""Pins the private Airflow behaviour enforcement relies on (DESIGN.md, facts 1-3).
+"""Pins the private Airflow behaviour enforcement relies on (README, "How enforcement works").
 
 If a future Airflow renames ``_pre_execute_hook``, stops calling it before ``pre_execute`` and
 ``execute``, or stops passing ``partial_kwargs["pre_execute"]`` to unmapped operators, these

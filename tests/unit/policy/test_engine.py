@@ -1014,7 +1014,7 @@ def test_policy_version_is_sha256_of_the_file_bytes(tmp_path: Path) -> None:
     assert load_policy(path, now=NOW).version != expected
 
 
-# --- the seed examples (DESIGN.md), literally, against dags_examples/policy.yaml ---------------------
+# --- the seed examples (README), literally, against dags_examples/policy.yaml ---------------------
 
 
 @pytest.fixture(scope="module")
