@@ -23,7 +23,7 @@ from airflow_policyzones.api.read_routes import MAX_BLIND_LIMIT
 from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse, ObservationRequest
 from airflow_policyzones.audit import BLIND_EXPLANATION
 from airflow_policyzones.policy import PolicyEngine
-from tests.support.airflow_db import BUNDLE, Prepared, create_run, scoped_env
+from tests.support.airflow_db import Prepared, create_run, sync_dags
 from tests.unit.api.test_read_api import auth, bearer, client, ok
 
 pytestmark = pytest.mark.integration
@@ -105,25 +105,14 @@ class Seeded:
 
 @pytest.fixture(scope="module")
 def our_dags(backend: Prepared, tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """Parse the module's DAG files and write them to the database, as the dag-processor does."""
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    from airflow_policyzones.enforcement.settings import reload_settings
-
+    """Parse the module's DAG files and write them to the database, as the dag-processor does
+    (without the provider's parse-time checks: the records are what these tests are about)."""
     folder = tmp_path_factory.mktemp("blind_dags")
     for relative, (dag_id, tags, task_ids) in _DAG_FILES.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(_TASKS.format(dag_id=dag_id, tags=tags, task_ids=task_ids)))
-    try:
-        with scoped_env(AIRFLOW__POLICYZONES__ENABLED="False"):
-            reload_settings()
-            bag = DagBag(dag_folder=folder, bundle_path=folder, bundle_name=BUNDLE)
-    finally:
-        reload_settings()
-    assert not bag.import_errors, bag.import_errors
-    assert set(bag.dags) == OUR_DAGS
-    sync_bag_to_db(bag, BUNDLE, None)
+    sync_dags(folder, expected=OUR_DAGS)
     return OUR_DAGS
 
 
