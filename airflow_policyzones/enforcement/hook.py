@@ -226,11 +226,7 @@ def _observe(request: DecisionRequest, *, settings: EnforcementSettings) -> Obse
     """From here on, what the try's hooks read is decided before the task's code sees it."""
     from airflow_policyzones.enforcement.observation import Observer, observe_try
 
-    observer = Observer(
-        request=request,
-        settings=settings,
-        decide=functools.partial(obtain_observation, settings=settings),
-    )
+    observer = Observer(request=request, decide=functools.partial(obtain_observation, settings=settings))
     observe_try(observer)
     return observer
 

@@ -50,7 +50,6 @@ from airflow_policyzones.enforcement.errors import (
 from airflow_policyzones.policy.engine import InputRef
 
 if TYPE_CHECKING:
-    from airflow_policyzones.enforcement.settings import EnforcementSettings
     from airflow_policyzones.policy.sql import SqlTables
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,6 @@ class Observer:
     """The reads and writes of one running try; decides each new read before it proceeds."""
 
     request: DecisionRequest
-    settings: EnforcementSettings
     decide: Callable[[ObservationRequest], DecisionResponse]
     denied: dict[Key | str, str] = field(default_factory=dict)
     """Denied reads (an input, or the description of an uncheckable read) and their message."""
@@ -330,10 +328,6 @@ def _report_whole_file_io() -> None:
         reporting._policyzones_reports = True  # type: ignore[attr-defined]
         functools.update_wrapper(reporting, original)
         setattr(ObjectStoragePath, name, reporting)
-
-
-def current_observer() -> Observer | None:
-    return _current
 
 
 def _asset_uri(collector: Any, kwargs: dict[str, Any]) -> str | None:

@@ -26,20 +26,11 @@ from airflow_policyzones.enforcement.errors import (
     ZoneViolation,
 )
 from airflow_policyzones.enforcement.observation import Observer, reconcile
-from airflow_policyzones.enforcement.settings import EnforcementSettings
 from airflow_policyzones.policy import PolicyEngine, TaskContext
 from airflow_policyzones.policy.engine import InputRef
 from tests.unit.enforcement.conftest import FIXTURES
 
 POLICY = FIXTURES / "dags_hooks" / "policy.yaml"
-SETTINGS = EnforcementSettings(
-    enabled=True,
-    policy_file=str(POLICY),
-    api_url="http://unused",
-    request_timeout=1,
-    request_retries=0,
-    token_valid_for=60,
-)
 
 
 class EngineService:
@@ -85,7 +76,7 @@ def observer_for(service: EngineService) -> Observer:
         task=TaskInstanceIdentity(dag_id=service.dag_id, task_id="t", run_id="r", try_number=1),
         zone=service.zone,
     )
-    return Observer(request=request, settings=SETTINGS, decide=service)
+    return Observer(request=request, decide=service)
 
 
 @pytest.fixture
