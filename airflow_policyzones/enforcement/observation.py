@@ -156,9 +156,10 @@ class Observer:
     ) -> None:
         """Decide what was not decided in this try; raise if a read may not proceed.
 
-        ``outputs`` (what the same statement wrote) are kept for the outputs report; once the try
-        has been refused they are sent at once, to be labeled from what it read: the statement
-        ran, and a refused try never reports outputs.
+        ``outputs`` (what the same statement wrote) are kept for the outputs report. Every request
+        carries the outputs not yet labeled: when a read refuses the try, the service labels them
+        at once from what it read (the statements ran, and a refused try never reports outputs);
+        after the refusal, each new output is sent at once.
         """
         problems = uncheckable or []
         if inputs or problems:
@@ -169,7 +170,7 @@ class Observer:
         refused = next((self.denied[item] for item in (*inputs, *problems) if item in self.denied), None)
         new = [item for item in dict.fromkeys(inputs) if item not in self.allowed and item not in self.denied]
         problems = [item for item in problems if item not in self.allowed and item not in self.denied]
-        unlabeled = [output for output in dict.fromkeys(outputs or ()) if output not in self._sent]
+        unlabeled = [output for output in self.outputs if output not in self._sent]
         if not (new or problems or (self.denied and unlabeled)):
             if refused is not None:
                 raise ObservedReadDenied(refused)
@@ -194,7 +195,8 @@ class Observer:
                 raise ObservedReadDenied(refused or next(iter(self.denied.values()))) from error
             self.unavailable = str(error)
             raise ObservationUnavailable(str(error)) from error
-        self._sent.update(unlabeled)
+        if refused is not None or self.denied or not response.allowed:
+            self._sent.update(unlabeled)  # labeled by the service: the try is refused
         if refused is not None:
             raise ObservedReadDenied(refused)
         named = {finding.input for finding in response.findings if finding.input is not None}

@@ -233,3 +233,17 @@ def test_an_error_while_observing_stops_the_hook_call_instead_of_letting_it_thro
     finally:
         with pytest.raises(DecisionUnavailable, match="could not be checked"):
             reconcile(observer)  # and the try fails even if the task's code caught it
+
+
+def test_what_a_try_wrote_before_it_was_refused_goes_with_the_refusing_request(recs: EngineService) -> None:
+    observer = observer_for(recs)
+    observer.output_asset("file:///out/early.csv")  # allowed so far: kept for the outputs report
+    assert recs.requests == []
+    with pytest.raises(ObservedReadDenied):
+        observer.sql(postgres_hook(), "INSERT INTO mart.copy SELECT * FROM purchases")
+    assert [(o.name, o.source) for o in recs.requests[-1].outputs] == [
+        ("file:///out/early.csv", "observed"),
+        ("mart.copy", "observed"),
+    ]
+    observer.output_asset("file:///out/late.csv")  # after the refusal: sent at once
+    assert [o.name for o in recs.requests[-1].outputs] == ["file:///out/late.csv"]
