@@ -491,7 +491,7 @@ _HARMLESS_COMMANDS = frozenset(
     {"SHOW", "VACUUM", "RESET", "DISCARD", "CHECKPOINT", "LOCK", "LISTEN", "UNLISTEN"}
 )
 # Commands that set session state: harmless while what follows is a plain value.
-_SETTING_COMMANDS = frozenset({"SET", "USE", "ALTER SESSION"})
+_SETTING_COMMANDS = frozenset({"SET", "USE"})
 _QUERY_TOKENS = frozenset(
     {TokenType.L_PAREN, TokenType.SELECT, TokenType.FROM, TokenType.WITH, TokenType.TABLE, TokenType.VALUES}
 )
@@ -1160,10 +1160,7 @@ class _Script:
         if keyword in _HARMLESS_COMMANDS or (keyword == "CREATE" and _DEFINES_CODE.match(rest)):
             return
         if keyword in _SETTING_COMMANDS or (keyword == "ALTER" and rest.upper().startswith("SESSION")):
-            try:
-                tokens = self.glot.tokenize(rest)
-            except TokenError:
-                tokens = []
+            tokens = self._tokens(rest)
             if tokens and not any(token.token_type in _QUERY_TOKENS for token in tokens):
                 self._session_changed = True
                 return
@@ -1182,12 +1179,16 @@ class _Script:
             return
         raise _Refused(node, "runs code whose tables cannot be read from the SQL", "")
 
+    def _tokens(self, text: str) -> list[Token]:
+        """The tokens of a command's text in the dialect; none when it does not tokenize."""
+        try:
+            return self.glot.tokenize(text)
+        except TokenError:
+            return []
+
     def _unload(self, node: exp.Expr, rest: str) -> None:
         """Redshift ``UNLOAD ('query') TO 'location' ...``: the quoted query is analyzed too."""
-        try:
-            tokens = self.glot.tokenize(rest)
-        except TokenError:
-            tokens = []
+        tokens = self._tokens(rest)
         types = [token.token_type for token in tokens[:5]]
         if types == [
             TokenType.L_PAREN,
