@@ -23,7 +23,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from airflow_policyzones.enforcement.observation import Observer
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 PreExecuteHook = Callable[[Any], Any]
 """What BaseOperator's ``pre_execute=`` accepts: called with the task's context."""
@@ -286,22 +288,15 @@ def obtain_observation(request: ObservationRequest, *, settings: EnforcementSett
         from airflow_policyzones.enforcement.client import DecisionClient
 
         return DecisionClient.from_settings(settings).observe(request)
-    from airflow.utils.session import create_session
+    from airflow_policyzones.service import decide_observed
 
-    from airflow_policyzones.config import get_engine
-    from airflow_policyzones.service import DecisionRefused, decide_observed
-
-    try:
-        with create_session() as session:
-            return decide_observed(
-                session=session, engine=get_engine(settings.policy_file), request=request, source="in_process"
-            )
-    except DecisionRefused as error:
-        raise DecisionUnavailable("the read could not be decided", detail=str(error)) from error
-    except Exception as error:
-        raise DecisionUnavailable(
-            "recording the observed read failed", detail=f"{type(error).__name__}: {error}"
-        ) from error
+    return _in_process(
+        lambda session, engine: decide_observed(
+            session=session, engine=engine, request=request, source="in_process"
+        ),
+        settings=settings,
+        failed="deciding or recording the observed read failed",
+    )
 
 
 def obtain_outputs_record(request: OutputsRequest, *, settings: EnforcementSettings) -> OutputsResponse:
@@ -310,18 +305,27 @@ def obtain_outputs_record(request: OutputsRequest, *, settings: EnforcementSetti
         from airflow_policyzones.enforcement.client import DecisionClient
 
         return DecisionClient.from_settings(settings).record_outputs(request)
+    from airflow_policyzones.propagation import record_outputs
+
+    return _in_process(
+        lambda session, engine: record_outputs(session=session, engine=engine, request=request),
+        settings=settings,
+        failed="recording the outputs' labels failed",
+    )
+
+
+def _in_process(call: Callable[[Any, Any], _T], *, settings: EnforcementSettings, failed: str) -> _T:
+    """``call(session, engine)`` on this process's metadata database; any failure is a decision
+    that could not be had (retryable, fail closed)."""
     from airflow.utils.session import create_session
 
     from airflow_policyzones.config import get_engine
-    from airflow_policyzones.propagation import record_outputs
 
     try:
         with create_session() as session:
-            return record_outputs(session=session, engine=get_engine(settings.policy_file), request=request)
+            return call(session, get_engine(settings.policy_file))
     except Exception as error:
-        raise DecisionUnavailable(
-            "recording the outputs' labels failed", detail=f"{type(error).__name__}: {error}"
-        ) from error
+        raise DecisionUnavailable(failed, detail=f"{type(error).__name__}: {error}") from error
 
 
 def build_request(*, task: Any, ti: Any, task_zone: str | None = None) -> DecisionRequest:
