@@ -44,6 +44,7 @@ from airflow_policyzones.policy_history import (
     resolve,
 )
 from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
+from airflow_policyzones.ui.derivation import explain_reason
 from airflow_policyzones.ui.zone_map import render_zone_map
 
 UI_PREFIX = "/ui"
@@ -70,6 +71,7 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
+    env.globals["explain_reason"] = explain_reason
     return env
 
 
