@@ -11,6 +11,7 @@ indexed row per input.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select, tuple_
@@ -88,36 +89,51 @@ def propagated_labels(session: Session, refs: Iterable[InputRef]) -> dict[InputR
 MAX_PATH_HOPS = 8
 
 
-def explain_derivation(session: Session, ref: InputRef, *, max_hops: int = MAX_PATH_HOPS) -> str | None:
+@dataclass(frozen=True, slots=True)
+class DerivationHop:
+    """One asset on a derivation path and the write that gave it its labels (``None``: the
+    labeled source the path ends at); ``cycle``: the path came back to an asset it had passed."""
+
+    ref: InputRef
+    write: PolicyZonesAssetLabelEvent | None
+    cycle: bool = False
+
+
+def derivation_path(
+    session: Session, ref: InputRef, *, before: datetime | None = None, max_hops: int = MAX_PATH_HOPS
+) -> list[DerivationHop]:
     """How a derived input came to carry its labels: the chain of writes back to labeled data.
 
-    Follows, from ``ref``, the most recent write recorded for it to the inputs of the try that
-    wrote it, and so on (the first labeled input at each hop), e.g. ``spend_segments (written by
-    ads_spend_segments.segment_spenders in ads_optimization) ← bid_features (written by
-    ads_optimization_daily.build_bid_features in ads_optimization) ← s3://lake/raw/purchases/daily``.
-    ``None`` for an input nothing was propagated to.
+    Follows, from ``ref``, the most recent write recorded for it (at or before ``before``, if
+    given) to the inputs of the try that wrote it, and so on (the first labeled input at each
+    hop), newest write first. Empty for an input nothing was propagated to.
     """
-    steps: list[str] = []
+    hops: list[DerivationHop] = []
     seen: set[tuple[str, str]] = set()
     current: InputRef | None = ref
-    while current is not None and len(steps) <= max_hops:
+    while current is not None and len(hops) <= max_hops:
         key = (current.namespace, current.name)
         if key in seen:
-            steps.append(f"{current} (cycle)")
+            hops.append(DerivationHop(current, None, cycle=True))
             break
         seen.add(key)
-        event = session.scalars(
+        query = (
             select(PolicyZonesAssetLabelEvent)
             .where(PolicyZonesAssetLabelEvent.namespace == current.namespace)
             .where(PolicyZonesAssetLabelEvent.name == current.name)
-            .order_by(PolicyZonesAssetLabelEvent.recorded_at.desc(), PolicyZonesAssetLabelEvent.id.desc())
-            .limit(1)
+        )
+        if before is not None:
+            query = query.where(PolicyZonesAssetLabelEvent.recorded_at <= before)
+        event = session.scalars(
+            query.order_by(
+                PolicyZonesAssetLabelEvent.recorded_at.desc(), PolicyZonesAssetLabelEvent.id.desc()
+            ).limit(1)
         ).first()
         if event is None:
-            if steps:
-                steps.append(str(current))
+            if hops:
+                hops.append(DerivationHop(current, None))
             break
-        steps.append(f"{current} (written by {event.dag_id}.{event.task_id} in {event.zone or 'no zone'})")
+        hops.append(DerivationHop(current, event))
         source = session.scalars(
             select(PolicyZonesDecisionInput)
             .where(PolicyZonesDecisionInput.decision_id == event.decision_id)
@@ -126,7 +142,32 @@ def explain_derivation(session: Session, ref: InputRef, *, max_hops: int = MAX_P
             .limit(1)
         ).first()
         current = None if source is None else _ref(source.namespace, source.name)
+    return hops
+
+
+def render_derivation(hops: Sequence[DerivationHop]) -> str | None:
+    """A path as findings quote it, e.g. ``spend_segments (written by
+    ads_spend_segments.segment_spenders in ads_optimization) ← bid_features (written by
+    ads_optimization_daily.build_bid_features in ads_optimization) ← s3://lake/raw/purchases/daily``;
+    ``None`` for an empty path."""
+    steps = []
+    for hop in hops:
+        if hop.cycle:
+            steps.append(f"{hop.ref} (cycle)")
+        elif hop.write is None:
+            steps.append(str(hop.ref))
+        else:
+            write = hop.write
+            steps.append(
+                f"{hop.ref} (written by {write.dag_id}.{write.task_id} in {write.zone or 'no zone'})"
+            )
     return " ← ".join(steps) if steps else None
+
+
+def explain_derivation(session: Session, ref: InputRef, *, max_hops: int = MAX_PATH_HOPS) -> str | None:
+    """How a derived input came to carry its labels (:func:`derivation_path` as text, see
+    :func:`render_derivation`); ``None`` for an input nothing was propagated to."""
+    return render_derivation(derivation_path(session, ref, max_hops=max_hops))
 
 
 def record_outputs(

@@ -415,14 +415,9 @@ def verify_records(
     """
     decision, violation = PolicyZonesDecision, PolicyZonesViolation
     result = Verification(since=since, until=until)
-    first = session.execute(
-        select(decision.id, decision.decided_at)
-        .where(decision.digest.is_not(None))
-        .order_by(decision.id)
-        .limit(1)
-    ).first()
+    first = chain_start(session=session)
     if first is not None:
-        result.first_chained_id, result.chain_started_at = first[0], first[1]
+        result.first_chained_id, result.chain_started_at = first
     first_chained = result.first_chained_id
 
     dialect = session.connection().dialect.name
@@ -558,6 +553,28 @@ def verify_records(
                 + ("is gone" if now is None else f"is now {now}, not {kept.digest}")
             )
     return result
+
+
+def chain_start(*, session: Session) -> tuple[int, datetime] | None:
+    """The first chained decision row (id, when decided); ``None`` when no row is chained yet.
+    Rows with a lower id were recorded before the chain started."""
+    decision = PolicyZonesDecision
+    first = session.execute(
+        select(decision.id, decision.decided_at)
+        .where(decision.digest.is_not(None))
+        .order_by(decision.id)
+        .limit(1)
+    ).first()
+    return None if first is None else (int(first[0]), first[1])
+
+
+def chain_head(digests: Iterable[str]) -> str:
+    """sha256 over decision digests (give them in id order): the fold :func:`verify_records`
+    computes its heads with, so the same rows give the same head."""
+    head = hashlib.sha256(_HEAD_SEED)
+    for digest in digests:
+        head.update(digest.encode())
+    return head.hexdigest()
 
 
 def _stream(connection: Connection, statement: Any, *, batch: int) -> Iterator[_Row]:

@@ -1,23 +1,79 @@
 """Data-use evidence: did data of a category (or an asset) reach a zone (or purpose) in a period?
 
-Answered from the records only (decisions, their inputs and findings, propagated label events),
-never from the policy text; the policy the report runs with names the valid categories and zones
-and judges which observed flows it forbids. Domain operations beside the tables: no HTTP here,
-errors are :class:`EvidenceQueryError` with a message a person can act on.
+Answered from the records only — decisions, their inputs and findings, propagated label events —
+with the policy the report runs with naming the valid categories, zones and purposes, the
+exemptions' expiry, and which observed flows it forbids. Domain operations beside the tables: no
+HTTP here; bad questions raise :class:`EvidenceQueryError` with a message listing what is valid.
+
+What counts (one rule, :func:`_classify`): each recorded input of the asked data in a decision
+of the asked zones is either a **use** (the try ran with it: allowed, exempted, dry-run, or an
+input without a finding of a try denied only later, by a read observed while its body ran) or a
+**blocked attempt** (its finding was a deny, or its try was denied before the body ran).
+Completeness reuses the reconciliation (:mod:`airflow_policyzones.audit`), the chain
+(:mod:`airflow_policyzones.db.chain`) and the lineage (:mod:`airflow_policyzones.propagation`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from datetime import datetime
-from typing import TYPE_CHECKING
+import json
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
-from airflow_policyzones.db.evidence_models import DataUseEvidence
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
+
+from airflow_policyzones.db.chain import chain_head, chain_start
+from airflow_policyzones.db.evidence_models import (
+    SOURCE_ORIGIN,
+    AllowedUse,
+    Basis,
+    BlindTaskOut,
+    BlockedAttempt,
+    ChainHeadOut,
+    Completeness,
+    DataUseEvidence,
+    DerivationStep,
+    EvidenceQuery,
+    ExemptionRef,
+    FlowCell,
+    PolicyVersionInForce,
+    UncheckedTryOut,
+)
+from airflow_policyzones.db.models import (
+    PolicyZonesDecision,
+    PolicyZonesDecisionInput,
+    PolicyZonesPolicyVersion,
+    PolicyZonesViolation,
+)
+from airflow_policyzones.policy.engine import AssetLabels, InputRef, Outcome
+from airflow_policyzones.policy_history import short_version
+from airflow_policyzones.propagation import derivation_path, render_derivation
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from airflow_policyzones.policy import PolicyEngine
+
+MAX_BLOCKED = 1_000
+"""Blocked attempts listed (newest first); ``blocked_total`` counts them all."""
+MAX_USES = 500
+"""Allowed-use groups listed (most recent first)."""
+MAX_PATHS = 200
+"""Derivation paths followed (one per listed use group, most recent first)."""
+MAX_UNCHECKED = 50
+LIMITS = (
+    "Only what the provider recorded is here: a read no hook reported, no SQL named and no inlet "
+    "declared is invisible; blind tasks and unchecked tries are how such gaps show.",
+    "This report does not recompute the digests of the rows it used; run the verify command in "
+    "the chain section for the period and keep its heads.",
+    "A derivation path follows the latest write recorded before the use, through the first "
+    "labeled input of each writing try.",
+    "Names, flows and exemption expiry are judged by the policy this report ran with; the "
+    "policy versions in force are listed so their text can be compared.",
+)
 
 
 class EvidenceQueryError(ValueError):
@@ -36,13 +92,722 @@ def data_use_evidence(
     since: datetime,
     until: datetime | None = None,
     readable_dag_ids: Collection[str] | None = None,
+    now: datetime | None = None,
 ) -> DataUseEvidence:
     """The evidence for one question (see :class:`DataUseEvidence` for the shape).
 
-    ``category`` and/or ``asset`` (a glob over recorded input names) say which data; ``zone`` or
-    ``purpose`` (every zone with that purpose) say where (neither: every zone). ``since`` /
-    ``until`` (default: now) bound the decisions by when they were decided, ``[since, until)``,
-    UTC when naive. ``readable_dag_ids`` (``None``: every DAG) limits every row to the DAGs a
-    user may read. Reads only. Raises :class:`EvidenceQueryError`.
+    ``category`` and/or ``asset`` (a glob over recorded input names: ``*`` any characters, ``?``
+    one) say which data; ``zone`` or ``purpose`` (every zone with that purpose) say where
+    (neither: every zone). ``since`` / ``until`` (default: ``now``) bound the decisions by when
+    they were decided, ``[since, until)``, UTC when naive. ``readable_dag_ids`` (``None``: every
+    DAG) limits every row to the DAGs a user may read. Reads only; a handful of indexed queries
+    plus one per derivation hop of the listed uses.
+
+    Raises :class:`EvidenceQueryError` for no data named, an unknown category, zone or purpose
+    (the message lists the valid ones), both zone and purpose, or an empty period.
     """
-    raise NotImplementedError
+    moment = _utc(now) if now is not None else datetime.now(timezone.utc)
+    start, end = _utc(since), _utc(until) if until is not None else moment
+    zones = _check(session, policy, category=category, asset=asset, zone=zone, purpose=purpose)
+    if end <= start:
+        raise EvidenceQueryError(
+            f"empty period: --until {end.isoformat()} is not after --since {start.isoformat()}; "
+            "give an end after the start (or none: until now)"
+        )
+    readable = sorted(readable_dag_ids) if readable_dag_ids is not None else None
+    scope = _Scope(start=start, end=end, category=category, asset=asset, zones=zones, readable=readable)
+    rows = _use_rows(session, scope)
+    tally = _tally(rows)
+    uses = _uses(session, policy, tally)
+    blocked = sorted(tally.blocked, key=lambda item: (item.decided_at, item.decision_id), reverse=True)
+    matrix = _matrix(session, policy, scope)
+    in_zones = _count_decisions(session, scope, zones=zones) if zones else None
+    completeness = _completeness(session, scope, tally=tally, place=_place(zone, purpose, zones))
+    query = EvidenceQuery(
+        category=category,
+        asset=asset,
+        zone=zone,
+        purpose=purpose,
+        zones=zones,
+        since=start,
+        until=end,
+        readable_dag_ids=len(readable) if readable is not None else None,
+    )
+    verdict = _verdict(
+        query,
+        uses=uses,
+        uses_total=tally.use_tries,
+        blocked_total=len(tally.blocked),
+        decisions_in_zones=in_zones,
+        completeness=completeness,
+        policy=policy,
+    )
+    return DataUseEvidence(
+        query=query,
+        generated_at=moment,
+        policy_version=policy.version,
+        verdict=verdict,
+        uses=uses,
+        uses_total=tally.use_tries,
+        blocked=blocked[:MAX_BLOCKED],
+        blocked_total=len(blocked),
+        matrix=matrix,
+        completeness=completeness,
+        limits=list(LIMITS),
+    )
+
+
+# --- the question ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    start: datetime
+    end: datetime
+    category: str | None
+    asset: str | None
+    zones: list[str]
+    readable: list[str] | None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _check(
+    session: Session,
+    policy: PolicyEngine,
+    *,
+    category: str | None,
+    asset: str | None,
+    zone: str | None,
+    purpose: str | None,
+) -> list[str]:
+    """The reading zones asked about (empty: every zone); raises for names nobody knows."""
+    spec = policy.policy
+    if category is None and not asset:
+        raise EvidenceQueryError(
+            "say which data: give a category (one of "
+            f"{_listed(spec.categories)}) or an asset pattern, or both"
+        )
+    if zone is not None and purpose is not None:
+        raise EvidenceQueryError("give a zone or a purpose, not both (a purpose stands for its zones)")
+    decision, inputs = PolicyZonesDecision, PolicyZonesDecisionInput
+    if category is not None and category not in spec.categories:
+        recorded = session.scalar(sa.select(inputs.id).where(inputs.category == category).limit(1))
+        if recorded is None:  # a category an earlier policy version had still answers
+            raise EvidenceQueryError(
+                f"unknown category {category!r}: the policy ({short_version(policy.version)}) defines "
+                f"{_listed(spec.categories)}, and no decision recorded it"
+            )
+    if zone is not None:
+        if zone not in spec.zones:
+            recorded = session.scalar(sa.select(decision.id).where(decision.zone == zone).limit(1))
+            if recorded is None:
+                raise EvidenceQueryError(
+                    f"unknown zone {zone!r}: the policy ({short_version(policy.version)}) defines "
+                    f"{_listed(spec.zones)}, and no decision was recorded in it"
+                )
+        return [zone]
+    if purpose is not None:
+        zones = sorted(name for name, item in spec.zones.items() if item.purpose == purpose)
+        if not zones:
+            purposes = sorted({item.purpose for item in spec.zones.values()})
+            raise EvidenceQueryError(
+                f"unknown purpose {purpose!r}: the policy's zones serve {_listed(purposes)}"
+            )
+        return zones
+    return []
+
+
+def _listed(names: Iterable[str]) -> str:
+    known = sorted(names)
+    return ", ".join(known) if known else "none"
+
+
+def _place(zone: str | None, purpose: str | None, zones: Sequence[str]) -> str:
+    if zone is not None:
+        return zone
+    if purpose is not None:
+        return f"purpose {purpose} ({', '.join(zones)})" if zones != [purpose] else purpose
+    return "any zone"
+
+
+def _what(category: str | None, asset: str | None) -> str:
+    if category is not None and asset:
+        return f"{category} in assets matching {asset!r}"
+    return category if category is not None else f"data in assets matching {asset!r}"
+
+
+def _like(pattern: str) -> str:
+    """A ``*``/``?`` glob as a LIKE pattern (``\\`` escapes LIKE's own wildcards)."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _data_filters(scope: _Scope) -> list[sa.ColumnElement[bool]]:
+    decision, inputs = PolicyZonesDecision, PolicyZonesDecisionInput
+    clauses: list[sa.ColumnElement[bool]] = [
+        decision.decided_at >= scope.start,
+        decision.decided_at < scope.end,
+    ]
+    if scope.category is not None:
+        clauses.append(inputs.category == scope.category)
+    if scope.asset:
+        clauses.append(inputs.name.like(_like(scope.asset), escape="\\"))
+    if scope.readable is not None:
+        clauses.append(decision.dag_id.in_(scope.readable))
+    return clauses
+
+
+def _body_ran() -> sa.ColumnElement[bool]:
+    """The decision's deny came from a read observed while the body ran (so the body ran)."""
+    observed = aliased(PolicyZonesViolation)
+    return sa.exists().where(
+        observed.decision_id == PolicyZonesDecision.id,
+        observed.outcome == Outcome.DENY.value,
+        observed.input_source == "observed",
+    )
+
+
+# --- uses and blocked attempts ---------------------------------------------------------------------
+
+
+def _use_rows(session: Session, scope: _Scope) -> list[Any]:
+    """Each recorded input of the asked data in the asked zones, with its finding (if any)."""
+    decision, inputs, violation = PolicyZonesDecision, PolicyZonesDecisionInput, PolicyZonesViolation
+    query = (
+        sa.select(
+            decision.id,
+            decision.dag_id,
+            decision.task_id,
+            decision.run_id,
+            decision.map_index,
+            decision.try_number,
+            decision.zone,
+            decision.outcome,
+            decision.decided_at,
+            decision.policy_version,
+            decision.digest,
+            inputs.position,
+            inputs.namespace,
+            inputs.name,
+            inputs.category,
+            inputs.consented,
+            inputs.aggregated,
+            inputs.origins,
+            inputs.reclassified_by,
+            violation.id.label("violation_id"),
+            violation.outcome.label("finding"),
+            violation.rule,
+            violation.rules,
+            violation.reason,
+            violation.exemption,
+            sa.case((decision.outcome == Outcome.DENY.value, _body_ran()), else_=sa.false()).label("ran"),
+        )
+        .join(decision, decision.id == inputs.decision_id)
+        .outerjoin(violation, sa.and_(violation.decision_id == decision.id, violation.input == inputs.name))
+        .where(*_data_filters(scope))
+        .order_by(decision.id, inputs.position)
+    )
+    if scope.zones:
+        query = query.where(decision.zone.in_(scope.zones))
+    return list(session.execute(query))
+
+
+def _classify(outcome: str, finding: str | None, ran: bool | None) -> Basis | None:
+    """Whether the try ran with the input and on what grounds (``None``: it was blocked).
+
+    A finding on the input decides: deny blocks, ``dry_run`` and ``exempted`` ran. Without a
+    finding the input was read unless the try was denied before its body ran.
+    """
+    if finding == Outcome.DENY.value:
+        return None
+    if finding == Outcome.DRY_RUN.value:
+        return "dry_run"
+    if finding == Outcome.EXEMPTED.value:
+        return "exemption"
+    if outcome == Outcome.DENY.value and not ran:
+        return None
+    return "zone"  # refined to sanctioned_flow from the recorded origins (_basis)
+
+
+@dataclass(slots=True)
+class _Group:
+    key: tuple[Any, ...]
+    row: Any
+    basis: Basis
+    categories: set[str] = field(default_factory=set)
+    runs: set[str] = field(default_factory=set)
+    tries: int = 0
+    first: Any = None
+    last: Any = None
+    versions: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Tally:
+    groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
+    blocked: list[BlockedAttempt] = field(default_factory=list)
+    use_tries: int = 0
+    decision_digests: dict[int, str | None] = field(default_factory=dict)
+
+
+def _tally(rows: Sequence[Any]) -> _Tally:
+    """Rows (one per input category and finding) folded into uses and blocked attempts."""
+    tally = _Tally()
+    seen: dict[tuple[int, int], tuple[Any, set[str]]] = {}
+    for row in rows:
+        tally.decision_digests[row.id] = row.digest
+        key = (row.id, row.position)
+        known = seen.get(key)
+        if known is None:
+            seen[key] = (row, {row.category} if row.category else set())
+        else:
+            first, categories = known
+            if row.category:
+                categories.add(row.category)
+            if first.finding != Outcome.DENY.value and row.finding == Outcome.DENY.value:
+                seen[key] = (row, categories)  # the worst finding on the input decides
+    for row, categories in seen.values():
+        basis = _classify(row.outcome, row.finding, row.ran)
+        if basis is None:
+            tally.blocked.append(
+                BlockedAttempt(
+                    decision_id=row.id,
+                    violation_id=row.violation_id,
+                    dag_id=row.dag_id,
+                    task_id=row.task_id,
+                    run_id=row.run_id,
+                    map_index=row.map_index,
+                    try_number=row.try_number,
+                    zone=row.zone,
+                    decided_at=_utc(row.decided_at),
+                    input=row.name,
+                    rule=row.rule,
+                    rules=list(row.rules or ([row.rule] if row.rule else [])),
+                    reason=row.reason
+                    or "the try was denied for another of its inputs before its body ran: this one "
+                    "was never read",
+                    policy_version=row.policy_version,
+                )
+            )
+            continue
+        if basis == "zone" and set(row.origins or ()) - {row.zone}:
+            basis = "sanctioned_flow"
+        tally.use_tries += 1
+        group_key = (
+            row.dag_id,
+            row.task_id,
+            row.zone,
+            row.namespace,
+            row.name,
+            basis,
+            row.exemption,
+            tuple(sorted(row.origins or ())),
+            tuple(sorted(row.reclassified_by or ())),
+            tuple(sorted(row.consented or ())),
+            bool(row.aggregated),
+        )
+        group = tally.groups.get(group_key)
+        if group is None:
+            group = tally.groups[group_key] = _Group(key=group_key, row=row, basis=basis, first=row)
+        group.categories |= categories
+        group.runs.add(row.run_id)
+        group.tries += 1
+        group.last = row
+        group.versions.add(row.policy_version)
+    return tally
+
+
+def _uses(session: Session, policy: PolicyEngine, tally: _Tally) -> list[AllowedUse]:
+    groups = sorted(tally.groups.values(), key=lambda group: group.last.id, reverse=True)[:MAX_USES]
+    expiry = {item.ticket: item for item in policy.policy.exemptions}
+    uses = []
+    for index, group in enumerate(groups):
+        row = group.row
+        hops = []
+        if index < MAX_PATHS:
+            ref = InputRef(row.namespace, row.name)
+            hops = derivation_path(session, ref, before=_utc(group.last.decided_at))
+        origins, reclassifiers = sorted(row.origins or ()), sorted(row.reclassified_by or ())
+        exemption = None
+        if group.basis == "exemption" and row.exemption:
+            spec = expiry.get(row.exemption)
+            exemption = ExemptionRef(
+                ticket=row.exemption,
+                expires_at=spec.expires_at if spec is not None else None,
+                reason=spec.reason if spec is not None else None,
+            )
+        uses.append(
+            AllowedUse(
+                dag_id=row.dag_id,
+                task_id=row.task_id,
+                zone=row.zone,
+                input=row.name,
+                namespace=row.namespace,
+                categories=sorted(group.categories),
+                basis=group.basis,
+                basis_text=_basis_text(
+                    group.basis, zone=row.zone, origins=origins, via=reclassifiers, exemption=exemption
+                ),
+                reclassifiers=reclassifiers,
+                origins=origins,
+                consented=sorted(row.consented or ()),
+                aggregated=bool(row.aggregated),
+                exemption=exemption,
+                runs=len(group.runs),
+                tries=group.tries,
+                first_at=_utc(group.first.decided_at),
+                last_at=_utc(group.last.decided_at),
+                first_decision_id=group.first.id,
+                last_decision_id=group.last.id,
+                last_run_id=group.last.run_id,
+                policy_versions=sorted(group.versions),
+                path=[
+                    DerivationStep(
+                        asset=hop.ref.name,
+                        namespace=hop.ref.namespace,
+                        written_by=f"{hop.write.dag_id}.{hop.write.task_id}" if hop.write else None,
+                        zone=hop.write.zone if hop.write else None,
+                        reclassifier=hop.write.reclassifier if hop.write else None,
+                        recorded_at=_utc(hop.write.recorded_at) if hop.write else None,
+                    )
+                    for hop in hops
+                ],
+                path_text=render_derivation(hops),
+            )
+        )
+    return uses
+
+
+def _basis_text(
+    basis: Basis,
+    *,
+    zone: str | None,
+    origins: Sequence[str],
+    via: Sequence[str],
+    exemption: ExemptionRef | None,
+) -> str:
+    through = f" through reclassifier {', '.join(via)}" if via else ""
+    foreign = [origin for origin in origins if origin != zone]
+    if basis == "sanctioned_flow":
+        return f"sanctioned flow {', '.join(foreign)} → {zone}{through}"
+    if basis == "exemption" and exemption is not None:
+        expires = f", expires {exemption.expires_at.date().isoformat()}" if exemption.expires_at else ""
+        return f"exemption {exemption.ticket}{expires}"
+    if basis == "dry_run":
+        return f"dry-run: zone {zone} records the finding and lets the task run"
+    return f"allowed by zone {zone}{through}"
+
+
+# --- the flow matrix -------------------------------------------------------------------------------
+
+
+def _matrix(session: Session, policy: PolicyEngine, scope: _Scope) -> list[FlowCell]:
+    """Reads of the asked data in every zone, per origin zone and category, allowed vs blocked."""
+    decision, inputs, violation = PolicyZonesDecision, PolicyZonesDecisionInput, PolicyZonesViolation
+    rows = (
+        sa.select(
+            decision.zone.label("zone"),
+            inputs.category.label("category"),
+            sa.cast(inputs.origins, sa.Text).label("origins"),
+            sa.cast(inputs.reclassified_by, sa.Text).label("via"),
+            decision.outcome.label("outcome"),
+            violation.outcome.label("finding"),
+            sa.case((decision.outcome == Outcome.DENY.value, _body_ran()), else_=sa.false()).label("ran"),
+        )
+        .join(decision, decision.id == inputs.decision_id)
+        .outerjoin(violation, sa.and_(violation.decision_id == decision.id, violation.input == inputs.name))
+        .where(*_data_filters(scope), decision.zone.is_not(None), inputs.category.is_not(None))
+        .subquery()
+    )
+    grouped = session.execute(sa.select(*rows.c, sa.func.count().label("n")).group_by(*rows.c))
+    cells: dict[tuple[str, str, str], list[Any]] = {}
+    for row in grouped:
+        basis = _classify(row.outcome, row.finding, row.ran)
+        origins = sorted(set(_names(row.origins)) - {row.zone}) or [SOURCE_ORIGIN]
+        via = frozenset(_names(row.via))
+        for origin in origins:
+            cell = cells.setdefault((origin, row.zone, row.category), [0, 0, False])
+            cell[0 if basis is not None else 1] += row.n
+            cell[2] = cell[2] or _forbidden(
+                policy, origin=origin, zone=row.zone, category=row.category, via=via
+            )
+    return [
+        FlowCell(
+            origin=origin, zone=zone, category=category, reads=reads, blocked=blocked, forbidden=forbidden
+        )
+        for (origin, zone, category), (reads, blocked, forbidden) in sorted(cells.items())
+    ]
+
+
+def _names(text: str | None) -> list[str]:
+    if not text:
+        return []
+    value = json.loads(text)
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def _forbidden(policy: PolicyEngine, *, origin: str, zone: str, category: str, via: frozenset[str]) -> bool:
+    """The policy does not let ``category`` into ``zone``, or not from ``origin`` (with those passes)."""
+    spec = policy.policy.zones.get(zone)
+    if spec is None:
+        return False  # a zone the policy no longer defines: nothing to judge it by
+    if category not in spec.allowed_categories:
+        return True
+    if origin == SOURCE_ORIGIN:
+        return False
+    labels = AssetLabels(origins=frozenset({origin}), reclassified_by=via)
+    return bool(policy.unsanctioned_origins(zone=zone, labels=labels))
+
+
+# --- completeness ----------------------------------------------------------------------------------
+
+
+def _count_decisions(session: Session, scope: _Scope, *, zones: Sequence[str] = ()) -> int:
+    decision = PolicyZonesDecision
+    query = (
+        sa.select(sa.func.count())
+        .select_from(decision)
+        .where(decision.decided_at >= scope.start, decision.decided_at < scope.end)
+    )
+    if zones:
+        query = query.where(decision.zone.in_(list(zones)))
+    if scope.readable is not None:
+        query = query.where(decision.dag_id.in_(scope.readable))
+    return int(session.scalar(query) or 0)
+
+
+def _versions(session: Session, scope: _Scope) -> list[PolicyVersionInForce]:
+    decision = PolicyZonesDecision
+    query = (
+        sa.select(
+            decision.policy_version,
+            sa.func.min(decision.decided_at),
+            sa.func.max(decision.decided_at),
+            sa.func.count(),
+        )
+        .where(decision.decided_at >= scope.start, decision.decided_at < scope.end)
+        .group_by(decision.policy_version)
+    )
+    used = list(session.execute(query))
+    stored = (
+        set(
+            session.scalars(
+                sa.select(PolicyZonesPolicyVersion.version).where(
+                    PolicyZonesPolicyVersion.version.in_([row[0] for row in used])
+                )
+            )
+        )
+        if used
+        else set()
+    )
+    versions = [
+        PolicyVersionInForce(
+            version=version,
+            short=short_version(version),
+            first_used_at=_utc(first),
+            last_used_at=_utc(last),
+            decisions=int(count),
+            text_stored=version in stored,
+        )
+        for version, first, last, count in used
+    ]
+    return sorted(versions, key=lambda item: (item.first_used_at, item.version))
+
+
+def _or_every_zone(zones: Sequence[str]) -> list[str | None]:
+    return [*zones] if zones else [None]
+
+
+def _completeness(session: Session, scope: _Scope, *, tally: _Tally, place: str) -> Completeness:
+    from airflow_policyzones import config
+    from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, unchecked_tries
+
+    caveats: list[str] = []
+    decision = PolicyZonesDecision
+    in_period = _count_decisions(session, scope)
+    first = session.scalar(sa.select(sa.func.min(decision.decided_at)))
+    first_at = _utc(first) if first is not None else None
+    if first_at is None:
+        caveats.append(
+            "No decision was ever recorded in this database: the provider is not installed on the "
+            "components that run tasks, or enforcement never ran."
+        )
+    elif scope.end <= first_at:
+        caveats.append(
+            f"The whole period lies before the provider's first recorded decision ({first_at.isoformat()}): "
+            "it was not installed (or not recording) then, so the records say nothing about it."
+        )
+    elif scope.start < first_at:
+        caveats.append(
+            f"The period starts before the provider's first recorded decision ({first_at.isoformat()}): "
+            "nothing is known about the time before it."
+        )
+    enabled = config.enabled()
+    if not enabled:
+        caveats.append(
+            "[policyzones] enabled is False where this report ran: if the components that run tasks "
+            "are configured the same way, nothing is checked or recorded there."
+        )
+    readable = scope.readable
+    unchecked = [
+        item
+        for item in unchecked_tries(session=session, since=scope.start, dag_ids=readable)
+        if item.start_date is None or _utc(item.start_date) < scope.end
+    ]
+    if unchecked:
+        caveats.append(
+            f"{len(unchecked):,} task tr{'y' if len(unchecked) == 1 else 'ies'} started in the period "
+            "without a decision (enforcement off, or code that got around the check): what they read "
+            "is not in the records, whatever their zone."
+        )
+    blind = [
+        task
+        for zone_name in _or_every_zone(scope.zones)
+        for task in blind_tasks(
+            session=session, since=scope.start, until=scope.end, dag_ids=readable, zone=zone_name
+        )
+    ]
+    if blind:
+        caveats.append(
+            f"{len(blind):,} task{'' if len(blind) == 1 else 's'} in {place} finished tries without a "
+            f"known read ({BLIND_EXPLANATION}): what they read is not in the records."
+        )
+    start = chain_start(session=session)
+    first_chained = start[0] if start is not None else None
+    digests = sorted(tally.decision_digests.items())
+    chained = [digest for _, digest in digests if digest is not None]
+    unchained = len(digests) - len(chained)
+    if unchained:
+        caveats.append(
+            f"{unchained:,} of the decisions used were recorded before the hash chain started "
+            "(no digest): they cannot be verified."
+        )
+    since_text = scope.start.isoformat()
+    until_text = scope.end.isoformat()
+    chain = ChainHeadOut(
+        head=chain_head(chained),
+        decisions=len(chained),
+        unchained_decisions=unchained,
+        last_id=digests[-1][0] if digests else None,
+        chain_started_at=_utc(start[1]) if start is not None else None,
+        first_chained_id=first_chained,
+        verify_command=f"policyzones verify-records --since {since_text} --until {until_text}",
+    )
+    statement = (
+        "No gap found: every try that started in the period has a decision, none ran blind in "
+        f"{place}, enforcement is on where this report ran, the period lies within the records and "
+        "every decision used is chained. The answer covers what the provider checked (see the limits)."
+        if not caveats
+        else f"The answer is only as strong as these records: {len(caveats)} gap"
+        f"{'' if len(caveats) == 1 else 's'} below weaken{'s' if len(caveats) == 1 else ''} it."
+    )
+    return Completeness(
+        complete=not caveats,
+        statement=statement,
+        caveats=caveats,
+        decisions_in_period=in_period,
+        first_decision_at=first_at,
+        enforcement_enabled=enabled,
+        unchecked_tries=len(unchecked),
+        unchecked=[
+            UncheckedTryOut(
+                dag_id=item.dag_id,
+                task_id=item.task_id,
+                run_id=item.run_id,
+                map_index=item.map_index,
+                try_number=item.try_number,
+                state=item.state,
+                start_date=_utc(item.start_date) if item.start_date is not None else None,
+            )
+            for item in unchecked[:MAX_UNCHECKED]
+        ],
+        blind_tasks=[
+            BlindTaskOut(
+                dag_id=task.dag_id,
+                task_id=task.task_id,
+                zone=task.zone,
+                blind_tries=task.blind_tries,
+                tries_with_reads=task.tries_with_reads,
+                last_decision_id=task.decision_id,
+            )
+            for task in blind
+        ],
+        policy_versions=_versions(session, scope),
+        chain=chain,
+    )
+
+
+# --- the verdict -----------------------------------------------------------------------------------
+
+
+def _form(use: AllowedUse, *, policy: PolicyEngine, with_zone: bool) -> str:
+    """How the data reached the zone, as a phrase: ``aggregated data consented for ai_training,
+    through reclassifier r``."""
+    spec = policy.policy.zones.get(use.zone or "")
+    purpose = spec.purpose if spec is not None else use.zone
+    text = ("aggregated" if use.aggregated else "user-level") + " data"
+    if purpose in use.consented:
+        text += f" consented for {purpose}"
+    if use.basis == "exemption":
+        text += f", by {use.basis_text}"
+    elif use.basis == "dry_run":
+        text += ", in dry-run (recorded as a violation, the task ran)"
+    elif use.reclassifiers:
+        text += f", through reclassifier {', '.join(use.reclassifiers)}"
+    else:
+        text += f", {use.basis_text}" if use.basis == "sanctioned_flow" else ", allowed by the zone"
+    return f"in {use.zone}: {text}" if with_zone else text
+
+
+def _verdict(
+    query: EvidenceQuery,
+    *,
+    uses: Sequence[AllowedUse],
+    uses_total: int,
+    blocked_total: int,
+    decisions_in_zones: int | None,
+    completeness: Completeness,
+    policy: PolicyEngine,
+) -> str:
+    what = _what(query.category, query.asset)
+    place = _place(query.zone, query.purpose, query.zones)
+    period = f"between {query.since.isoformat()} and {query.until.isoformat()}"
+    attempts = f"{blocked_total:,} attempt{'' if blocked_total == 1 else 's'} blocked"
+    if completeness.decisions_in_period == 0:
+        first = completeness.first_decision_at
+        start = (
+            f" (the records start at {first.isoformat()})"
+            if first is not None
+            else " (no decision was ever recorded here)"
+        )
+        return (
+            f"No decision was recorded {period}{start}: the records cannot show whether {what} "
+            f"reached {place}."
+        )
+    if uses_total == 0:
+        if blocked_total:
+            return f"{what} never reached {place}: {attempts}."
+        there = (
+            f"none of the {decisions_in_zones:,} decisions recorded in {place} read it"
+            if decisions_in_zones
+            else f"no try was decided in {place}"
+            if decisions_in_zones is not None
+            else "no recorded try read it"
+        )
+        return f"{what} never reached {place} {period}: {there}, and no attempt was blocked."
+    forms: Counter[str] = Counter()
+    with_zone = len(query.zones) != 1
+    for use in uses:
+        forms[_form(use, policy=policy, with_zone=with_zone)] += use.tries
+    unlisted = uses_total - sum(forms.values())
+    tail = f"; {attempts}" if blocked_total else ""
+    if len(forms) == 1 and not unlisted:
+        [form] = forms
+        return f"{what} reached {place} only as {form}; 0 other uses{tail}."
+    parts = [f"{count:,} as {form}" for form, count in forms.most_common()]
+    if unlisted:
+        parts.append(f"{unlisted:,} more not listed")
+    return f"{what} reached {place} in {uses_total:,} uses: {'; '.join(parts)}{tail}."
