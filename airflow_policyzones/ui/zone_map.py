@@ -8,7 +8,7 @@ reclassifier names come from a policy file, descriptions are free text.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,16 @@ class _Edge:
     target: str
     label: str
     kind: str  # "flow" (sanctioned flow, maybe via reclassifiers) or "inflow" (zone.inflows)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedFlow:
+    """A flow seen in the records, drawn over the policy's arrows: ``forbidden`` ones in red."""
+
+    source: str
+    target: str
+    label: str
+    forbidden: bool
 
 
 def _edges(policy: PolicyOut) -> list[_Edge]:
@@ -83,15 +93,29 @@ def _layers(names: Sequence[str], edges: Sequence[_Edge]) -> dict[str, int]:
     return layer
 
 
-def render_zone_map(policy: PolicyOut, *, standalone: bool = False) -> str:
+def render_zone_map(
+    policy: PolicyOut,
+    *,
+    standalone: bool = False,
+    observed: Sequence[ObservedFlow] = (),
+    notes: Mapping[str, tuple[str, bool]] | None = None,
+) -> str:
     """The zone map of ``policy`` as an ``<svg>`` element.
 
     In a page its look comes from the page's stylesheet (light and dark); ``standalone`` embeds
-    the same rules so the file renders on its own.
+    the same rules so the file renders on its own. ``observed``: flows between the policy's zones
+    seen in the records, drawn over the map (class ``observed``, or ``forbidden`` in red);
+    ``notes``: per zone a line drawn under its box and whether it is a warning (red).
     """
     zones = {zone.name: zone for zone in policy.zones}
-    edges = _edges(policy)
-    layer = _layers(list(zones), edges)
+    sanctioned = _edges(policy)
+    extra = [
+        _Edge(flow.source, flow.target, flow.label, "forbidden" if flow.forbidden else "observed")
+        for flow in observed
+        if flow.source in zones and flow.target in zones
+    ]
+    edges = [*sanctioned, *extra]
+    layer = _layers(list(zones), sanctioned)  # observed flows never move the boxes
     columns: dict[int, list[str]] = {}
     for name in sorted(zones, key=lambda item: (layer[item], item)):
         columns.setdefault(layer[name], []).append(name)
@@ -117,7 +141,7 @@ def render_zone_map(policy: PolicyOut, *, standalone: bool = False) -> str:
         *(
             f'<marker id="pz-arrow-{kind}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
             'markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker>'
-            for kind in ("flow", "inflow")
+            for kind in ("flow", "inflow", "observed", "forbidden")
         ),
         "</defs>",
     ]
@@ -141,6 +165,12 @@ def render_zone_map(policy: PolicyOut, *, standalone: bool = False) -> str:
             f'<text class="meta" x="{x + 12}" y="{y + 56}">{escape(_clip(meta, 34))}</text>'
             "</g>"
         )
+        if notes and name in notes:
+            note, warning = notes[name]
+            parts.append(
+                f'<text class="note{" warning" if warning else ""}" x="{x + 4}" '
+                f'y="{y + NODE_HEIGHT + 15}">{escape(_clip(note, 40))}</text>'
+            )
     parts.append("</svg>")
     return "".join(parts)
 
