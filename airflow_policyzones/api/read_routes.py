@@ -34,7 +34,6 @@ from airflow_policyzones.api.read_schema import (
     AssetLabelsOut,
     BlindOut,
     BlindTaskOut,
-    CategoryOut,
     CoverageOut,
     CoverageSummary,
     DagCoverageOut,
@@ -42,19 +41,17 @@ from airflow_policyzones.api.read_schema import (
     DecisionInputOut,
     DecisionOut,
     DecisionPage,
-    FlowOut,
     LabelEventOut,
     LabelsOut,
     LastDecisionOut,
     PolicyOut,
-    ReclassifierOut,
     TaskCoverageOut,
     TaskInstanceRef,
     UncheckedOut,
     UncheckedTryOut,
     ViolationOut,
     ViolationPage,
-    ZoneOut,
+    policy_out,
 )
 from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, parse_since, unchecked_tries
 from airflow_policyzones.config import get_engine
@@ -487,48 +484,7 @@ def get_policy() -> PolicyOut:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"the policy does not load: {error}"
         ) from None
-    policy = engine.loaded.policy
-    return PolicyOut(
-        version=engine.version,
-        name=policy.name,
-        require_zone=policy.settings.require_zone,
-        default_zone=policy.settings.default_zone,
-        zones=[
-            ZoneOut(
-                name=name,
-                purpose=zone.purpose,
-                description=zone.description,
-                allowed_categories=list(zone.allowed_categories),
-                unlabeled=zone.unlabeled,
-                requires_consent=zone.requires_consent,
-                aggregated_only=zone.aggregated_only,
-                mode=zone.mode,
-                inflows=list(zone.inflows),
-            )
-            for name, zone in policy.zones.items()
-        ],
-        categories=[
-            CategoryOut(name=name, description=category.description)
-            for name, category in policy.categories.items()
-        ],
-        flows=[
-            FlowOut(source=flow.source, target=flow.target, via=list(flow.via), description=flow.description)
-            for flow in policy.flows
-        ],
-        reclassifiers=[
-            ReclassifierOut(
-                name=name,
-                zone=item.zone,
-                dag_id=item.dag_id,
-                task_id=item.task_id,
-                categories=None if item.outputs.categories is None else list(item.outputs.categories),
-                consented=list(item.outputs.consented),
-                aggregated=item.outputs.aggregated,
-                description=item.description,
-            )
-            for name, item in policy.reclassifiers.items()
-        ],
-    )
+    return policy_out(engine)
 
 
 # --- coverage -------------------------------------------------------------------------------

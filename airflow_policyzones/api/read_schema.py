@@ -7,9 +7,12 @@ evolve separately: the worker contract is frozen by deployed workers, this one b
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from airflow_policyzones.policy import PolicyEngine
 
 
 class _Out(BaseModel):
@@ -286,3 +289,49 @@ class AssetLabelsOut(_Out):
     write_count: int = Field(description="Writes up to `at`, including those of DAGs the user may not read")
     history: list[LabelEventOut] = Field(description="Newest first, only writes by DAGs the user may read")
     truncated: bool
+
+
+def policy_out(engine: PolicyEngine) -> PolicyOut:
+    """The policy ``engine`` enforces, as the API, the zone map and the evidence report show it."""
+    policy = engine.loaded.policy
+    return PolicyOut(
+        version=engine.version,
+        name=policy.name,
+        require_zone=policy.settings.require_zone,
+        default_zone=policy.settings.default_zone,
+        zones=[
+            ZoneOut(
+                name=name,
+                purpose=zone.purpose,
+                description=zone.description,
+                allowed_categories=list(zone.allowed_categories),
+                unlabeled=zone.unlabeled,
+                requires_consent=zone.requires_consent,
+                aggregated_only=zone.aggregated_only,
+                mode=zone.mode,
+                inflows=list(zone.inflows),
+            )
+            for name, zone in policy.zones.items()
+        ],
+        categories=[
+            CategoryOut(name=name, description=category.description)
+            for name, category in policy.categories.items()
+        ],
+        flows=[
+            FlowOut(source=flow.source, target=flow.target, via=list(flow.via), description=flow.description)
+            for flow in policy.flows
+        ],
+        reclassifiers=[
+            ReclassifierOut(
+                name=name,
+                zone=item.zone,
+                dag_id=item.dag_id,
+                task_id=item.task_id,
+                categories=None if item.outputs.categories is None else list(item.outputs.categories),
+                consented=list(item.outputs.consented),
+                aggregated=item.outputs.aggregated,
+                description=item.description,
+            )
+            for name, item in policy.reclassifiers.items()
+        ],
+    )
