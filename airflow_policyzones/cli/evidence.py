@@ -89,6 +89,10 @@ def add_commands(commands: Any) -> None:
     )
     verify.set_defaults(run=_run_verify)
 
+    from airflow_policyzones.cli.data_use import add_command as add_data_use_command
+
+    add_data_use_command(commands)
+
 
 def _error(command: str, message: str) -> int:
     print(f"policyzones {command}: error: {message}", file=sys.stderr)

@@ -167,3 +167,115 @@ def test_policy_history_lists_shows_and_diffs_versions(
     code, _, err = run(capsys, "policy-history", "--show", "abcdef0123")
     assert code == EXIT_USAGE
     assert "no policy version 'abcdef0123'" in err and new_short in err and "Traceback" not in err
+
+
+# --- policyzones evidence ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reclassifying_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PolicyEngine]:
+    from airflow_policyzones.policy.loader import load_policy_bytes
+    from tests.unit.db.test_propagation import RECLASSIFYING_POLICY
+
+    path = tmp_path_factory.mktemp("evidence") / "policy.yaml"
+    path.write_text(RECLASSIFYING_POLICY)
+    return path, PolicyEngine(load_policy_bytes(RECLASSIFYING_POLICY.encode(), source=str(path)))
+
+
+def test_evidence_text_json_and_html(
+    backend: Prepared,
+    since: datetime,
+    reclassifying_policy: tuple[Path, PolicyEngine],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from tests.unit.db.test_evidence import consented, decide
+
+    path, policy = reclassifying_policy
+    output = consented(policy, since)
+    decide(policy, "ai_dag", zone="ai", inputs=[output], at=since + timedelta(hours=2))
+    decide(policy, "ai_dag", zone="ai", inputs=[PURCHASES], at=since + timedelta(hours=3))
+    ask = ("evidence", "--category", "purchase_events", "--zone", "ai", *window(since), "--policy", str(path))
+
+    code, out, err = run(capsys, *ask)
+    assert code == EXIT_OK, err
+    assert (
+        "Verdict: purchase_events reached ai only as aggregated data consented for ai, through reclassifier "
+        "ads_consent_filter; 0 other uses; 1 attempt blocked." in out
+    )
+    assert f"path:       {output} (written by ads_dag.read in ads) ← {PURCHASES}" in out
+    assert "allowed by: sanctioned flow ads → ai through reclassifier ads_consent_filter" in out
+    assert "consent_missing, not_aggregated on s3://lake/raw/purchases/daily" in out
+    assert "Completeness: " in out and "chain head: " in out and "policy versions in force:" in out
+
+    code, out, _ = run(capsys, *ask, "--format", "json")
+    assert code == EXIT_OK
+    report = json.loads(out)
+    assert report["uses_total"] == 1 and report["blocked_total"] == 1
+    assert report["completeness"]["policy_versions"][0]["version"] == policy.version
+    assert len(report["completeness"]["chain"]["head"]) == 64
+    assert report["uses"][0]["path"][0]["reclassifier"] == "ads_consent_filter"
+
+    target = tmp_path / "evidence.html"
+    code, out, _ = run(capsys, *ask, "--format", "html", "--output", str(target))
+    assert code == EXIT_OK and f"Wrote the html report to {target}" in out
+    html = target.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "<style>" in html
+    assert (
+        "<script" not in html
+        and "<link" not in html
+        and "src=" not in html
+        and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )
+    assert 'class="edge observed" data-from="ads" data-to="ai"' in html
+    assert report["completeness"]["chain"]["head"] in html and policy.version in html
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--category", "purchases", "--zone", "ai"), "unknown category 'purchases'"),
+        (("--category", "purchase_events", "--zone", "training"), "unknown zone 'training'"),
+        (("--zone", "ai"), "say which data"),
+        (("--category", "purchase_events", "--until", "2020-01-01"), "empty period"),
+        (("--category", "purchase_events", "--until", "yesterday"), "--until 'yesterday' is neither"),
+    ],
+)
+def test_evidence_bad_input_exits_2_without_a_traceback(
+    backend: Prepared,
+    reclassifying_policy: tuple[Path, PolicyEngine],
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    path, _ = reclassifying_policy
+    code, out, err = run(capsys, "evidence", "--since", "2026-01-01", *args, "--policy", str(path))
+    assert code == EXIT_USAGE and out == ""
+    assert err.startswith("policyzones evidence: error: ") and message in err
+    assert "Traceback" not in err
+    if "unknown zone" in message:
+        assert "ads, ai, marketing, recs" in err
+
+
+def test_evidence_before_the_provider_was_installed(
+    backend: Prepared, reclassifying_policy: tuple[Path, PolicyEngine], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, policy = reclassifying_policy
+    record(policy, _START, dag_id="ads_dag", zone="ads", inputs=[CLICKS])
+    code, out, _ = run(
+        capsys,
+        "evidence",
+        "--category",
+        "purchase_events",
+        "--zone",
+        "ai",
+        "--since",
+        "1999-01-01",
+        "--until",
+        "1999-02-01",
+        "--policy",
+        str(path),
+    )
+    assert code == EXIT_OK
+    assert "Verdict: No decision was recorded between 1999-01-01T00:00:00+00:00" in out
+    assert "! The whole period lies before the provider's first recorded decision" in out
