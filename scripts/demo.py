@@ -1080,6 +1080,17 @@ class Demo:
         if proc.returncode != 0:
             say(f"  (the summary script failed with exit code {proc.returncode})")
 
+    def print_evidence(self) -> None:
+        """The seed question, answered from the records: is purchase data used to train AI?"""
+        step("Evidence: is purchase data used to train AI? (purchase_events x ai_training, since the start)")
+        since = self.services_started_at.isoformat(timespec="seconds")
+        argv = [sys.executable, "-m", "airflow_policyzones", "evidence", "--category", "purchase_events"]
+        argv += ["--zone", "ai_training", "--since", since]
+        say(f"  $ policyzones evidence --category purchase_events --zone ai_training --since {since}")
+        proc = subprocess.run(argv, env=self.env, cwd=REPO_ROOT, check=False)
+        if proc.returncode != 0:
+            say(f"  (policyzones evidence failed with exit code {proc.returncode})")
+
     def run(self) -> int:
         report = self.prepare()
         step("Stopping a previous demo, if one is running")
@@ -1115,6 +1126,7 @@ class Demo:
             say(f"  {mismatches} task(s) did not end as the policy says. {mismatch_hint(plugin_status)}")
         self.print_decisions(runs)
         self.banner()
+        self.print_evidence()
         return EXIT_FAILED if (mismatches and self.args.strict) else EXIT_OK
 
     def banner(self) -> None:
