@@ -63,6 +63,22 @@ OBSERVED_READS: Mapping[tuple[str, str], str] = {
 ``ObjectStoragePath`` (``(dag_id, task_id) -> path``): ``policyzones check`` sees no input for them
 (it knows what DAGs declare), so what the policy says about them is its decision on the file they
 read (``policyzones explain``), which their read gets while they run."""
+CREDENTIAL_USES: Mapping[tuple[str, str], tuple[str, str]] = {
+    ("recs_purchase_warehouse", "rank_from_purchase_warehouse"): ("connection", "purchases_warehouse"),
+}
+"""Example tasks that ask Airflow for a connection or variable (``(dag_id, task_id) -> (kind, id)``):
+the api-server serves it or refuses it by the policy's ``connections:``/``variables:`` sections
+(``policyzones explain --connection``), before the task can read anything."""
+DEMO_CONNECTIONS: Mapping[str, Mapping[str, Any]] = {
+    "purchases_warehouse": {
+        "conn_type": "postgres",
+        "host": "warehouse.example.internal",
+        "schema": "purchases",
+        "login": "reader",
+        "description": "make demo: the purchases warehouse (only a name; nothing listens there)",
+    },
+}
+"""The connections ``make demo`` stores in the metadata database (``airflow connections import``)."""
 PURCHASES_EXPORT = "user_id,item_id,amount_cents\n1001,sku-17,1299\n1002,sku-4,499\n1001,sku-9,2450\n"
 """The export ``make demo`` writes for them (the policy catalogs ``exports/purchases`` as purchases)."""
 
@@ -542,8 +558,9 @@ class Expected:
     task_id: str
     outcome: str
     rules: tuple[str, ...]
-    observed: bool = False
-    """Decided on what the task reads while it runs (it declares nothing), not before it runs."""
+    observed: str = ""
+    """How it is decided when not before the task runs: ``read observed`` (on what the task reads
+    while it runs; it declares nothing) or ``connection asked for`` (when it asks the api-server)."""
 
     @property
     def state(self) -> str | None:
@@ -557,7 +574,7 @@ class Expected:
     @property
     def label(self) -> str:
         label = f"{self.outcome} ({', '.join(self.rules)})" if self.rules else self.outcome
-        return f"{label}, read observed" if self.observed else label
+        return f"{label}, {self.observed}" if self.observed else label
 
 
 def _rules(decision: Mapping[str, Any]) -> tuple[str, ...]:
@@ -583,16 +600,19 @@ def expected_outcomes(report: Mapping[str, Any]) -> dict[tuple[str, str], Expect
 def observed_outcomes(
     report: Mapping[str, Any], env: Mapping[str, str], *, data: Path
 ) -> dict[tuple[str, str], Expected]:
-    """What the policy says about the reads of ``OBSERVED_READS`` tasks: ``policyzones explain``
-    of the file each reads, in the zone ``policyzones check`` found for it."""
+    """What the policy says about the reads of ``OBSERVED_READS`` tasks and the connections of
+    ``CREDENTIAL_USES`` tasks: ``policyzones explain`` of the file each reads or the connection it
+    asks for, in the zone ``policyzones check`` found for it."""
     zones = {(str(t["dag_id"]), str(t["task_id"])): t.get("zone") for t in report.get("tasks", [])}
     expected: dict[tuple[str, str], Expected] = {}
-    for (dag_id, task_id), relative in OBSERVED_READS.items():
+    asks = {key: ["--input", f"file://{data / rel}"] for key, rel in OBSERVED_READS.items()}
+    asks |= {key: [f"--{kind}", name] for key, (kind, name) in CREDENTIAL_USES.items()}
+    for (dag_id, task_id), what in asks.items():
         zone = zones.get((dag_id, task_id))
         if not zone:  # not in the DAG folder, or no zone: nothing to ask
             continue
         argv = [sys.executable, "-m", "airflow_policyzones", "explain", str(POLICY_FILE), "--zone", str(zone)]
-        argv += ["--dag-id", dag_id, "--task-id", task_id, "--input", f"file://{data / relative}", "--json"]
+        argv += ["--dag-id", dag_id, "--task-id", task_id, *what, "--json"]
         proc = subprocess.run(argv, env=dict(env), capture_output=True, text=True)
         try:
             decision: dict[str, Any] = json.loads(proc.stdout)
@@ -601,7 +621,11 @@ def observed_outcomes(
                 f"policyzones explain printed no JSON for {dag_id}.{task_id}:\n{proc.stderr.strip()}"
             ) from None
         expected[(dag_id, task_id)] = Expected(
-            dag_id, task_id, str(decision.get("outcome")), _rules(decision), observed=True
+            dag_id,
+            task_id,
+            str(decision.get("outcome")),
+            _rules(decision),
+            observed="read observed" if what[0] == "--input" else f"{what[0][2:]} asked for",
         )
     return expected
 
@@ -852,6 +876,17 @@ class Demo:
         started = time.monotonic()
         self.airflow("db", "migrate", log_name="db-migrate", timeout=self.args.startup_timeout)
         say(f"  done in {time.monotonic() - started:.1f} s (log: {rel(self.log_path('db-migrate'))})")
+        connections = self.paths.root / "connections.json"
+        connections.write_text(json.dumps(DEMO_CONNECTIONS, indent=2) + "\n")
+        step(f"airflow connections import ({', '.join(DEMO_CONNECTIONS)}, in the metadata database)")
+        self.airflow(
+            "connections",
+            "import",
+            str(connections),
+            "--overwrite",
+            log_name="connections-import",
+            timeout=self.args.startup_timeout,
+        )
 
     def start(self) -> None:
         step(f"Starting Airflow: {', '.join(c.name for c in COMPONENTS)}")

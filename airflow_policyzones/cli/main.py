@@ -35,6 +35,8 @@ from airflow_policyzones.policy.loader import LoadedPolicy, gc_paused, load_poli
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from airflow_policyzones.policy.models import CredentialKind
+
 EXIT_OK = 0
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
@@ -202,6 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="an owner of the task (repeatable)",
     )
     explain.add_argument("--dag-file", metavar="PATH", help="the DAG file, relative to the DAG folder")
+    credential = explain.add_mutually_exclusive_group()
+    credential.add_argument(
+        "--connection",
+        metavar="CONN_ID",
+        help="instead of inputs: whether the task may obtain this Airflow connection (the api-server's "
+        "check when a task asks for it)",
+    )
+    credential.add_argument(
+        "--variable",
+        metavar="KEY",
+        help="instead of inputs: whether the task may obtain this Airflow variable",
+    )
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(run=_run_explain)
 
@@ -436,7 +450,18 @@ def _run_explain(args: argparse.Namespace) -> int:
         tags=frozenset(args.tags),
         owners=frozenset(args.owners),
     )
-    decision = engine.check(task=task, zone=args.zone, inputs=inputs)
+    if (args.connection or args.variable) and inputs:
+        print(
+            "policyzones explain: error: give inputs, or one --connection/--variable, not both",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.connection or args.variable:
+        kind: CredentialKind = "connection" if args.connection else "variable"
+        name = args.connection or args.variable
+        decision = engine.decide_credential(kind=kind, name=name, task=task, zone=args.zone)
+    else:
+        decision = engine.check(task=task, zone=args.zone, inputs=inputs)
     if args.json:
         sys.stdout.write(dumps(explain_json(engine=engine, task=task, decision=decision, inputs=inputs)))
     else:

@@ -13,11 +13,20 @@ While the body runs, a read a hook reports is refused with :class:`ObservedReadD
 retry) or, when no decision can be had, :class:`ObservationUnavailable` (retryable). Both are
 ``BaseException`` subclasses: the hook's own lineage error handling and DAG code's
 ``except Exception`` must not swallow them, or the rows would reach the task's code anyway.
+
+A connection or variable the api-server refused to the try's zone raises
+:class:`CredentialRefused`: still Airflow's "access denied" (so no other secrets backend is
+asked), with the zone's reason and fix, and the try fails without retry.
 """
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowTaskTerminated
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSecretsBackendAccessDenied,
+    AirflowTaskTerminated,
+)
 
 DECISION_UNAVAILABLE_PREFIX = "policyzones: could not get a decision"
 
@@ -59,3 +68,8 @@ class ObservationUnavailable(BaseException):
     """No decision could be had on a read the task made through a hook: the hook call stops and
     the try fails closed; it is retried if it has retries left (Airflow retries a ``BaseException``
     that is not one of its own)."""
+
+
+class CredentialRefused(AirflowSecretsBackendAccessDenied, AirflowFailException):
+    """The api-server refused a connection or variable to the try's zone: the hook gets no
+    credentials, and the try fails without retry (even if the task's code catches this)."""

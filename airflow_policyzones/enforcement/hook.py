@@ -228,7 +228,12 @@ def _observe(request: DecisionRequest, *, settings: EnforcementSettings) -> Obse
     """From here on, what the try's hooks read is decided before the task's code sees it."""
     from airflow_policyzones.enforcement.observation import Observer, observe_try
 
-    observer = Observer(request=request, decide=functools.partial(obtain_observation, settings=settings))
+    observer = Observer(
+        request=request,
+        decide=functools.partial(obtain_observation, settings=settings),
+        # Asking again for the same try returns its recorded decision, refusals included.
+        recorded=functools.partial(obtain_decision, request, settings=settings),
+    )
     observe_try(observer)
     return observer
 

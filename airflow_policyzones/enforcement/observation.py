@@ -42,6 +42,7 @@ from airflow_policyzones.api.schema import (
     OutputSpec,
 )
 from airflow_policyzones.enforcement.errors import (
+    CredentialRefused,
     DecisionUnavailable,
     ObservationUnavailable,
     ObservedReadDenied,
@@ -75,6 +76,8 @@ class Observer:
 
     request: DecisionRequest
     decide: Callable[[ObservationRequest], DecisionResponse]
+    recorded: Callable[[], DecisionResponse] | None = None
+    """The try's recorded decision, all its findings (asked only to explain a refused credential)."""
     denied: dict[Key | str, str] = field(default_factory=dict)
     """Denied reads (an input, or the description of an uncheckable read) and their message."""
     allowed: set[Key | str] = field(default_factory=set)
@@ -224,6 +227,15 @@ class Observer:
                     "dry run: the read proceeds" if response.outcome == "dry_run" else "exempted",
                 )
 
+    def credential_refused(self, kind: str, name: str) -> str:
+        """The api-server refused connection or variable ``name`` (``kind``) to this try: the
+        message for the task log, with the reason and fix the service recorded for it. The try
+        fails at :func:`reconcile` even if the task's code goes on."""
+        key = f"{kind} {name}"
+        if key not in self.denied:
+            self.denied[key] = _credential_message(self, kind=kind, name=name)
+        return self.denied[key]
+
     def output_specs(self) -> list[OutputSpec]:
         return [
             OutputSpec(namespace=namespace, name=name, source="observed") for namespace, name in self.outputs
@@ -241,6 +253,35 @@ def _message(request: DecisionRequest, response: DecisionResponse) -> str:
         *finding_lines(response, unnamed="a read", how=" (observed)"),
     ]
     lines.append(f"  policy {response.policy_version}, decision {response.decision_id}")
+    return "\n".join(lines)
+
+
+def _credential_message(observer: Observer, *, kind: str, name: str) -> str:
+    from airflow_policyzones.enforcement.hook import finding_lines
+
+    task = observer.request.task
+    head = (
+        f"policyzones: the api-server refused {kind} {name!r} to task {task.dag_id}.{task.task_id} "
+        f"(run {task.run_id}, try {task.try_number}): the task got no credentials, and it fails "
+        "without retry."
+    )
+    ref = f"{kind}:{name}"
+    try:
+        recorded = observer.recorded() if observer.recorded is not None else None
+    except Exception as error:  # the refusal stands; only its explanation is missing
+        log.warning("policyzones: the refusal of %s %r could not be explained: %s", kind, name, error)
+        recorded = None
+    findings = [finding for finding in recorded.findings if finding.input == ref] if recorded else []
+    if recorded is None or not findings:
+        return (
+            f"{head}\n  the zone policy does not let this task's zone use it; the refusal is recorded "
+            "on the try (Policy decision tab, `policyzones audit`)"
+        )
+    explained = recorded.model_copy(update={"findings": findings})
+    lines = [head, *finding_lines(explained, unnamed=f"{kind} {name!r}")]
+    lines.append(
+        f"  zone {recorded.zone!r}, policy {recorded.policy_version}, decision {recorded.decision_id}"
+    )
     return "\n".join(lines)
 
 
@@ -286,6 +327,7 @@ def observe_try(observer: Observer) -> None:
         collector.add_extra = _reporting_extra(collector.add_extra)
         collector._policyzones_observed = True
         _report_whole_file_io()
+        _explain_refused_credentials()
     _current = observer
 
 
@@ -415,6 +457,71 @@ def _failing_closed(observer: Observer) -> Iterator[None]:
 
 
 _MAX_ERROR = 600
+
+
+_SECRETS_METHODS: tuple[tuple[str, str, str], ...] = (
+    ("get_connection", "connection", "conn_id"),
+    ("get_variable", "variable", "key"),
+    ("aget_connection", "connection", "conn_id"),
+    ("aget_variable", "variable", "key"),
+)
+
+
+def _explain_refused_credentials() -> None:
+    """Make a connection or variable the api-server refuses (403 on the execution API) raise
+    :class:`CredentialRefused` in the task: the zone's reason and fix in the task log instead of
+    Airflow's bare "access denied", and no retry. Once per process, before the body runs."""
+    import inspect
+
+    from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied
+    from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
+
+    def refused(kind: str, name: object, error: AirflowSecretsBackendAccessDenied) -> None:
+        observer = _current
+        if observer is None or isinstance(error, CredentialRefused):
+            return
+        raise CredentialRefused(observer.credential_refused(kind, str(name))) from error
+
+    for method, kind, parameter in _SECRETS_METHODS:
+        original = getattr(ExecutionAPISecretsBackend, method, None)
+        if original is None or getattr(original, "_policyzones_reports", False):
+            continue
+        if inspect.iscoroutinefunction(original):
+
+            async def explaining_async(
+                backend: Any,
+                *args: Any,
+                _original: Any = original,
+                _kind: str = kind,
+                _p: str = parameter,
+                **kwargs: Any,
+            ) -> Any:
+                try:
+                    return await _original(backend, *args, **kwargs)
+                except AirflowSecretsBackendAccessDenied as error:
+                    refused(_kind, args[0] if args else kwargs.get(_p), error)
+                    raise
+
+            wrapper: Any = functools.wraps(original)(explaining_async)
+        else:
+
+            def explaining(
+                backend: Any,
+                *args: Any,
+                _original: Any = original,
+                _kind: str = kind,
+                _p: str = parameter,
+                **kwargs: Any,
+            ) -> Any:
+                try:
+                    return _original(backend, *args, **kwargs)
+                except AirflowSecretsBackendAccessDenied as error:
+                    refused(_kind, args[0] if args else kwargs.get(_p), error)
+                    raise
+
+            wrapper = functools.wraps(original)(explaining)
+        wrapper._policyzones_reports = True
+        setattr(ExecutionAPISecretsBackend, method, wrapper)
 
 
 # --- after the body ------------------------------------------------------------------------------------

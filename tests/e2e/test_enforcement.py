@@ -472,9 +472,15 @@ def test_a_zone_that_may_not_use_a_connection_never_gets_it(
         False,
     )
     assert set(violation["rules"]) == {"connection_not_allowed", "category_not_allowed"}
-    # What Airflow's supervisor makes of the api-server's 403: the hook call raises, no fallback.
-    assert "AirflowSecretsBackendAccessDenied" in log
-    assert "Access denied for connection 'warehouse_raw' by Execution API" in log
+    # The hook call raises Airflow's "access denied" (no other secrets backend is asked), carrying
+    # the zone's reason and fix; the try fails although the task has retries left.
+    assert "CredentialRefused" in log
+    assert "policyzones: the api-server refused connection 'warehouse_raw' to task " in log
+    assert "recs_credentials_connection.read_warehouse_raw" in log
+    assert "fails without retry" in log
+    assert "connection 'warehouse_raw' (policy connections.'warehouse_raw')" in log
+    assert "fix: " in log
+    assert "zone 'content_recommendations'" in log
     # The api-server says why, with the zone.
     api_log = (deployment.home / "api-server.log").read_text(errors="replace")
     assert "policyzones: connection 'warehouse_raw' refused by the zone policy" in api_log
@@ -544,8 +550,11 @@ def test_a_zone_that_may_not_use_a_variable_never_gets_it(
         "content_recommendations",
         1,
     )
-    assert "AirflowSecretsBackendAccessDenied" in log
-    assert "Access denied for variable 'ads_bid_budget' by Execution API" in log
+    # The task's code caught the refusal and went on: the try fails all the same, without retry.
+    assert (evidence / "recs_credentials_variable.read_ads_budget.went_on").exists()
+    assert "policyzones: the api-server refused variable 'ads_bid_budget' to task " in log
+    assert "the task's code went on after the refusal" in log
+    assert "zone 'content_recommendations'" in log
     assert "1000" not in log
 
 

@@ -538,8 +538,9 @@ def test_validate_against_reports_connections_variables_and_their_settings(
 ) -> None:
     old = tmp_path / "old.yaml"
     old.write_text(
-        EXAMPLE_POLICY.read_text()
-        + '\nconnections:\n  warehouse_raw:\n    catalog: ["warehouse.raw.purchases"]\n'
+        EXAMPLE_POLICY.read_text().replace(
+            "\nconnections:\n", '\nconnections:\n  warehouse_raw:\n    catalog: ["warehouse.raw.purchases"]\n'
+        )
         + '\nvariables:\n  "ads_*":\n    zones: [ads_optimization]\n'
     )
     new = tmp_path / "new.yaml"
@@ -582,3 +583,26 @@ def test_validate_against_an_invalid_old_policy_exits_2_with_the_location(
     err = capsys.readouterr().err
     assert f"{old}:4:1: error: invalid YAML" in err and "fix:" in err
     assert "Traceback" not in err
+
+
+def test_explain_a_connection_says_whether_the_api_server_serves_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["explain", str(EXAMPLE_POLICY), "--dag-id", "recs_purchase_warehouse", "--json"]
+    assert main([*argv, "--zone", "content_recommendations", "--connection", "purchases_warehouse"]) == 1
+    refused = json.loads(capsys.readouterr().out)
+    [finding] = refused["findings"]
+    assert (refused["outcome"], finding["input"], finding["rules"]) == (
+        "deny",
+        "connection:purchases_warehouse",
+        ["connection_not_allowed", "category_not_allowed"],
+    )
+    ads = ["explain", str(EXAMPLE_POLICY), "--dag-id", "ads_optimization_daily", "--json"]
+    assert main([*ads, "--zone", "ads_optimization", "--connection", "purchases_warehouse"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "allow"
+    # Not listed: served to every zone (settings.unlisted_variables defaults to allow).
+    assert main([*argv, "--zone", "content_recommendations", "--variable", "anything"]) == 0
+    capsys.readouterr()
+    # A credential or inputs, not both: a usage error that says so.
+    assert main([*argv, "--zone", "ads_optimization", "--connection", "x", "--table", "t"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -221,6 +221,8 @@ def test_expected_outcomes_of_the_example_dags() -> None:
         ("ai_training_features", "train_on_bid_features"): "failed",
         # Declares nothing: the check sees no input; its read is decided while it runs (below).
         ("recs_purchase_export", "rank_from_purchase_export"): "success",
+        # Declares nothing: the api-server decides when it asks for its connection (below).
+        ("recs_purchase_warehouse", "rank_from_purchase_warehouse"): "success",
     }
     observed = demo.observed_outcomes(report, env, data=Path("/srv/demo/data"))
     assert observed == {
@@ -229,11 +231,22 @@ def test_expected_outcomes_of_the_example_dags() -> None:
             "rank_from_purchase_export",
             "deny",
             ("category_not_allowed",),
-            observed=True,
-        )
+            observed="read observed",
+        ),
+        ("recs_purchase_warehouse", "rank_from_purchase_warehouse"): Expected(
+            "recs_purchase_warehouse",
+            "rank_from_purchase_warehouse",
+            "deny",
+            ("connection_not_allowed", "category_not_allowed"),
+            observed="connection asked for",
+        ),
     }
-    [blocked] = observed.values()
-    assert (blocked.state, blocked.label) == ("failed", "deny (category_not_allowed), read observed")
+    read, connection = observed.values()
+    assert (read.state, read.label) == ("failed", "deny (category_not_allowed), read observed")
+    assert (connection.state, connection.label) == (
+        "failed",
+        "deny (connection_not_allowed, category_not_allowed), connection asked for",
+    )
 
 
 def test_the_demo_writes_the_files_its_observed_readers_read(tmp_path: Path) -> None:

@@ -247,3 +247,110 @@ def test_what_a_try_wrote_before_it_was_refused_goes_with_the_refusing_request(r
     ]
     observer.output_asset("file:///out/late.csv")  # after the refusal: sent at once
     assert [o.name for o in recs.requests[-1].outputs] == ["file:///out/late.csv"]
+
+
+# --- a connection or variable the api-server refused ----------------------------------------------------
+
+
+class RefusingComms:
+    """What the task's supervisor answers when the api-server refused the request with 403 (Airflow's
+    own client turns the 403 into this; pinned end to end in tests/e2e/test_enforcement.py)."""
+
+    def send(self, msg: object) -> object:
+        from airflow.sdk.exceptions import ErrorType
+        from airflow.sdk.execution_time.comms import ErrorResponse
+
+        return ErrorResponse(error=ErrorType.PERMISSION_DENIED, detail={"status_code": 403})
+
+
+def recorded_refusal(service: EngineService, *, kind: str, name: str) -> DecisionResponse:
+    """The try's recorded decision after the api-server refused ``name``: the real engine's finding."""
+    decision = service.engine.decide_credential(
+        kind=kind,  # type: ignore[arg-type]
+        name=name,
+        task=TaskContext(dag_id=service.dag_id, task_id="t"),
+        zone=service.zone,
+    )
+    return DecisionResponse(
+        decision_id=7,
+        outcome=decision.outcome.value,
+        allowed=decision.allowed,
+        zone=decision.zone,
+        mode=decision.mode,
+        policy_version=decision.policy_version,
+        findings=[finding.to_dict() for finding in decision.findings],
+        already_recorded=True,
+    )
+
+
+@pytest.fixture
+def refusing_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.execution_time import task_runner
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", RefusingComms(), raising=False)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("connection", "pz_purchases"), ("variable", "ads_budget")])
+def test_a_refused_credential_fails_the_try_without_retry_with_the_zone_reason_and_fix(
+    recs: EngineService, refusing_supervisor: None, kind: str, name: str
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSecretsBackendAccessDenied
+    from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
+
+    from airflow_policyzones.enforcement.errors import CredentialRefused
+    from airflow_policyzones.enforcement.observation import observe_try
+
+    asked: list[str] = []
+
+    def recorded() -> DecisionResponse:
+        asked.append(name)
+        return recorded_refusal(recs, kind=kind, name=name)
+
+    observer = Observer(request=observer_for(recs).request, decide=recs, recorded=recorded)
+    observe_try(observer)
+    backend = ExecutionAPISecretsBackend()
+    fetch = backend.get_connection if kind == "connection" else backend.get_variable
+    try:
+        with pytest.raises(CredentialRefused) as refused:
+            fetch(name)
+        # Still Airflow's "access denied" (no other secrets backend is asked), and no retry.
+        assert isinstance(refused.value, AirflowSecretsBackendAccessDenied)
+        assert isinstance(refused.value, AirflowFailException)
+        message = str(refused.value)
+        assert message.startswith(
+            f"policyzones: the api-server refused {kind} {name!r} to task hooksrecs_x.t"
+        )
+        assert f"{kind}:{name} [{kind}_not_allowed" in message
+        assert "    fix: " in message
+        assert "zone 'recs'" in message
+        with pytest.raises(CredentialRefused):
+            fetch(name)  # asked again: refused again, explained once
+        assert asked == [name]
+    finally:
+        with pytest.raises(ZoneViolation, match="went on after the refusal"):
+            reconcile(observer)  # the task's code caught it: the try fails all the same
+    # Outside a try the provider checks, Airflow's own refusal is left as it is.
+    with pytest.raises(AirflowSecretsBackendAccessDenied) as plain:
+        fetch(name)
+    assert not isinstance(plain.value, CredentialRefused)
+
+
+def test_a_refusal_that_cannot_be_explained_still_fails_the_try(
+    recs: EngineService, refusing_supervisor: None
+) -> None:
+    from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
+
+    from airflow_policyzones.enforcement.errors import CredentialRefused
+    from airflow_policyzones.enforcement.observation import observe_try
+
+    def unreachable() -> DecisionResponse:
+        raise DecisionUnavailable("the api-server is unreachable")
+
+    observer = Observer(request=observer_for(recs).request, decide=recs, recorded=unreachable)
+    observe_try(observer)
+    try:
+        with pytest.raises(CredentialRefused, match="does not let this task's zone use it"):
+            ExecutionAPISecretsBackend().get_connection(conn_id="pz_purchases")
+    finally:
+        with pytest.raises(ZoneViolation):
+            reconcile(observer)
