@@ -586,6 +586,10 @@ def ui_router() -> APIRouter:
     router.add_api_route("/asset", asset_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/coverage", coverage_page, methods=["GET"], response_class=HTMLResponse)
     router.add_api_route("/unchecked", unchecked_page, methods=["GET"], response_class=HTMLResponse)
+    from airflow_policyzones.ui import data_use  # imports this module
+
+    router.add_api_route("/data-use", data_use.data_use_page, methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route("/data-use/export.{format}", data_use.data_use_export, methods=["GET"])
     return router
 
 
