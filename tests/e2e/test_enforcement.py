@@ -146,6 +146,62 @@ def test_example_dags_are_enforced_and_recorded(deployment: Deployment) -> None:
     assert "category_not_allowed" in log and "s3://lake/raw/purchases/daily" in log
 
 
+CONSENTED_DAILY = "s3://lake/derived/purchases_consented_daily/latest"
+WHEN = ("--since", "2000-01-01", "--format", "json")
+
+
+def _evidence(deployment: Deployment, zone: str) -> dict[str, Any]:
+    """``policyzones evidence --category purchase_events --zone ZONE`` on the deployment, as JSON."""
+    answer = subprocess.run(
+        [str(VENV_BIN / "policyzones"), "evidence", "--category", "purchase_events", "--zone", zone, *WHEN],
+        env=deployment.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert answer.returncode == 0, answer.stderr
+    report: dict[str, Any] = json.loads(answer.stdout)
+    return report
+
+
+def test_evidence_answers_is_purchase_data_used_to_train_ai(deployment: Deployment) -> None:
+    """After the examples ran: AI training used purchases only as the reclassified aggregates, with
+    the path; its raw reads were blocked; content recommendations only has blocked attempts."""
+    examples = EXAMPLE_DAGS | ASSET_DAGS
+    report = _evidence(deployment, "ai_training")
+    uses = [use for use in report["uses"] if use["dag_id"] in examples]
+    assert [(u["dag_id"], u["task_id"], u["input"], u["basis"]) for u in uses] == [
+        ("ai_training_recsys", "train_on_consented_aggregates", CONSENTED_DAILY, "sanctioned_flow")
+    ]
+    [use] = uses
+    assert use["reclassifiers"] == ["purchases_consented_daily"] and use["aggregated"] is True
+    assert use["path_text"] == (
+        f"{CONSENTED_DAILY} (written by purchases_reclassify.aggregate_consented in ads_optimization) "
+        f"← {PURCHASES}"
+    )
+    assert [step["reclassifier"] for step in use["path"]] == ["purchases_consented_daily", None]
+    blocked = {(b["dag_id"], b["task_id"], b["input"]) for b in report["blocked"] if b["dag_id"] in examples}
+    assert blocked == {
+        ("ai_training_recsys", "train_on_raw_purchases", PURCHASES),
+        ("ai_training_features", "train_on_bid_features", BID_FEATURES),
+    }
+    if len(uses) == len(report["uses"]):  # no other module's DAG used purchases in ai_training
+        assert report["verdict"].startswith(
+            "purchase_events reached ai_training only as aggregated data consented for ai_training, "
+            "through reclassifier purchases_consented_daily; 0 other uses"
+        )
+    assert report["completeness"]["policy_versions"] and len(report["completeness"]["chain"]["head"]) == 64
+
+    recs = _evidence(deployment, "content_recommendations")
+    assert [use for use in recs["uses"] if use["dag_id"] in examples] == []
+    assert {(b["dag_id"], b["task_id"], b["input"]) for b in recs["blocked"] if b["dag_id"] in examples} == {
+        ("recs_content_ranking", "rank_from_purchases", PURCHASES),
+        ("recs_spend_ranking", "rank_by_spend_segments", SPEND_SEGMENTS),
+    }
+    if recs["uses_total"] == 0:
+        assert recs["verdict"].startswith("purchase_events never reached content_recommendations: ")
+
+
 def test_burst_of_violations_is_recorded_exactly_once_per_try(deployment: Deployment) -> None:
     deployment.wait_for_dags({"recs_violation_burst"})
     run_id = deployment.trigger("recs_violation_burst")
