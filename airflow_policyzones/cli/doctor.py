@@ -5,6 +5,12 @@ workers and the api-server have) and changes nothing. Connections and variables 
 api-server only when a task asks the execution API for them; anything a task can read without
 asking — an ``AIRFLOW_CONN_*`` variable, a secrets backend configured on workers, the metadata
 database, the JWT secret that signs execution tokens — goes around the check.
+
+Run where tasks run (``--component worker``, the default) every check applies. The api-server
+needs the JWT secret and the metadata database itself, and a connection in its own environment is
+served through the checked execution API, so there (``--component api-server``, which is what the
+Zones page of the UI shows) only the checks that concern it apply: a secrets backend configured for
+workers in a shared configuration, enforcement switched off, a policy that does not load.
 """
 
 from __future__ import annotations
@@ -12,6 +18,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
+
+Component = Literal["worker", "api-server"]
+COMPONENTS: tuple[Component, ...] = ("worker", "api-server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +42,31 @@ def _conf(section: str, key: str) -> str:
     return str(conf.get(section, key, fallback="") or "")
 
 
-def diagnose(*, environ: Mapping[str, str] | None = None) -> list[Weakness]:
-    """Every weakness found in ``environ`` (default: this process's) and Airflow's configuration."""
+def diagnose(*, environ: Mapping[str, str] | None = None, component: Component = "worker") -> list[Weakness]:
+    """Every weakness found in ``environ`` (default: this process's) and Airflow's configuration,
+    for a host running ``component`` (see the module docstring for what each checks)."""
     env = os.environ if environ is None else environ
+    found = _task_environment(env) if component == "worker" else []
+    backend = _conf("workers", "secrets_backend") or (
+        _conf("secrets", "backend") if component == "worker" else ""
+    )
+    if backend:
+        found.append(
+            Weakness(
+                "worker_secrets_backend",
+                f"a secrets backend is configured where tasks run ({backend}): tasks look connections "
+                "and variables up there before the execution API, so the zone check does not see them",
+                "configure the backend on the api-server only ([secrets] backend there; unset "
+                "[workers] secrets_backend / [secrets] backend on workers)",
+            )
+        )
+    if component == "worker":
+        found += _task_credentials()
+    return found + _enforcement()
+
+
+def _task_environment(env: Mapping[str, str]) -> list[Weakness]:
+    """Connections and variables a task reads from its own environment."""
     found: list[Weakness] = []
     conns = sorted(key for key in env if key.startswith("AIRFLOW_CONN_"))
     if conns:
@@ -57,17 +89,12 @@ def diagnose(*, environ: Mapping[str, str] | None = None) -> list[Weakness]:
                 "define them on the api-server only",
             )
         )
-    backend = _conf("workers", "secrets_backend") or _conf("secrets", "backend")
-    if backend:
-        found.append(
-            Weakness(
-                "worker_secrets_backend",
-                f"a secrets backend is configured where tasks run ({backend}): tasks look connections "
-                "and variables up there before the execution API, so the zone check does not see them",
-                "configure the backend on the api-server only ([secrets] backend there; unset "
-                "[workers] secrets_backend / [secrets] backend on workers)",
-            )
-        )
+    return found
+
+
+def _task_credentials() -> list[Weakness]:
+    """Keys and URLs that open Airflow itself to code holding them."""
+    found: list[Weakness] = []
     if _conf("api_auth", "jwt_secret"):
         found.append(
             Weakness(
@@ -99,7 +126,14 @@ def diagnose(*, environ: Mapping[str, str] | None = None) -> list[Weakness]:
                 "use a result backend whose credentials do not open the metadata database",
             )
         )
+    return found
+
+
+def _enforcement() -> list[Weakness]:
+    """Whether the check runs at all here."""
     from airflow_policyzones import config
+
+    found: list[Weakness] = []
 
     if not config.enabled():
         found.append(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from airflow_policyzones import __version__
+from airflow_policyzones.cli.doctor import COMPONENTS as DOCTOR_COMPONENTS
 from airflow_policyzones.cli.evidence import add_commands as add_evidence_commands
 from airflow_policyzones.policy.engine import InputRef, PolicyEngine, TaskContext
 from airflow_policyzones.policy.errors import PolicyError
@@ -162,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         "AIRFLOW_CONN_* variables, secrets backends on workers, the JWT secret or metadata database "
         "visible to tasks, enforcement disabled, a policy that does not load. Changes nothing. "
         "Exit 0 when nothing is found, 1 otherwise.",
+    )
+    doctor.add_argument(
+        "--component",
+        choices=DOCTOR_COMPONENTS,
+        default="worker",
+        help="what runs on this host: 'worker' (default: every check, run it with the environment "
+        "tasks get) or 'api-server' (only what concerns it: it needs the JWT secret and the database)",
     )
     doctor.set_defaults(run=_run_doctor)
 
@@ -389,7 +397,7 @@ def _simulate_if_reachable(engine: PolicyEngine, *, since: str, quiet_json: bool
 def _run_doctor(args: argparse.Namespace) -> int:
     from airflow_policyzones.cli.doctor import diagnose
 
-    found = diagnose()
+    found = diagnose(component=args.component)
     for weakness in found:
         print(weakness.format())
     print(f"{len(found)} weakness{'es' if len(found) != 1 else ''} found" if found else "no weakness found")

@@ -400,7 +400,9 @@ def _reaches(spec: Credential) -> str:
 
 def zones_page(request: Request, session: SessionDep) -> HTMLResponse:
     """The active policy: the zone map, zones, flows, reclassifiers, which zones may use each
-    connection and variable the policy lists, and the policy versions that decided something."""
+    connection and variable the policy lists, what weakens enforcement on this api-server
+    (``policyzones doctor --component api-server``), and the policy versions that decided
+    something."""
     policy, policy_error = _policy_or_none()
     versions = policy_versions(session=session)
     history = [(use, previous_of(versions, use)) for use in reversed(versions)]
@@ -411,6 +413,8 @@ def zones_page(request: Request, session: SessionDep) -> HTMLResponse:
             credentials = credential_sections(get_engine())
         except PolicyError:  # changed since: the page shows the policy it has
             credentials = []
+    from airflow_policyzones.cli.doctor import diagnose
+
     return _render(
         request,
         "zones.html",
@@ -419,6 +423,7 @@ def zones_page(request: Request, session: SessionDep) -> HTMLResponse:
         policy_error=policy_error,
         zone_map=zone_map,
         credentials=credentials,
+        weaknesses=diagnose(component="api-server"),
         history=history,
     )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import EXAMPLE_POLICY
 
 
-def _doctor(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+def _doctor(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW_", "AIRFLOW__"))}
     env.update(
         {
@@ -23,7 +23,7 @@ def _doctor(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
         }
     )
     return subprocess.run(
-        [sys.executable, "-m", "airflow_policyzones", "doctor"],
+        [sys.executable, "-m", "airflow_policyzones", "doctor", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -71,3 +71,27 @@ def test_every_weakness_is_found_with_its_fix(tmp_path: Path) -> None:
     assert "secret@" not in result.stdout  # names, never values
     assert "8 weaknesses found" in result.stdout
     assert "broken.yaml:2" in result.stdout  # the policy's located error
+
+
+def test_on_the_api_server_only_what_concerns_it_is_reported(tmp_path: Path) -> None:
+    """The api-server needs the JWT secret and the database, and serves its own environment's
+    connections through the checked execution API: none of that is a finding there."""
+    api_server = {
+        "AIRFLOW_CONN_WAREHOUSE_RAW": "postgres://reader:secret@warehouse/db",
+        "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "shared-secret",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:pw@db/airflow",
+    }
+    result = _doctor(tmp_path, "--component", "api-server", **api_server)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no weakness found" in result.stdout
+
+    shared = {
+        **api_server,
+        "AIRFLOW__WORKERS__SECRETS_BACKEND": "my.Backend",
+        "AIRFLOW__POLICYZONES__ENABLED": "False",
+    }
+    result = _doctor(tmp_path, "--component", "api-server", **shared)
+    assert result.returncode == 1
+    codes = re.findall(r"^([a-z_]+): ", result.stdout, re.M)
+    assert codes == ["worker_secrets_backend", "enforcement_disabled"], result.stdout

@@ -123,3 +123,23 @@ def test_a_policy_without_connections_or_variables_has_an_empty_state(
     assert "The policy lists no connections or variables" in html
     assert "<tr data-connection=" not in html and "<tr data-variable=" not in html
     assert 'data-unlisted="connection">Connections the policy does not list: served to every task' in html
+
+
+def test_the_zones_page_shows_what_weakens_enforcement_on_the_api_server(
+    client: TestClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.configuration import conf
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "the-api-server-needs-it")
+    html = page(client, "/zones", token=auth["viewer"]).text
+    # The api-server holds the JWT secret and the database by design: not a finding there.
+    assert 'data-empty="doctor">Nothing found on the api-server.' in html
+    assert conf.get("api_auth", "jwt_secret") == "the-api-server-needs-it"
+
+    monkeypatch.setenv(
+        "AIRFLOW__WORKERS__SECRETS_BACKEND", "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+    )
+    html = page(client, "/zones", token=auth["viewer"]).text
+    [finding] = re.findall(r'<li data-weakness="([a-z_]+)">', html)
+    assert finding == "worker_secrets_backend"
+    assert "LocalFilesystemBackend" in html and "fix: configure the backend on the api-server only" in html
