@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.browser.conftest import save_screenshot
 from tests.e2e.deployment import Deployment
@@ -36,10 +38,10 @@ def test_reviewer_sees_violations_filters_by_zone_and_opens_the_task_instance(
 ) -> None:
     frame = open_policy_zones(page)
 
-    rows = frame.locator("tr[data-violation]")
+    rows = frame.locator("[data-violation]")
     rows.first.wait_for()
     assert rows.count() == len(VIOLATING)
-    table = frame.locator("table").inner_text()
+    table = frame.locator("[data-violations]").inner_text()
     for dag_id, task_id in VIOLATING.items():
         assert dag_id in table and task_id in table
     save_screenshot(page, "violations")
@@ -49,13 +51,21 @@ def test_reviewer_sees_violations_filters_by_zone_and_opens_the_task_instance(
     frame.locator("select[name=zone] option[selected]", has_text="content_recommendations").wait_for(
         state="attached"
     )
-    assert frame.locator("tr[data-violation]").count() == 2
-    table = frame.locator("table").inner_text()
+    assert frame.locator("[data-violation]").count() == 2
+    table = frame.locator("[data-violations]").inner_text()
     assert "rank_from_purchases" in table and "rank_by_spend_segments" in table
-    assert "derived: s3://lake/ads/spend_segments/daily" in table  # the path back to the purchases
     assert "zone=content_recommendations" in page.url  # the frame's filters are in Airflow's URL
+    # The path back to the purchases opens on demand: source first, the input last.
+    derived = frame.locator("[data-violation]", has_text="rank_by_spend_segments").first
+    path = derived.locator("[data-path]")
+    assert not path.is_visible()
+    derived.locator("summary time").click()
+    path.wait_for()
+    assets = path.locator("[data-asset]").evaluate_all("items => items.map(i => i.dataset.asset)")
+    assert assets[-1] == "s3://lake/ads/spend_segments/daily" and len(assets) >= 2
+    assert path.locator("[data-writer]").count() == len(assets) - 1
 
-    frame.locator("tr[data-violation]", has_text="recs_content_ranking").locator("a[data-ti-link]").click()
+    frame.locator("[data-violation]", has_text="recs_content_ranking").locator("a[data-ti-link]").click()
     run_id = deployment.runs["recs_content_ranking"]  # type: ignore[attr-defined]
     page.wait_for_url(
         re.compile(
@@ -98,7 +108,7 @@ def test_pages_follow_airflow_dark_mode(page: Any) -> None:
     page.evaluate("localStorage.setItem('theme', 'dark')")
     page.reload()
     frame = open_policy_zones(page)
-    frame.locator("tr[data-violation]").first.wait_for()
+    frame.locator("[data-violation]").first.wait_for()
     page.wait_for_function(
         "() => document.querySelector(\"iframe[title='Policy Zones']\")"
         ".contentDocument.documentElement.classList.contains('dark')"
@@ -125,3 +135,145 @@ def test_coverage_shows_every_example_task_in_its_zone(page: Any) -> None:
     assert zones[("purchases_reclassify", "aggregate_consented")] == "ads_optimization"
     assert frame.locator("[data-unzoned]").get_attribute("data-unzoned") == "0"
     save_screenshot(page, "coverage")
+
+
+# --- Violations: 50 on one screen -------------------------------------------------------------
+
+SCAN_VIEWPORT = {"width": 1440, "height": 1200}
+"""A reviewer's window on a 1920x1200 (or 2560x1440) display, less the browser's own bars: the
+Violations page must show a page of 50 violations in one screen of it (one line each)."""
+SEEDED_DAY = "2001-01-01"
+
+
+@pytest.fixture
+def fifty_violations(deployment: Deployment) -> Iterator[list[int]]:
+    """50 more violation rows on one day long before the examples ran (the deployment recorded
+    only a handful): copies of a recorded one with a derivation path, removed afterwards."""
+    engine = deployment.engine()
+    try:
+        with engine.begin() as connection:
+            source = connection.execute(
+                sa.text(
+                    "SELECT id FROM policyzones_violation ORDER BY (reason LIKE '%; derived: %') DESC, id "
+                    "LIMIT 1"
+                )
+            ).scalar_one()
+            ids = list(
+                connection.execute(
+                    sa.text(
+                        f"INSERT INTO policyzones_violation ({COPIED}, decided_at) "
+                        f"SELECT {COPIED}, CAST(:day AS timestamptz) + g * interval '1 minute' "
+                        "FROM policyzones_violation, generate_series(0, 49) AS g WHERE id = :source "
+                        "RETURNING id"
+                    ),
+                    {"day": SEEDED_DAY + "T00:00:00+00:00", "source": source},
+                ).scalars()
+            )
+        yield ids
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("DELETE FROM policyzones_violation WHERE decided_at < :day"),
+                {"day": "2001-01-02T00:00:00+00:00"},
+            )
+        engine.dispose()
+
+
+COPIED = (
+    "decision_id, dag_id, task_id, run_id, map_index, try_number, zone, mode, outcome, rule, rules, "
+    "input, reason, remediation, exemption, policy_version, input_source"
+)
+
+
+def test_fifty_violations_fit_on_one_screen_and_open_on_click(page: Any, fifty_violations: list[int]) -> None:
+    page.set_viewport_size(SCAN_VIEWPORT)
+    frame = open_policy_zones(page)
+    frame.locator("input[name=since]").fill(SEEDED_DAY + "T00:00")
+    frame.locator("input[name=until]").fill("2001-01-02T00:00")
+    frame.get_by_role("button", name="Filter").click()
+    rows = frame.locator("[data-violation]")
+    frame.locator(f"[data-violation='{max(fifty_violations)}']").wait_for()
+    assert rows.count() == 50
+    # Scrolled to the list (past the filters), all 50 lines are inside the frame's viewport.
+    box = rows.first.evaluate(
+        """first => {
+            first.scrollIntoView({block: "start"});
+            const rows = document.querySelectorAll("[data-violation]");
+            const last = rows[rows.length - 1].getBoundingClientRect();
+            return {top: first.getBoundingClientRect().top, bottom: last.bottom, height: window.innerHeight};
+        }"""
+    )
+    assert box["top"] >= 0 and box["bottom"] <= box["height"], box
+    save_screenshot(page, "violations-50")
+
+    row = rows.nth(2)
+    body = row.locator("[data-violation-details]")
+    assert not body.is_visible()
+    row.locator("summary time").click()
+    body.wait_for()
+    assert row.locator("details").evaluate("details => details.open")
+    assert body.locator("[data-remediation]").inner_text().strip()
+    assert row.locator("[data-path] [data-asset]").count() >= 2
+    row.locator("summary time").click()
+    body.wait_for(state="hidden")
+
+
+# --- Data use ---------------------------------------------------------------------------------
+
+
+def ask_about_purchases_in_ai_training(page: Any) -> Any:
+    frame = open_policy_zones(page)
+    frame.get_by_role("link", name="Data use", exact=True).click()
+    frame.locator("[data-empty='question']").wait_for()
+    frame.locator("select[name=category]").select_option("purchase_events")
+    frame.locator("select[name=zone]").select_option("ai_training")
+    frame.get_by_role("button", name="Answer").click()
+    frame.locator("[data-verdict]").wait_for()
+    return frame
+
+
+def test_data_use_answers_whether_purchases_train_ai(page: Any) -> None:
+    frame = ask_about_purchases_in_ai_training(page)
+
+    verdict = frame.locator("[data-verdict]").inner_text()
+    assert "purchase_events" in verdict and "ai_training" in verdict
+    uses = frame.locator("tr[data-use]").evaluate_all("rows => rows.map(r => r.dataset.use)")
+    assert uses == ["ai_training_recsys.train_on_consented_aggregates"]
+    use = frame.locator("tr[data-use]").first
+    assert use.get_attribute("data-basis") in ("sanctioned_flow", "zone")
+    assert "purchases_consented_daily" in use.inner_text()
+    assert use.locator("[data-path] [data-writer]").count() >= 1  # written by the reclassifier
+    blocked = frame.locator("tr[data-blocked]").all_inner_texts()
+    assert any("train_on_raw_purchases" in text for text in blocked)
+    assert all("ai_training" in text for text in blocked)
+    assert frame.locator("[data-completeness]").count() == 1
+    assert frame.locator("[data-chain-head]").inner_text().strip()
+    # The flow picture: the zone map with what flowed drawn over it.
+    picture = frame.locator("figure[data-flow-map] svg")
+    picture.wait_for()
+    zones = picture.locator("g.node").evaluate_all("nodes => nodes.map(n => n.dataset.zone)")
+    assert "ai_training" in zones and "ads_optimization" in zones
+    assert picture.locator("g.edge.observed, g.edge.forbidden").count() >= 1
+    assert picture.evaluate("svg => svg.getBBox().width") > 0
+    save_screenshot(page, "data-use")
+    save_screenshot(frame.locator("figure[data-flow-map]"), "data-use-flows")
+
+    frame.locator("[data-export='json']").wait_for()
+    assert "category=purchase_events" in (frame.locator("[data-export='html']").get_attribute("href") or "")
+
+
+def test_data_use_in_dark_mode(page: Any) -> None:
+    page.evaluate("localStorage.setItem('theme', 'dark')")
+    page.reload()
+    frame = ask_about_purchases_in_ai_training(page)
+    page.wait_for_function(
+        "() => document.querySelector(\"iframe[title='Policy Zones']\")"
+        ".contentDocument.documentElement.classList.contains('dark')"
+    )
+    background = frame.locator("body").evaluate("body => getComputedStyle(body).backgroundColor")
+    assert background == "rgb(9, 9, 11)"
+    box = frame.locator("figure[data-flow-map] svg g.node rect").first.evaluate(
+        "rect => getComputedStyle(rect).fill"
+    )
+    assert box == "rgb(17, 17, 17)"  # the zone boxes follow the dark surface colour
+    save_screenshot(page, "data-use-dark")
