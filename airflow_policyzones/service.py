@@ -509,9 +509,22 @@ def _complete(pending: PolicyZonesDecision, row: PolicyZonesDecision) -> PolicyZ
     return pending
 
 
+_DIGEST_SINCE_FIRST_RELEASE = frozenset({"zone", "zone_source", "inputs", "uncheckable"})
+"""Request fields every recorded digest covers; fields added later are left out while empty, so a
+decision recorded before they existed keeps its digest (a resumed deferral still finds it)."""
+
+
 def claims_digest(request: DecisionRequest) -> str:
-    """What a try claimed (zone, inputs, uncheckable inlets), so a repeat can be compared to it."""
-    claims = request.model_dump(mode="json", include={"zone", "zone_source", "inputs", "uncheckable"})
+    """A SHA-256 hex digest of everything a try claimed, so a repeat can be compared to it.
+
+    Every field of the request but the try's identity feeds the engine (zone and its source,
+    declared inputs, uncheckable inlets, the tables the SQL reads), so every one is covered: a
+    decision recorded for some claims is never handed to a request that claims anything else.
+    """
+    claims = request.model_dump(mode="json", exclude={"task"})
+    for name in set(claims) - _DIGEST_SINCE_FIRST_RELEASE:
+        if not claims[name]:
+            del claims[name]
     return hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).hexdigest()
 
 
@@ -530,7 +543,8 @@ def _load(
         return row
     if row.claims_digest != digest:
         raise ClaimsMismatch(
-            f"{_describe(identity)} was already decided for different claims (zone or inputs); "
+            f"{_describe(identity)} was already decided for different claims (zone, inputs, uncheckable "
+            "inlets or the tables its SQL reads); "
             "a try is decided once, for what it declared when it first asked"
         )
     findings = [_finding_model(violation) for violation in row.violations]

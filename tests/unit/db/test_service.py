@@ -6,6 +6,8 @@ membership facts (file, tags, owners) come from the database, never from the req
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse
+from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse, InputSpec
 from airflow_policyzones.db.models import (
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
@@ -432,6 +434,50 @@ def test_recording_is_idempotent_per_try(backend: Prepared, engine: PolicyEngine
         assert stored.claims_digest == claims_digest(
             request_for("recs_dag", run_id, zone="recs", inputs=[PURCHASES])
         )
+
+
+def test_a_decision_is_not_handed_to_a_request_whose_sql_reads_differ(
+    backend: Prepared, engine: PolicyEngine
+) -> None:
+    """An allow recorded for a try without SQL reads (pre-recorded by someone holding a token)
+    must not be the answer for that try's SQL task whose SQL reads a table."""
+    run_id = create_run("recs_dag")
+    plain = request_for("recs_dag", run_id, zone="recs", inputs=[])
+    recorded = decide(engine, plain)
+    assert recorded.outcome == "allow"
+    reading = plain.model_copy(update={"sql_reads": [InputSpec(namespace="table", name="raw.purchases")]})
+    with pytest.raises(ClaimsMismatch, match="the tables its SQL reads"):
+        decide(engine, reading)
+    assert count(PolicyZonesDecision, run_id=run_id) == 1
+    assert count(PolicyZonesViolation, run_id=run_id) == 0
+    # and the other way round: a decision made with SQL reads is not handed to a request without
+    other_run = create_run("recs_dag")
+    denied = decide(
+        engine, reading.model_copy(update={"task": plain.task.model_copy(update={"run_id": other_run})})
+    )
+    assert denied.outcome == "deny"
+    with pytest.raises(ClaimsMismatch):
+        decide(engine, plain.model_copy(update={"task": plain.task.model_copy(update={"run_id": other_run})}))
+
+
+def test_the_claims_digest_covers_every_claim_of_the_request() -> None:
+    """Every request field but the try's identity feeds the engine, so each one changes the digest;
+    a request without SQL reads keeps the digest decisions were recorded with before SQL reads."""
+    base = request_for("d", "r", zone="recs", inputs=[PURCHASES])
+    changed = {
+        "zone": "ads",
+        "zone_source": "task",
+        "inputs": [InputSpec(namespace="asset", name=CLICKS)],
+        "uncheckable": ["an inlet that names no data"],
+        "sql_reads": [InputSpec(namespace="table", name="raw.purchases")],
+    }
+    assert set(changed) == set(DecisionRequest.model_fields) - {"task"}
+    digests = {claims_digest(base.model_copy(update={name: value})) for name, value in changed.items()}
+    assert len(digests | {claims_digest(base)}) == len(changed) + 1
+    same_try_elsewhere = base.model_copy(update={"task": base.task.model_copy(update={"try_number": 2})})
+    assert claims_digest(same_try_elsewhere) == claims_digest(base)
+    legacy = base.model_dump(mode="json", include={"zone", "zone_source", "inputs", "uncheckable"})
+    assert claims_digest(base) == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
 
 
 def test_each_try_and_map_index_is_its_own_record(backend: Prepared, engine: PolicyEngine) -> None:
