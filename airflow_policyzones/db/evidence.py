@@ -15,7 +15,6 @@ Completeness reuses the reconciliation (:mod:`airflow_policyzones.audit`), the c
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ MAX_BLOCKED = 1_000
 MAX_USES = 500
 """Allowed-use groups listed (most recent first)."""
 MAX_PATHS = 200
-"""Derivation paths followed (one per listed use group, most recent first)."""
+"""Derivation paths followed (one per input of the listed uses, most recent first)."""
 MAX_UNCHECKED = 50
 LIMITS = (
     "Only what the provider recorded is here: a read no hook reported, no SQL named and no inlet "
@@ -119,8 +118,9 @@ def data_use_evidence(
     rows = _use_rows(session, scope)
     tally = _tally(rows)
     uses = _uses(session, policy, tally)
-    blocked = sorted(tally.blocked, key=lambda item: (item.decided_at, item.decision_id), reverse=True)
-    matrix = _matrix(session, policy, scope)
+    newest = sorted(tally.blocked, key=lambda row: (_utc(row.decided_at), row.id), reverse=True)
+    blocked = [_blocked(row) for row in newest[:MAX_BLOCKED]]
+    matrix = _matrix(policy, _unique(rows))
     in_zones = _count_decisions(session, scope, zones=zones) if zones else None
     completeness = _completeness(session, scope, tally=tally, place=_place(zone, purpose, zones))
     query = EvidenceQuery(
@@ -149,8 +149,8 @@ def data_use_evidence(
         verdict=verdict,
         uses=uses,
         uses_total=tally.use_tries,
-        blocked=blocked[:MAX_BLOCKED],
-        blocked_total=len(blocked),
+        blocked=blocked,
+        blocked_total=len(tally.blocked),
         matrix=matrix,
         completeness=completeness,
         limits=list(LIMITS),
@@ -348,9 +348,40 @@ class _Group:
 @dataclass(slots=True)
 class _Tally:
     groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
-    blocked: list[BlockedAttempt] = field(default_factory=list)
+    blocked: list[Any] = field(default_factory=list)
+    """Rows of blocked inputs (made into :class:`BlockedAttempt` only for the listed ones)."""
     use_tries: int = 0
     decision_digests: dict[int, str | None] = field(default_factory=dict)
+
+
+def _blocked(row: Any) -> BlockedAttempt:
+    return BlockedAttempt(
+        decision_id=row.id,
+        violation_id=row.violation_id,
+        dag_id=row.dag_id,
+        task_id=row.task_id,
+        run_id=row.run_id,
+        map_index=row.map_index,
+        try_number=row.try_number,
+        zone=row.zone,
+        decided_at=_utc(row.decided_at),
+        input=row.name,
+        rule=row.rule,
+        rules=list(row.rules or ([row.rule] if row.rule else [])),
+        reason=row.reason
+        or "the try was denied for another of its inputs before its body ran: this one was never read",
+        policy_version=row.policy_version,
+    )
+
+
+def _unique(rows: Sequence[Any]) -> list[Any]:
+    """One row per decision, input and category (an input with several findings: the worst)."""
+    unique: dict[tuple[int, int, str | None], Any] = {}
+    for row in rows:
+        key = (row.id, row.position, row.category)
+        if key not in unique or row.finding == Outcome.DENY.value:
+            unique[key] = row
+    return list(unique.values())
 
 
 def _tally(rows: Sequence[Any]) -> _Tally:
@@ -372,26 +403,7 @@ def _tally(rows: Sequence[Any]) -> _Tally:
     for row, categories in seen.values():
         basis = _classify(row.outcome, row.finding, row.ran)
         if basis is None:
-            tally.blocked.append(
-                BlockedAttempt(
-                    decision_id=row.id,
-                    violation_id=row.violation_id,
-                    dag_id=row.dag_id,
-                    task_id=row.task_id,
-                    run_id=row.run_id,
-                    map_index=row.map_index,
-                    try_number=row.try_number,
-                    zone=row.zone,
-                    decided_at=_utc(row.decided_at),
-                    input=row.name,
-                    rule=row.rule,
-                    rules=list(row.rules or ([row.rule] if row.rule else [])),
-                    reason=row.reason
-                    or "the try was denied for another of its inputs before its body ran: this one "
-                    "was never read",
-                    policy_version=row.policy_version,
-                )
-            )
+            tally.blocked.append(row)
             continue
         if basis == "zone" and set(row.origins or ()) - {row.zone}:
             basis = "sanctioned_flow"
@@ -423,13 +435,21 @@ def _tally(rows: Sequence[Any]) -> _Tally:
 def _uses(session: Session, policy: PolicyEngine, tally: _Tally) -> list[AllowedUse]:
     groups = sorted(tally.groups.values(), key=lambda group: group.last.id, reverse=True)[:MAX_USES]
     expiry = {item.ticket: item for item in policy.policy.exemptions}
+    # One path per input (as of its latest listed use): tasks reading the same input share it.
+    latest: dict[tuple[str, str], datetime] = {}
+    for group in groups:
+        key = (group.row.namespace, group.row.name)
+        moment = _utc(group.last.decided_at)
+        if key in latest or len(latest) < MAX_PATHS:
+            latest[key] = max(moment, latest.get(key, moment))
+    paths = {
+        key: derivation_path(session, InputRef(key[0], key[1]), before=moment)  # type: ignore[arg-type]
+        for key, moment in latest.items()
+    }
     uses = []
-    for index, group in enumerate(groups):
+    for group in groups:
         row = group.row
-        hops = []
-        if index < MAX_PATHS:
-            ref = InputRef(row.namespace, row.name)
-            hops = derivation_path(session, ref, before=_utc(group.last.decided_at))
+        hops = paths.get((row.namespace, row.name), [])
         origins, reclassifiers = sorted(row.origins or ()), sorted(row.reclassified_by or ())
         exemption = None
         if group.basis == "exemption" and row.exemption:
@@ -504,33 +524,20 @@ def _basis_text(
 # --- the flow matrix -------------------------------------------------------------------------------
 
 
-def _matrix(session: Session, policy: PolicyEngine, scope: _Scope) -> list[FlowCell]:
-    """Reads of the asked data in every zone, per origin zone and category, allowed vs blocked."""
-    decision, inputs, violation = PolicyZonesDecision, PolicyZonesDecisionInput, PolicyZonesViolation
-    rows = (
-        sa.select(
-            decision.zone.label("zone"),
-            inputs.category.label("category"),
-            sa.cast(inputs.origins, sa.Text).label("origins"),
-            sa.cast(inputs.reclassified_by, sa.Text).label("via"),
-            decision.outcome.label("outcome"),
-            violation.outcome.label("finding"),
-            sa.case((decision.outcome == Outcome.DENY.value, _body_ran()), else_=sa.false()).label("ran"),
-        )
-        .join(decision, decision.id == inputs.decision_id)
-        .outerjoin(violation, sa.and_(violation.decision_id == decision.id, violation.input == inputs.name))
-        .where(*_data_filters(scope), decision.zone.is_not(None), inputs.category.is_not(None))
-        .subquery()
-    )
-    grouped = session.execute(sa.select(*rows.c, sa.func.count().label("n")).group_by(*rows.c))
+def _matrix(policy: PolicyEngine, rows: Sequence[Any]) -> list[FlowCell]:
+    """Reads of the asked data in the asked zones (every zone when none was asked), per origin
+    zone and category: how many reached the zone and how many were blocked (:func:`_classify`,
+    one count per recorded input row)."""
     cells: dict[tuple[str, str, str], list[Any]] = {}
-    for row in grouped:
+    for row in rows:
+        if row.zone is None or row.category is None:
+            continue
         basis = _classify(row.outcome, row.finding, row.ran)
-        origins = sorted(set(_names(row.origins)) - {row.zone}) or [SOURCE_ORIGIN]
-        via = frozenset(_names(row.via))
+        origins = sorted(set(row.origins or ()) - {row.zone}) or [SOURCE_ORIGIN]
+        via = frozenset(row.reclassified_by or ())
         for origin in origins:
             cell = cells.setdefault((origin, row.zone, row.category), [0, 0, False])
-            cell[0 if basis is not None else 1] += row.n
+            cell[0 if basis is not None else 1] += 1
             cell[2] = cell[2] or _forbidden(
                 policy, origin=origin, zone=row.zone, category=row.category, via=via
             )
@@ -540,13 +547,6 @@ def _matrix(session: Session, policy: PolicyEngine, scope: _Scope) -> list[FlowC
         )
         for (origin, zone, category), (reads, blocked, forbidden) in sorted(cells.items())
     ]
-
-
-def _names(text: str | None) -> list[str]:
-    if not text:
-        return []
-    value = json.loads(text)
-    return [str(item) for item in value] if isinstance(value, list) else []
 
 
 def _forbidden(policy: PolicyEngine, *, origin: str, zone: str, category: str, via: frozenset[str]) -> bool:

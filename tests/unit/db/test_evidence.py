@@ -154,7 +154,16 @@ def test_never_reached_blocked_attempts_and_the_matrix(
     assert [item.decided_at for item in report.blocked] == sorted(
         (item.decided_at for item in report.blocked), reverse=True
     )
-    cells = {(cell.origin, cell.zone, cell.category): cell for cell in report.matrix}
+    [recs] = report.matrix  # the zone asked about
+    assert (recs.origin, recs.zone, recs.reads, recs.blocked, recs.forbidden) == (
+        SOURCE_ORIGIN,
+        "recs",
+        0,
+        3,
+        True,
+    )
+    every_zone = ask(policy, day, category="purchase_events")
+    cells = {(cell.origin, cell.zone, cell.category): cell for cell in every_zone.matrix}
     assert set(cells) == {
         (SOURCE_ORIGIN, "recs", "purchase_events"),
         (SOURCE_ORIGIN, "ads", "purchase_events"),
