@@ -212,7 +212,8 @@ class DataUseEvidence(_Model):
     blocked_total: int
     """All blocked attempts; ``blocked`` lists the first ones (newest first, at most 1,000)."""
     matrix: list[FlowCell]
-    """What flowed in the period for the asked data, every reading zone, origin → zone."""
+    """What flowed in the period for the asked data into the asked zones (every zone when none
+    was asked), origin → zone."""
     completeness: Completeness
     limits: list[str] = Field(default_factory=list)
     """What this kind of report cannot see (constant text, shown with every report)."""
