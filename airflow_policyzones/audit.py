@@ -28,8 +28,27 @@ if TYPE_CHECKING:
 
 SUCCESS = "success"
 """Airflow's state of a try whose body ran to completion."""
-SKIPPED_OPERATORS = ("EmptyOperator",)
-"""Completed by the scheduler without ever running on a worker: there is nothing to check."""
+
+
+def completed_without_running(tries: Any) -> sa.ColumnElement[bool]:
+    """Whether a try (a ``task_instance`` or ``task_instance_history`` row, ``tries`` its
+    columns) was completed by the scheduler without ever running: there was nothing to check.
+
+    Judged by what the row records, never by the operator's class name (a DAG file can name any
+    class ``EmptyOperator``). Airflow 3.3's scheduler marks a try it need not run (an
+    ``EmptyOperator`` or subclass, e.g. ``ExternalTaskMarker``, without callbacks, inlets or
+    outlets) ``success`` with ``duration`` 0 in one update, and nothing else; a try that runs is
+    started through the execution API, which records the worker's ``hostname`` and ``pid``. A
+    try that started in the triggerer (``start_from_trigger``) has no worker either, but ran
+    trigger code and has a duration: it is not excluded.
+    """
+    # Never NULL (a NULL would drop the row from ``NOT (...)``): NULL state or duration is not it.
+    return sa.and_(
+        sa.func.coalesce(tries.state, "") == SUCCESS,
+        sa.func.coalesce(tries.duration, -1) == 0,
+        tries.pid.is_(None),
+        sa.func.coalesce(tries.hostname, "") == "",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +77,9 @@ def unchecked_tries(
     limit: int = 10_000,
     dag_ids: Collection[str] | None = None,
 ) -> Sequence[UncheckedTry]:
-    """Tries started at or after ``since`` (current and earlier tries) without a decision row.
+    """Tries started at or after ``since`` (current and earlier tries) without a decision row,
+    except those the scheduler completed without running them (:func:`completed_without_running`),
+    whatever their operator class.
 
     ``dag_ids`` (None: every DAG) lets the database drop the tries of DAGs a user may not read.
     """
@@ -95,7 +116,7 @@ def unchecked_tries(
                 tries.start_date >= since,
                 tries.try_number > 0,
                 decision.id.is_(None),
-                sa.or_(tries.operator.is_(None), tries.operator.not_in(SKIPPED_OPERATORS)),
+                sa.not_(completed_without_running(tries)),
             )
             .order_by(tries.start_date)
             .limit(limit)

@@ -234,6 +234,7 @@ def test_a_monkeypatching_bypass_runs_but_the_audit_reports_it(deployment: Deplo
     assert deployment.wait_for_runs({"recs_bypass_attempt": run_id}) == {"recs_bypass_attempt": "success"}
     evidence: Path = deployment.evidence  # type: ignore[attr-defined]
     assert (evidence / "recs_bypass_attempt.sneak").exists(), "the documented bypass works"
+    assert (evidence / "recs_bypass_attempt.named_empty").exists()
     assert deployment.query("SELECT id FROM policyzones_decision WHERE run_id = :r", r=run_id) == []
 
     audit = subprocess.run(
@@ -245,10 +246,17 @@ def test_a_monkeypatching_bypass_runs_but_the_audit_reports_it(deployment: Deplo
     )
     assert audit.returncode == 1, audit.stderr
     unchecked = json.loads(audit.stdout)["unchecked"]
-    # Every other try of this deployment (examples, the burst) was decided: only the bypass shows.
-    assert [(u["dag_id"], u["task_id"], u["run_id"], u["try_number"]) for u in unchecked] == [
-        ("recs_bypass_attempt", "sneak", run_id, 1)
+    # Every other try of this deployment (examples, the burst) was decided: only the bypass shows,
+    # with its class named EmptyOperator (it ran); the markers the scheduler completed without
+    # running them (an EmptyOperator subclass, ExternalTaskMarker) are not false alarms.
+    assert sorted((u["dag_id"], u["task_id"], u["run_id"], u["try_number"]) for u in unchecked) == [
+        ("recs_bypass_attempt", "named_empty", run_id, 1),
+        ("recs_bypass_attempt", "sneak", run_id, 1),
     ]
+    states = deployment.task_instances("recs_bypass_attempt", run_id)
+    assert {task_id: ti["state"] for (task_id, _), ti in states.items()} == dict.fromkeys(
+        ("sneak", "named_empty", "team_marker", "external_marker"), "success"
+    )
 
 
 # --- reads the task really makes: hooks and object storage, no inlets declared ------------------------
