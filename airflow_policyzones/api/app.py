@@ -28,9 +28,12 @@ from airflow_policyzones.api.auth import WorkerAuth, WorkerClaims
 from airflow_policyzones.api.read_routes import read_router
 from airflow_policyzones.api.schema import (
     API_VERSION,
+    CONNECTION_TYPE_PATH,
     DECISIONS_PATH,
     OBSERVATIONS_PATH,
     OUTPUTS_PATH,
+    ConnectionTypeRequest,
+    ConnectionTypeResponse,
     DecisionRequest,
     DecisionResponse,
     ObservationRequest,
@@ -52,9 +55,11 @@ API_PREFIX = f"/api/{API_VERSION}"
 _decisions_route = DECISIONS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
 _outputs_route = OUTPUTS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
 _observations_route = OBSERVATIONS_PATH.removeprefix(URL_PREFIX + API_PREFIX)
+_connection_type_route = CONNECTION_TYPE_PATH.removeprefix(URL_PREFIX + API_PREFIX)
 WorkerClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=DECISIONS_PATH))]
 OutputsClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=OUTPUTS_PATH))]
 ObservationsClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=OBSERVATIONS_PATH))]
+ConnectionTypeClaimsDep = Annotated[WorkerClaims, Depends(WorkerAuth(method=CONNECTION_TYPE_PATH))]
 
 
 def _check_try(claims: WorkerClaims, identity: TaskInstanceIdentity) -> None:
@@ -106,6 +111,19 @@ def _outputs(body: OutputsRequest, claims: OutputsClaimsDep, session: SessionDep
         return record_outputs(session=session, engine=engine, request=body)
     except OutputsRefused as error:
         raise HTTPException(error.status_code, str(error)) from None
+
+
+def _connection_type(body: ConnectionTypeRequest, claims: ConnectionTypeClaimsDep) -> ConnectionTypeResponse:
+    """The type of a connection, looked up where the api-server finds connections; its credentials
+    never leave the server, and asking is not a use (the zone check applies when a try fetches it)."""
+    _check_try(claims, body.task)
+    from airflow.models.connection import Connection
+
+    try:
+        found = Connection.get_connection_from_secrets(body.conn_id)
+    except Exception:  # not found anywhere (AirflowNotFoundException) or a backend error
+        return ConnectionTypeResponse(conn_type=None)
+    return ConnectionTypeResponse(conn_type=str(found.conn_type or "") or None)
 
 
 def _health(session: SessionDep) -> dict[str, Any]:
@@ -171,6 +189,17 @@ def create_app() -> FastAPI:
             403: {"description": "Token invalid, expired, or for another endpoint or try"},
             409: {"description": "The try has no decision, or was denied"},
             503: {"description": "The policy is missing or invalid"},
+        },
+    )
+    router.add_api_route(
+        _connection_type_route,
+        _connection_type,
+        methods=["POST"],
+        response_model=ConnectionTypeResponse,
+        summary="The type of a SQL task's connection, without its credentials (worker token required)",
+        responses={
+            401: {"description": "No token"},
+            403: {"description": "Token invalid, expired, or for another endpoint or try"},
         },
     )
     router.add_api_route("/health", _health, methods=["GET"], summary="Liveness and policy status")

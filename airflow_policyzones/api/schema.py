@@ -18,6 +18,9 @@ OUTPUTS_PATH = f"/policyzones/api/{API_VERSION}/outputs"
 OBSERVATIONS_PATH = f"/policyzones/api/{API_VERSION}/observations"
 """Path of the worker-only endpoint a running try reports what its hooks read, before the read
 reaches the task's code."""
+CONNECTION_TYPE_PATH = f"/policyzones/api/{API_VERSION}/connection-type"
+"""Path of the worker-only endpoint that says a connection's type (the SQL dialect a task's SQL is
+read in) without serving its credentials: a try asks it before its decision."""
 
 InputSource = Literal["declared", "sql", "observed", "alias"]
 """How an input or output became known: an inlet/outlet the task declares (``declared``), the
@@ -137,3 +140,16 @@ class OutputsResponse(_Strict):
     reclassifier: str | None
     outputs: list[OutputLabels]
     already_recorded: bool = False
+
+
+class ConnectionTypeRequest(_Strict):
+    """A try asks which type (``postgres``, ``snowflake``, ...) the connection of its SQL has."""
+
+    task: TaskInstanceIdentity
+    conn_id: str = Field(min_length=1, max_length=250)
+
+
+class ConnectionTypeResponse(_Strict):
+    conn_type: str | None
+    """``None``: no such connection where the api-server looks (its secrets backends, environment,
+    metadata database); the SQL is then read as generic SQL."""

@@ -23,9 +23,12 @@ from pydantic import ValidationError
 
 from airflow_policyzones import __version__
 from airflow_policyzones.api.schema import (
+    CONNECTION_TYPE_PATH,
     DECISIONS_PATH,
     OBSERVATIONS_PATH,
     OUTPUTS_PATH,
+    ConnectionTypeRequest,
+    ConnectionTypeResponse,
     DecisionRequest,
     DecisionResponse,
     ObservationRequest,
@@ -88,6 +91,20 @@ class DecisionClient:
         except ValidationError as error:
             raise DecisionUnavailable(
                 "the decision service answered the outputs report with something else",
+                detail=_snippet(response.text),
+            ) from error
+
+    def connection_type(self, request: ConnectionTypeRequest) -> str | None:
+        """The type of the connection a SQL task names, as the api-server finds it (its credentials
+        are not fetched); raises :class:`DecisionUnavailable` when the server does not answer."""
+        response = self._post(
+            CONNECTION_TYPE_PATH, body=request.model_dump_json().encode(), identity=request.task
+        )
+        try:
+            return ConnectionTypeResponse.model_validate_json(response.content).conn_type
+        except ValidationError as error:
+            raise DecisionUnavailable(
+                "the decision service answered the connection-type request with something else",
                 detail=_snippet(response.text),
             ) from error
 

@@ -171,11 +171,16 @@ def enforce(
     settings = settings if settings is not None else current_settings()
     if not settings.enabled:
         return None
+    from airflow_policyzones.enforcement.sql_pin import pin_checked_sql, unpin
+
     started = time.perf_counter()
     task = context["task"]
+    unpin()
     request = build_request(task=task, ti=context["ti"], task_zone=task_zone)
     response = obtain_decision(request, settings=settings)
     act_on(request, response=response, elapsed=time.perf_counter() - started)
+    # Author code runs between here and the body: a SQL task may send only the SQL just checked.
+    pass  # pin_checked_sql(task, identity=request.task)
     _after_body(task, request=request, settings=settings, observer=_observe(request, settings=settings))
     return response
 
@@ -183,7 +188,7 @@ def enforce(
 # --- after the body: what the try wrote -------------------------------------------------------------
 
 
-def declared_outputs(task: Any) -> list[OutputSpec]:
+def declared_outputs(task: Any, *, identity: TaskInstanceIdentity | None = None) -> list[OutputSpec]:
     """The outputs a task declares: its Asset outlets, and the tables and files its SQL writes."""
     from airflow_policyzones.enforcement.sql_tasks import is_sql_task
     from airflow_policyzones.zones import declared_outputs as asset_outlets
@@ -194,7 +199,7 @@ def declared_outputs(task: Any) -> list[OutputSpec]:
         from airflow_policyzones.policy.sql import SqlParseError
 
         try:
-            tables = sql_tables(task)
+            tables = sql_tables(task, identity=identity)
         except SqlParseError:  # the decision already refused the task
             tables = None
         if tables is not None:
@@ -250,12 +255,18 @@ def _after_body(
     wrote nothing sends nothing.
     """
     from airflow_policyzones.enforcement.observation import reconcile
+    from airflow_policyzones.enforcement.sql_pin import refused_statement
 
-    declared = declared_outputs(task)
+    declared = declared_outputs(task, identity=request.task)
     previous = getattr(task, "_post_execute_hook", None)
 
     def policyzones_post_execute(context: Any, result: Any = None) -> Any:
         reconcile(observer)
+        refused = refused_statement()
+        if refused is not None:  # the task's code caught the refusal of its changed SQL
+            raise ZoneViolation(
+                f"{refused}\n  (the task's code went on after the refusal; the try fails all the same)"
+            )
         outputs = _unique([*declared, *alias_outputs(task, context), *observer.output_specs()])
         if outputs:
             report = OutputsRequest(task=request.task, outputs=outputs)
@@ -357,17 +368,18 @@ def build_request(*, task: Any, ti: Any, task_zone: str | None = None) -> Decisi
             f"policyzones: the zone annotations of {where} are invalid, so it cannot be checked and "
             f"does not run: {error}"
         ) from error
-    sql_reads, problems = _sql_reads(task, where=where)
     try:
         map_index = getattr(ti, "map_index", None)
+        identity = TaskInstanceIdentity(
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            map_index=-1 if map_index is None else map_index,
+            try_number=ti.try_number,
+        )
+        sql_reads, problems = _sql_reads(task, where=where, identity=identity)
         return DecisionRequest(
-            task=TaskInstanceIdentity(
-                dag_id=ti.dag_id,
-                task_id=ti.task_id,
-                run_id=ti.run_id,
-                map_index=-1 if map_index is None else map_index,
-                try_number=ti.try_number,
-            ),
+            task=identity,
             zone=assignment.zone,
             zone_source=assignment.source,
             inputs=[InputSpec(namespace=ref.namespace, name=ref.name) for ref in declared.inputs],
@@ -381,7 +393,7 @@ def build_request(*, task: Any, ti: Any, task_zone: str | None = None) -> Decisi
         ) from error
 
 
-def _sql_reads(task: Any, *, where: str) -> tuple[list[InputSpec], list[str]]:
+def _sql_reads(task: Any, *, where: str, identity: TaskInstanceIdentity) -> tuple[list[InputSpec], list[str]]:
     """The tables and files a SQL task's rendered SQL reads, or why they cannot be known (fails closed)."""
     from airflow_policyzones.enforcement.sql_tasks import is_sql_task
 
@@ -391,7 +403,7 @@ def _sql_reads(task: Any, *, where: str) -> tuple[list[InputSpec], list[str]]:
     from airflow_policyzones.policy.sql import SqlParseError
 
     try:
-        tables = sql_tables(task)
+        tables = sql_tables(task, identity=identity)
     except SqlParseError as error:
         return [], [f"the SQL of {where} cannot be analyzed, so what it reads is unknown: {error}"]
     if tables is None:

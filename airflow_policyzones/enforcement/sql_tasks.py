@@ -14,6 +14,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from airflow_policyzones.api.schema import ConnectionTypeRequest, TaskInstanceIdentity
+
 if TYPE_CHECKING:
     from airflow_policyzones.policy.sql import SqlTables
 
@@ -39,10 +41,19 @@ def rendered_sql(task: Any) -> str:
     return str(sql)
 
 
-def connection_type(conn_id: str | None) -> str | None:
-    """The conn_type of a task's connection, to parse in its dialect (None: generic SQL)."""
+def connection_type(conn_id: str | None, *, identity: TaskInstanceIdentity | None = None) -> str | None:
+    """The conn_type of a task's connection, to parse its SQL in its dialect (None: generic SQL).
+
+    On a worker (``identity`` given, no metadata database) the api-server says it: the try does
+    not fetch the connection's credentials before its own decision. Raises
+    :class:`~airflow_policyzones.enforcement.errors.DecisionUnavailable` when it cannot answer.
+    """
     if not conn_id:
         return None
+    from airflow_policyzones.enforcement.hook import orm_available
+
+    if identity is not None and not orm_available():
+        return _served_type(conn_id, identity.model_dump_json())
     try:
         from airflow.sdk import BaseHook
 
@@ -54,7 +65,17 @@ def connection_type(conn_id: str | None) -> str | None:
         return None
 
 
-def sql_tables(task: Any) -> SqlTables | None:
+@functools.lru_cache(maxsize=16)
+def _served_type(conn_id: str, identity: str) -> str | None:
+    """Asked once per try: the decision needs it, and the outputs report after the body."""
+    from airflow_policyzones.enforcement.client import DecisionClient
+    from airflow_policyzones.enforcement.settings import current_settings
+
+    request = ConnectionTypeRequest(task=TaskInstanceIdentity.model_validate_json(identity), conn_id=conn_id)
+    return DecisionClient.from_settings(current_settings()).connection_type(request)
+
+
+def sql_tables(task: Any, *, identity: TaskInstanceIdentity | None = None) -> SqlTables | None:
     """Tables and files the task's SQL reads and writes; None for tasks that are not SQL operators.
 
     Raises :class:`~airflow_policyzones.policy.sql.SqlParseError` for SQL that cannot be
@@ -62,13 +83,13 @@ def sql_tables(task: Any) -> SqlTables | None:
     """
     if not is_sql_task(task):
         return None
-    return _tables(rendered_sql(task), getattr(task, "conn_id", None))
+    conn_type = connection_type(getattr(task, "conn_id", None), identity=identity)
+    return _tables(rendered_sql(task), conn_type)
 
 
 @functools.lru_cache(maxsize=16)
-def _tables(sql: str, conn_id: str | None) -> SqlTables:
-    """Parsed once per try: the decision needs the reads, the outputs report the writes, and the
-    connection lookup is a call to the API server."""
+def _tables(sql: str, conn_type: str | None) -> SqlTables:
+    """Parsed once per try: the decision needs the reads, the outputs report the writes."""
     from airflow_policyzones.policy.sql import dialect_for_connection, tables_in_sql
 
-    return tables_in_sql(sql, dialect=dialect_for_connection(connection_type(conn_id)))
+    return tables_in_sql(sql, dialect=dialect_for_connection(conn_type))

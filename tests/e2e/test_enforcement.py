@@ -477,6 +477,7 @@ CREDENTIAL_TASKS = {
     "ads_credentials_served": "read_warehouse_raw",
     "marketing_credentials_dry_run": "read_warehouse_raw",
     "recs_credentials_variable": "read_ads_budget",
+    "recs_credentials_sql": "rank_purchases_sql",
 }
 
 
@@ -620,6 +621,23 @@ def test_a_zone_that_may_not_use_a_variable_never_gets_it(
     assert "the task's code went on after the refusal" in log
     assert "zone 'content_recommendations'" in log
     assert "1000" not in log
+
+
+def test_a_sql_task_is_decided_before_it_asks_for_its_connection(
+    deployment: Deployment, credential_runs: dict[str, dict[str, Any]]
+) -> None:
+    run = credential_runs["recs_credentials_sql"]
+    log = run["log"]
+    assert run["state"] == "failed", log
+    assert (run["ti"]["state"], run["ti"]["try_number"]) == ("failed", 1)
+    # Denied on what its SQL reads (parsed as PostgreSQL: the api-server named the connection's
+    # type); the connection itself was never fetched, so it was never refused.
+    violations = _credential_violations(deployment, "recs_credentials_sql")
+    assert [(v["rule"], v["input"], v["outcome"]) for v in violations] == [
+        ("category_not_allowed", "raw.purchases", "deny")
+    ]
+    assert "parsing its SQL as generic SQL" not in log
+    assert "may not run in zone 'content_recommendations'" in log
 
 
 def _task_log(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> str:

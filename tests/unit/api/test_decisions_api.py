@@ -310,3 +310,45 @@ def test_a_missing_policy_is_503(
     assert response.status_code == 503
     assert "policy_file is empty" in response.json()["detail"]
     assert recorded(ti.run_id) == 0
+
+
+# --- the connection type of a SQL task, without its credentials -------------------------------------
+
+
+def test_a_try_learns_its_connections_type_without_its_credentials(
+    client: TestClient, ti: TaskInstanceIdentity
+) -> None:
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.api.schema import CONNECTION_TYPE_PATH
+
+    with create_session() as session:
+        if session.scalar(sa.select(Connection).where(Connection.conn_id == "pz_typed")) is None:
+            session.add(Connection(conn_id="pz_typed", conn_type="snowflake", password="s3cret", login="me"))
+    url = CONNECTION_TYPE_PATH.removeprefix(PREFIX)
+    token = sign_worker_token(identity=ti, method=CONNECTION_TYPE_PATH)
+
+    answer = client.post(url, json={"task": ti.model_dump(), "conn_id": "pz_typed"}, headers=bearer(token))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"conn_type": "snowflake"}
+    assert "s3cret" not in answer.text and "me" not in answer.json().values()
+
+    unknown = client.post(url, json={"task": ti.model_dump(), "conn_id": "pz_nowhere"}, headers=bearer(token))
+    assert unknown.json() == {"conn_type": None}
+
+    # A token for the decisions endpoint, or for another try, is refused.
+    other = ti.model_copy(update={"try_number": 2})
+    decisions_token = sign_worker_token(identity=ti)
+    assert (
+        client.post(
+            url, json={"task": ti.model_dump(), "conn_id": "pz_typed"}, headers=bearer(decisions_token)
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            url, json={"task": other.model_dump(), "conn_id": "pz_typed"}, headers=bearer(token)
+        ).status_code
+        == 403
+    )
