@@ -180,7 +180,7 @@ def enforce(
     response = obtain_decision(request, settings=settings)
     act_on(request, response=response, elapsed=time.perf_counter() - started)
     # Author code runs between here and the body: a SQL task may send only the SQL just checked.
-    pass  # pin_checked_sql(task, identity=request.task)
+    pin_checked_sql(task, identity=request.task)
     _after_body(task, request=request, settings=settings, observer=_observe(request, settings=settings))
     return response
 
