@@ -10,6 +10,7 @@ indexed row per input.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,6 +38,8 @@ from airflow_policyzones.policy.lineage import (
     reclassify,
     union_labels,
 )
+
+log = logging.getLogger(__name__)
 
 
 class OutputsRefused(Exception):
@@ -201,6 +204,8 @@ def record_outputs(
     spec = ReclassifierSpec.from_policy(policy=engine.loaded.policy, name=name) if name else None
     if spec is not None and spec.zone != decision.zone:
         spec = None  # a reclassifier changes labels only in its own zone; the decision said so
+    if spec is not None and name is not None and not _in_bound_file(session, engine, name, decision):
+        spec = None  # another file defines the reclassifier's dag_id: no pass
     labels = output_labels(
         zone=decision.zone,
         inputs=[item.labels for item in inputs],
@@ -233,6 +238,74 @@ def record_outputs(
                     raise
                 return _response(decision.id, existing, already_recorded=True)
     raise AssertionError("unreachable")
+
+
+def _in_bound_file(session: Session, engine: PolicyEngine, name: str, decision: PolicyZonesDecision) -> bool:
+    """Whether the try of reclassifier ``name`` ran the DAG from the file the policy binds it to
+    (``dag_file``; True when it binds none).
+
+    Read from what Airflow recorded, never from the worker: both the file of the DAG version the
+    task instance runs (its serialized DAG) and the DAG's current file (``dag.relative_fileloc``,
+    the path a worker is sent to load) must be that file. A second file defining the same dag_id
+    flips the DAG's file to itself when parsed, and with a different structure gets its own
+    DAG version.
+    """
+    expected = engine.loaded.policy.reclassifiers[name].dag_file
+    if expected is None:
+        return True
+    files = recorded_dag_files(
+        session,
+        dag_id=decision.dag_id,
+        task_id=decision.task_id,
+        run_id=decision.run_id,
+        map_index=decision.map_index,
+    )
+    if set(files) == {expected}:
+        return True
+    log.warning(
+        "policyzones: %s.%s (run %s) is named by reclassifier %r, which the policy binds to DAG file %r, "
+        "but Airflow recorded %s for it: no pass, its outputs keep the labels of what it read",
+        decision.dag_id,
+        decision.task_id,
+        decision.run_id,
+        name,
+        expected,
+        " and ".join(repr(item) for item in files) or "no file",
+    )
+    return False
+
+
+def recorded_dag_files(
+    session: Session, *, dag_id: str, task_id: str, run_id: str, map_index: int
+) -> tuple[str | None, str | None]:
+    """The DAG files (relative to their bundle) Airflow recorded for a task instance: that of the
+    DAG version it runs (serialized by the dag-processor) and the DAG's current one (``dag``
+    table); ``None`` for one it did not record."""
+    from airflow.models.dag import DagModel
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.taskinstance import TaskInstance
+
+    version = session.scalar(
+        select(TaskInstance.dag_version_id).where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.run_id == run_id,
+            TaskInstance.map_index == map_index,
+        )
+    )
+    serialized = (
+        session.scalar(select(SerializedDagModel).where(SerializedDagModel.dag_version_id == version))
+        if version is not None
+        else None
+    )
+    data = serialized.data if serialized is not None else None
+    dag = data.get("dag") if isinstance(data, dict) else None
+    versioned = dag.get("relative_fileloc") if isinstance(dag, dict) else None
+    current = session.scalar(select(DagModel.relative_fileloc).where(DagModel.dag_id == dag_id))
+    return (
+        versioned if isinstance(versioned, str) and versioned else None,
+        current if isinstance(current, str) and current else None,
+    )
 
 
 def label_observed_writes(

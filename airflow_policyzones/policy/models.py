@@ -162,8 +162,32 @@ class Reclassifier(_Model):
     zone: Name
     dag_id: str = Field(min_length=1)
     task_id: str = Field(min_length=1)
+    dag_file: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description=(
+            "the DAG file that defines dag_id, relative to the DAG folder (Airflow's relative_fileloc, "
+            "e.g. 'purchases_reclassify.py'): the pass is granted only to tries of the DAG parsed from "
+            "that file, so another file defining the same dag_id gets none"
+        ),
+    )
     outputs: ReclassifiedLabels
     description: str = ""
+
+    @field_validator("dag_file")
+    @classmethod
+    def _relative_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = value.removeprefix("./")
+        parts = path.split("/")
+        if path.startswith("/") or "\\" in path or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(
+                f"{value!r} is not a path relative to the DAG folder (e.g. 'team/reclassify.py'): no "
+                "leading '/', no '.', '..' or empty parts, '/' as separator"
+            )
+        return path
 
 
 class Exemption(_Model):
