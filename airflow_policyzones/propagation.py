@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Literal
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +39,7 @@ from airflow_policyzones.policy.lineage import (
     reclassify,
     union_labels,
 )
+from airflow_policyzones.verification import describe, find_try, parsed_dags, refused_outputs, try_problem
 
 log = logging.getLogger(__name__)
 
@@ -174,29 +176,71 @@ def explain_derivation(session: Session, ref: InputRef, *, max_hops: int = MAX_P
 
 
 def record_outputs(
-    *, session: Session, engine: PolicyEngine, request: OutputsRequest, now: datetime | None = None
+    *,
+    session: Session,
+    engine: PolicyEngine,
+    request: OutputsRequest,
+    now: datetime | None = None,
+    source: Literal["api", "in_process"] = "api",
+    verify: bool = True,
 ) -> OutputsResponse:
-    """Record what a succeeded try wrote and the labels it gave it; once per try (a repeated
-    report gets the recorded outputs back).
+    """Record what a succeeded try wrote and the labels it gave it, once per try.
 
     The labels come from the try's recorded decision (its inputs' effective labels and zone),
     never from the request: a worker names its outputs, not their labels.
+
+    The server verifies before it records (``source="api"``; ``verify=False`` is for the
+    benchmark only): the try must exist and be running at that try number, 1 or higher (404 when
+    there is no such task instance, else 409), have a decision that let it run, and every output
+    must be one the server can account for — an outlet of the task the dag-processor serialized
+    (``declared``), a SQL write of a task that runs SQL (``sql``), an asset of a task with an
+    ``AssetAlias`` outlet (``alias``), or what the try's hooks wrote (``observed``). One output it
+    cannot account for refuses the whole report (409, naming each): nothing is labeled, the try
+    fails and is retried. A try reports once: the same report again gets the recorded outputs
+    back (``already_recorded``) and adds nothing; a different one is refused (409).
     """
     identity = request.task
-    decision = session.scalars(decision_of_try(**identity.model_dump())).one_or_none()
+    if source == "api" and verify:
+        found = find_try(session, identity)
+        problem = try_problem(identity, found, what="outputs")
+        if problem is not None:
+            kind, message = problem
+            raise OutputsRefused(message, status_code=404 if kind == "missing" else 409)
+    query = decision_of_try(**identity.model_dump())
+    decision = session.scalars(query.with_for_update() if verify else query).one_or_none()
     if decision is None:
         raise OutputsRefused(
             "no decision was recorded for this try, so what it read is unknown: outputs are only "
             "recorded for tries that were checked before they ran",
             status_code=409,
         )
-    if not decision.allowed and decision.mode == "enforce":
+    if not decision.allowed:
         raise OutputsRefused("this try was denied and cannot have written anything", status_code=409)
     moment = now or datetime.now(timezone.utc)
     sources = _sources(request.outputs)
     existing = _events_of(session, decision.id)
     if existing:
+        if verify and {(event.namespace, event.name) for event in existing} != {
+            (ref.namespace, ref.name) for ref in sources
+        }:
+            session.rollback()
+            raise OutputsRefused(
+                f"the outputs of {describe(identity)} try {identity.try_number} were already reported "
+                f"({', '.join(sorted(event.name for event in existing))}): a try reports what it wrote once",
+                status_code=409,
+            )
         return _response(decision.id, existing, already_recorded=True)
+    if source == "api" and verify:
+        version = found.dag_version_id if found is not None else None
+        parsed = parsed_dags(session, dag_id=identity.dag_id, dag_version_id=version)
+        refused = refused_outputs(sources, parsed=parsed, task_id=identity.task_id)
+        if refused:
+            session.rollback()
+            raise OutputsRefused(
+                f"{describe(identity)} try {identity.try_number} reported outputs the server cannot account "
+                f"for, so none is recorded: {'; '.join(refused)}",
+                status_code=409,
+            )
     outputs = list(sources)
     inputs = _decision_inputs(decision)
     zones = engine.reclassifier_zones

@@ -40,9 +40,18 @@ from airflow_policyzones.policy.engine import (
     LabeledInput,
     Outcome,
     PolicyEngine,
+    Rule,
     TaskContext,
 )
 from airflow_policyzones.propagation import explain_derivation, label_observed_writes, with_propagated
+from airflow_policyzones.verification import (
+    TryProblem,
+    TryRecord,
+    claims_difference,
+    find_try,
+    parsed_dags,
+    try_problem,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -74,6 +83,14 @@ class ClaimsMismatch(DecisionRefused):
     status_code = 409
 
 
+class TryNotStarted(DecisionRefused):
+    """The task instance is at try 0 (never queued to run, e.g. a run created for the future)."""
+
+
+class TryNotRunning(DecisionRefused):
+    """The try exists but is not running (queued, scheduled, deferred or finished)."""
+
+
 def decide_and_record(
     *,
     session: Session,
@@ -81,6 +98,7 @@ def decide_and_record(
     request: DecisionRequest,
     source: Source,
     now: datetime | None = None,
+    verify: bool = True,
 ) -> DecisionResponse:
     """Decide ``request`` with ``engine`` and record the decision, once per task-instance try.
 
@@ -89,12 +107,23 @@ def decide_and_record(
     session: the record must be durable before a worker acts on the answer, so pass a session
     without pending work of your own.
 
-    For ``source="api"`` the try must exist in ``task_instance`` at that try number, otherwise
-    :class:`TaskInstanceNotFound` / :class:`TryNumberMismatch` is raised and nothing is written.
+    For ``source="api"`` the server verifies before it records (:mod:`airflow_policyzones.verification`):
+
+    * the try must exist in ``task_instance`` at that try number, 1 or higher, and be ``running``
+      (the state Airflow's execution API gives a try its supervisor started), otherwise
+      :class:`TaskInstanceNotFound` (no such task instance), :class:`TryNotStarted` (try 0),
+      :class:`TryNumberMismatch` (another try) or :class:`TryNotRunning` is raised and nothing
+      is written;
+    * the zone and declared inlets claimed must equal the task the dag-processor serialized
+      (the task instance's DAG version, or the DAG's latest): a difference is recorded as a
+      ``deny`` with the rule ``claims_differ_from_parsed_dag``, its message showing both sides.
+
+    ``source="in_process"`` (``dag.test()``) decides on the DAG object that was parsed in the same
+    process, so neither is checked. ``verify=False`` skips both (the benchmark measures their
+    cost side by side; nothing else passes it).
     """
     identity = request.task
-    if source == "api":
-        _verify_task_instance(session, identity)
+    found = _verify_task_instance(session, identity) if source == "api" and verify else None
     digest = claims_digest(request)
     stored = _load(session, identity, digest=digest)
     if isinstance(stored, DecisionResponse):
@@ -103,7 +132,8 @@ def decide_and_record(
 
     moment = _aware(now)
     labeled, undeclared = _labeled_inputs(session, engine, request)
-    declared = set(_refs(request.inputs))
+    declared_refs = _refs(request.inputs)
+    declared = set(declared_refs)
     refs = [*(item.ref for item in labeled), *undeclared]
     sources: dict[InputRef, InputSource] = {ref: "declared" if ref in declared else "sql" for ref in refs}
     decision = engine.decide(
@@ -114,6 +144,14 @@ def decide_and_record(
         undeclared=undeclared,
         now=moment,
     )
+    if found is not None:
+        difference = claims_difference(
+            request,
+            parsed=parsed_dags(session, dag_id=identity.dag_id, dag_version_id=found.dag_version_id),
+            inputs=declared_refs,
+        )
+        if difference is not None:
+            decision = _denied_for_claims(decision, difference)
     decision = _with_derivations(session, decision, refs={item.ref.name: item.ref for item in labeled})
     row = _decision_row(request, decision, labeled, sources=sources, source=source, decided_at=moment)
     row.claims_digest = digest
@@ -166,7 +204,8 @@ def decide_observed(
     succeeds, from all it read. The answer is about this request's inputs only.
 
     Raises :class:`DecisionRefused` when the try has no decision yet or was denied (409), and, for
-    ``source="api"``, when the try does not exist at that number (404/409).
+    ``source="api"``, when the try does not exist at that number or is not running (as for
+    :func:`decide_and_record`).
     """
     identity = request.task
     if source == "api":
@@ -263,27 +302,38 @@ def _aware(now: datetime | None) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def _verify_task_instance(session: Session, identity: TaskInstanceIdentity) -> None:
-    from airflow.models.taskinstance import TaskInstance
+def _verify_task_instance(session: Session, identity: TaskInstanceIdentity) -> TryRecord:
+    """The task instance of ``identity``, which must be running at that try (1 or higher)."""
+    found = find_try(session, identity)
+    problem = try_problem(identity, found, what="a decision")
+    if problem is not None:
+        kind, message = problem
+        raise _TRY_ERRORS[kind](message)
+    assert found is not None
+    return found
 
-    try_number = session.scalar(
-        select(TaskInstance.try_number).where(
-            TaskInstance.dag_id == identity.dag_id,
-            TaskInstance.task_id == identity.task_id,
-            TaskInstance.run_id == identity.run_id,
-            TaskInstance.map_index == identity.map_index,
-        )
+
+_TRY_ERRORS: dict[TryProblem, type[DecisionRefused]] = {
+    "missing": TaskInstanceNotFound,
+    "not_started": TryNotStarted,
+    "other_try": TryNumberMismatch,
+    "not_running": TryNotRunning,
+}
+
+
+def _denied_for_claims(decision: Decision, difference: str) -> Decision:
+    """``decision`` made a deny, led by the finding that the claims are not what was parsed (in
+    every mode: it says nothing about the data, only that the worker cannot be believed)."""
+    finding = Finding(
+        (Rule.CLAIMS_DIFFER_FROM_PARSED_DAG,),
+        None,
+        difference,
+        "declare zones and inlets so that they are the same whenever the DAG file is parsed (not "
+        "computed from the time, the environment or run-time values, and not changed by code that "
+        "runs only in the task process); if the file was just changed, let the dag-processor "
+        "parse it and clear the task",
     )
-    if try_number is None:
-        raise TaskInstanceNotFound(
-            f"no task instance {_describe(identity)}: decisions are recorded only for task instances "
-            "that exist in this Airflow deployment"
-        )
-    if try_number != identity.try_number:
-        raise TryNumberMismatch(
-            f"task instance {_describe(identity)} is at try {try_number}, not {identity.try_number}: "
-            "a decision can only be recorded for the current try"
-        )
+    return dataclasses.replace(decision, outcome=Outcome.DENY, findings=(finding, *decision.findings))
 
 
 def _describe(identity: TaskInstanceIdentity) -> str:

@@ -53,6 +53,9 @@ class Rule(str, Enum):
     """A try asked for an Airflow connection its zone may not use (the credentials are refused)."""
     VARIABLE_NOT_ALLOWED = "variable_not_allowed"
     """A try asked for an Airflow variable its zone may not use (the value is refused)."""
+    CLAIMS_DIFFER_FROM_PARSED_DAG = "claims_differ_from_parsed_dag"
+    """The zone or inlets a worker claimed for a try are not those of the task the dag-processor
+    parsed (its serialized DAG): the worker's copy of the DAG cannot be believed."""
 
 
 class Outcome(str, Enum):

@@ -290,3 +290,87 @@ def backend_params() -> list[object]:
             marks=pytest.mark.skipif(skip_postgres(), reason=f"{SKIP_POSTGRES_ENV} is set"),
         ),
     ]
+
+
+_PARSED_AS_DAG = """\
+from airflow.sdk import DAG, Asset, task
+
+from airflow_policyzones.verification import record_task_zones
+from airflow_policyzones.zones import set_zone
+
+with DAG({dag_id!r}, schedule=None, tags={tags!r}, default_args={{"owner": {owner!r}}}) as dag:
+    @task(inlets=[Asset(uri) for uri in {read_inlets!r}], outlets=[Asset(uri) for uri in {read_outlets!r}])
+    def read():
+        pass
+
+    @task(inlets=[Asset(uri) for uri in {mapped_inlets!r}], outlets=[Asset(uri) for uri in {mapped_outlets!r}])
+    def mapped(x):
+        pass
+
+    first = read()
+    second = mapped.expand(x=[1, 2, 3])
+    for zone, item in (({read_zone!r}, first), ({mapped_zone!r}, second)):
+        if zone is not None:
+            set_zone(item, zone=zone)
+    record_task_zones(dag)  # what the cluster policy records in the dag-processor
+"""
+
+
+def parsed_as(
+    dag_id: str,
+    run_id: str,
+    *,
+    task_id: str = "read",
+    zone: str | None = None,
+    inlets: list[str] | tuple[str, ...] = (),
+    outlets: list[str] | tuple[str, ...] = (),
+) -> None:
+    """Make the dag-processor's copy of ``dag_id`` one whose task ``task_id`` runs in ``zone``
+    with those Asset inlets and outlets (the other task declares nothing), and run ``run_id``'s
+    task instances on that DAG version — as a DAG file changed before the run's tries started.
+
+    The DAG keeps the file, tags and owner of its entry in ``TEST_DAGS`` (membership facts).
+    """
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.dag_version import DagVersion
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.enforcement.settings import reload_settings
+
+    relative, spec = next((path, spec) for path, spec in TEST_DAGS.items() if spec["dag_id"] == dag_id)
+    values = {
+        "read_inlets": list(inlets) if task_id == "read" else [],
+        "read_outlets": list(outlets) if task_id == "read" else [],
+        "read_zone": zone if task_id == "read" else None,
+        "mapped_inlets": list(inlets) if task_id == "mapped" else [],
+        "mapped_outlets": list(outlets) if task_id == "mapped" else [],
+        "mapped_zone": zone if task_id == "mapped" else None,
+    }
+    with create_session() as session:
+        fileloc = session.scalar(
+            sa.select(sa.text("fileloc")).select_from(sa.text("dag")).where(sa.text("dag_id = :d")),
+            {"d": dag_id},
+        )
+    path = Path(str(fileloc))
+    assert path.name == Path(relative).name, (path, relative)
+    path.write_text(textwrap.dedent(_PARSED_AS_DAG.format(**spec, **values)))
+    root = path.parents[len(Path(relative).parts) - 1]
+    try:
+        with scoped_env(AIRFLOW__POLICYZONES__ENABLED="False"):
+            reload_settings()
+            bag = DagBag(dag_folder=path, bundle_path=root, bundle_name=BUNDLE)
+    finally:
+        reload_settings()
+    assert not bag.import_errors, bag.import_errors
+    with scoped_env(AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL="0"):
+        sync_bag_to_db(bag, BUNDLE, None)
+    with create_session() as session:
+        version = session.scalar(
+            sa.select(DagVersion.id).where(DagVersion.dag_id == dag_id).order_by(DagVersion.created_at.desc())
+        )
+        session.execute(
+            sa.update(TaskInstance)
+            .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            .values(dag_version_id=version)
+        )

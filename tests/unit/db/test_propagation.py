@@ -22,7 +22,7 @@ from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.loader import load_policy_bytes
 from airflow_policyzones.propagation import OutputsRefused, record_outputs
 from airflow_policyzones.service import decide_and_record
-from tests.support.airflow_db import TEST_POLICY, Prepared, create_run
+from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, parsed_as
 from tests.unit.db.test_service import PURCHASES, request_for
 
 pytestmark = pytest.mark.integration
@@ -48,9 +48,11 @@ def _session() -> Any:
 
 
 def decide(
-    engine: PolicyEngine, dag_id: str, *, zone: str, inputs: list[str]
+    engine: PolicyEngine, dag_id: str, *, zone: str, inputs: list[str], outlets: list[str] = ()  # type: ignore[assignment]
 ) -> tuple[str, DecisionResponse]:
+    """A running try of ``dag_id``'s ``read`` task, parsed with these inlets and outlets, decided."""
     run_id = create_run(dag_id)
+    parsed_as(dag_id, run_id, zone=zone, inlets=inputs, outlets=outlets)
     with _session() as session:
         response = decide_and_record(
             session=session,
@@ -82,7 +84,7 @@ def fresh(kind: str) -> str:
 
 def test_restrictions_travel_with_the_data_two_hops(backend: Prepared, engine: PolicyEngine) -> None:
     features, segments = fresh("features"), fresh("segments")
-    run_id, allowed = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    run_id, allowed = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[features])
     assert allowed.outcome == "allow"
     written = write(engine, "ads_dag", run_id, [features])
     [labels] = written.outputs
@@ -102,7 +104,7 @@ def test_restrictions_travel_with_the_data_two_hops(backend: Prepared, engine: P
     _, ai = decide(engine, "ai_dag", zone="ai", inputs=[features])
     assert rules(ai) == {"consent_missing", "not_aggregated", "unsanctioned_flow"}
 
-    hop_run, hop = decide(engine, "ads_dag", zone="ads", inputs=[features])
+    hop_run, hop = decide(engine, "ads_dag", zone="ads", inputs=[features], outlets=[segments])
     assert hop.outcome == "allow"
     write(engine, "ads_dag", hop_run, [segments])
     _, two_hops = decide(engine, "recs_dag", zone="recs", inputs=[segments])
@@ -128,9 +130,11 @@ def test_outputs_are_recorded_once_per_try_and_never_for_a_denied_try(
     backend: Prepared, engine: PolicyEngine
 ) -> None:
     features = fresh("features")
-    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[features])
     first = write(engine, "ads_dag", run_id, [features])
-    again = write(engine, "ads_dag", run_id, [features, fresh("other")])
+    again = write(engine, "ads_dag", run_id, [features])
+    with pytest.raises(OutputsRefused, match="already reported"):
+        write(engine, "ads_dag", run_id, [features, fresh("other")])
     assert again.already_recorded is True
     assert again.outputs == first.outputs
     with _session() as session:
@@ -143,15 +147,17 @@ def test_outputs_are_recorded_once_per_try_and_never_for_a_denied_try(
     assert denied.outcome == "deny"
     with pytest.raises(OutputsRefused, match="denied"):
         write(engine, "recs_dag", denied_run, [fresh("sneaky")])
-    with pytest.raises(OutputsRefused, match="no decision"):
+    with pytest.raises(OutputsRefused, match="no task instance"):
         write(engine, "ads_dag", "no_such_run", [fresh("sneaky")])
 
 
 def test_several_writers_union_their_restrictions(backend: Prepared, engine: PolicyEngine) -> None:
     shared = fresh("shared")
-    clicks_run, _ = decide(engine, "ads_dag", zone="ads", inputs=["s3://lake/raw/ad_clicks/2026"])
+    clicks_run, _ = decide(
+        engine, "ads_dag", zone="ads", inputs=["s3://lake/raw/ad_clicks/2026"], outlets=[shared]
+    )
     write(engine, "ads_dag", clicks_run, [shared])
-    purchases_run, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    purchases_run, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[shared])
     write(engine, "ads_dag", purchases_run, [shared])
     with _session() as session:
         current = session.scalars(
@@ -163,7 +169,7 @@ def test_several_writers_union_their_restrictions(backend: Prepared, engine: Pol
 def test_a_reclassifier_sanctions_the_flow_and_is_recorded(backend: Prepared) -> None:
     engine = PolicyEngine(load_policy_bytes(RECLASSIFYING_POLICY.encode(), source="reclassifying.yaml"))
     filtered = fresh("consented")
-    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[filtered])
     written = write(engine, "ads_dag", run_id, [filtered])
     assert written.reclassifier == "ads_consent_filter"
     [labels] = written.outputs

@@ -30,7 +30,7 @@ from airflow_policyzones.service import (
     claims_digest,
     decide_and_record,
 )
-from tests.support.airflow_db import Prepared, create_run
+from tests.support.airflow_db import Prepared, create_run, parsed_as
 
 pytestmark = pytest.mark.integration
 
@@ -73,10 +73,19 @@ def request_for(
 
 
 def decide(
-    engine: PolicyEngine, request: DecisionRequest, *, source: str = "api", now: datetime = NOW
+    engine: PolicyEngine,
+    request: DecisionRequest,
+    *,
+    source: str = "api",
+    now: datetime = NOW,
+    parse: bool = True,
 ) -> DecisionResponse:
+    """Decide ``request``; for ``source="api"`` (and ``parse``), first make the dag-processor's copy
+    of the DAG declare what the request claims, as a worker that tells the truth would."""
     from airflow.utils.session import create_session
 
+    if source == "api" and parse:
+        claim_as_parsed(request)
     with create_session() as session:
         return decide_and_record(
             session=session,
@@ -85,6 +94,18 @@ def decide(
             source=source,  # type: ignore[arg-type]
             now=now,
         )
+
+
+def claim_as_parsed(request: DecisionRequest) -> None:
+    """The request's DAG re-parsed so that its task declares the request's zone and Asset inlets."""
+    task = request.task
+    parsed_as(
+        task.dag_id,
+        task.run_id,
+        task_id=task.task_id,
+        zone=request.zone,
+        inlets=[item.name for item in request.inputs if item.namespace == "asset"],
+    )
 
 
 def _strip(row: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -356,6 +377,7 @@ def test_multi_category_unlabeled_uncheckable_and_table_inputs(
             tables=['"Warehouse".raw.other'],
             uncheckable=[problem],
         ),
+        source="in_process",  # a table is no Asset inlet: no parsed DAG declares one
     )
 
     assert response.outcome == "deny"
@@ -501,17 +523,18 @@ def test_api_source_requires_the_task_instance_at_its_current_try(
 ) -> None:
     run_id = create_run("ads_dag", try_number=2)
     with pytest.raises(TaskInstanceNotFound, match="no task instance"):
-        decide(engine, request_for("ads_dag", "no_such_run", zone="ads", try_number=2))
+        decide(engine, request_for("ads_dag", "no_such_run", zone="ads", try_number=2), parse=False)
     with pytest.raises(TaskInstanceNotFound):
         decide(
-            engine, request_for("ads_dag", run_id, zone="ads", task_id="mapped", map_index=7, try_number=2)
+            engine, request_for("ads_dag", run_id, zone="ads", task_id="mapped", map_index=7, try_number=2),
+            parse=False,
         )
     with pytest.raises(TaskInstanceNotFound):
-        decide(engine, request_for("other_dag", run_id, zone="ads", try_number=2))
+        decide(engine, request_for("other_dag", run_id, zone="ads", try_number=2), parse=False)
     with pytest.raises(TryNumberMismatch, match="is at try 2, not 1"):
-        decide(engine, request_for("ads_dag", run_id, zone="ads", try_number=1))
+        decide(engine, request_for("ads_dag", run_id, zone="ads", try_number=1), parse=False)
     with pytest.raises(TryNumberMismatch):
-        decide(engine, request_for("ads_dag", run_id, zone="ads", try_number=3))
+        decide(engine, request_for("ads_dag", run_id, zone="ads", try_number=3), parse=False)
     assert count(PolicyZonesDecision, run_id=run_id) == 0
     assert count(PolicyZonesDecision, run_id="no_such_run") == 0
 
@@ -542,6 +565,7 @@ def test_concurrent_requests_for_one_try_record_exactly_one_decision(
 
     run_id = create_run("recs_dag")
     request = request_for("recs_dag", run_id, zone="recs", inputs=[PURCHASES, CLICKS])
+    claim_as_parsed(request)
     threads = 12
     barrier = threading.Barrier(threads)
     responses: list[DecisionResponse] = []
