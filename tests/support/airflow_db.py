@@ -303,7 +303,10 @@ with DAG({dag_id!r}, schedule=None, tags={tags!r}, default_args={{"owner": {owne
     def read():
         pass
 
-    @task(inlets=[Asset(uri) for uri in {mapped_inlets!r}], outlets=[Asset(uri) for uri in {mapped_outlets!r}])
+    @task(
+        inlets=[Asset(uri) for uri in {mapped_inlets!r}],
+        outlets=[Asset(uri) for uri in {mapped_outlets!r}],
+    )
     def mapped(x):
         pass
 

@@ -48,7 +48,12 @@ def _session() -> Any:
 
 
 def decide(
-    engine: PolicyEngine, dag_id: str, *, zone: str, inputs: list[str], outlets: list[str] = ()  # type: ignore[assignment]
+    engine: PolicyEngine,
+    dag_id: str,
+    *,
+    zone: str,
+    inputs: list[str],
+    outlets: list[str] = (),  # type: ignore[assignment]
 ) -> tuple[str, DecisionResponse]:
     """A running try of ``dag_id``'s ``read`` task, parsed with these inlets and outlets, decided."""
     run_id = create_run(dag_id)
@@ -191,3 +196,48 @@ def test_a_reclassifier_sanctions_the_flow_and_is_recorded(backend: Prepared) ->
         assert record.labels_before["consented"] == ["ads"]
         assert record.labels_after["consented"] == ["ai"]
         assert record.inputs[0]["name"] == PURCHASES
+
+
+def report(engine: PolicyEngine, dag_id: str, run_id: str, outputs: dict[str, str]) -> OutputsResponse:
+    """An outputs report naming each output with how it became known (``declared``, ``sql``, ...)."""
+    request = OutputsRequest.model_validate(
+        {
+            "task": {"dag_id": dag_id, "task_id": "read", "run_id": run_id, "try_number": 1},
+            "outputs": [{"namespace": "asset", "name": name, "source": src} for name, src in outputs.items()],
+        }
+    )
+    with _session() as session:
+        return record_outputs(session=session, engine=engine, request=request)
+
+
+def test_outputs_the_server_cannot_account_for_refuse_the_whole_report(
+    backend: Prepared, engine: PolicyEngine
+) -> None:
+    declared, forged = fresh("declared"), fresh("forged")
+    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[declared])
+    for source in ("declared", "sql", "alias"):
+        with pytest.raises(OutputsRefused, match=f"{forged} \\({source}\\)"):
+            report(engine, "ads_dag", run_id, {declared: "declared", forged: source})
+    with _session() as session:
+        assert (
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(PolicyZonesAssetLabelEvent)
+                .where(PolicyZonesAssetLabelEvent.run_id == run_id)
+            )
+            == 0
+        )
+    # What its hooks wrote while it ran is the try's own report; its outlets are checked.
+    written = report(engine, "ads_dag", run_id, {declared: "declared", fresh("observed"): "observed"})
+    assert len(written.outputs) == 2
+
+
+def test_outputs_only_for_a_running_try(backend: Prepared, engine: PolicyEngine) -> None:
+    from airflow.models.taskinstance import TaskInstance
+
+    declared = fresh("declared")
+    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[declared])
+    with _session() as session:
+        session.execute(sa.update(TaskInstance).where(TaskInstance.run_id == run_id).values(state="success"))
+    with pytest.raises(OutputsRefused, match="not running"):
+        write(engine, "ads_dag", run_id, [declared])

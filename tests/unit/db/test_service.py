@@ -26,6 +26,8 @@ from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.service import (
     ClaimsMismatch,
     TaskInstanceNotFound,
+    TryNotRunning,
+    TryNotStarted,
     TryNumberMismatch,
     claims_digest,
     decide_and_record,
@@ -526,7 +528,8 @@ def test_api_source_requires_the_task_instance_at_its_current_try(
         decide(engine, request_for("ads_dag", "no_such_run", zone="ads", try_number=2), parse=False)
     with pytest.raises(TaskInstanceNotFound):
         decide(
-            engine, request_for("ads_dag", run_id, zone="ads", task_id="mapped", map_index=7, try_number=2),
+            engine,
+            request_for("ads_dag", run_id, zone="ads", task_id="mapped", map_index=7, try_number=2),
             parse=False,
         )
     with pytest.raises(TaskInstanceNotFound):
@@ -655,3 +658,94 @@ def test_the_policys_default_zone_is_recorded_as_such(backend: Prepared, tmp_pat
         "default",
         with_default.version,
     )
+
+
+# --- the server verifies before it records -------------------------------------------------------
+
+
+def _set_try(run_id: str, dag_id: str, **values: Any) -> None:
+    """What Airflow's scheduler or execution API leaves in the task_instance row."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.execute(
+            sa.update(TaskInstance)
+            .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            .values(**values)
+        )
+
+
+@pytest.mark.parametrize("state", ["queued", "scheduled", "success", "failed", "deferred", None])
+def test_a_try_that_is_not_running_is_refused(backend: Prepared, engine: PolicyEngine, state: Any) -> None:
+    run_id = create_run("ads_dag")
+    _set_try(run_id, "ads_dag", state=state)
+    with pytest.raises(TryNotRunning, match="not running"):
+        decide(engine, request_for("ads_dag", run_id, zone="ads"))
+    with pytest.raises(TryNotRunning):
+        observe(engine, run_id)
+    assert count(PolicyZonesDecision, run_id=run_id) == 0
+
+
+def test_a_try_zero_is_refused_whatever_its_state(backend: Prepared, engine: PolicyEngine) -> None:
+    # A run created for the future: its task instances sit at try 0 and never ran.
+    run_id = create_run("ads_dag", try_number=0)
+    for state in ("running", None):
+        _set_try(run_id, "ads_dag", state=state)
+        with pytest.raises(TryNotStarted, match="never been started"):
+            decide(engine, request_for("ads_dag", run_id, zone="ads", try_number=0))
+    assert count(PolicyZonesDecision, run_id=run_id) == 0
+
+
+def test_claims_that_differ_from_the_parsed_dag_are_denied_with_both_shown(
+    backend: Prepared, engine: PolicyEngine
+) -> None:
+    run_id = create_run("ads_dag")
+    parsed_as("ads_dag", run_id, zone="ads", inlets=[PURCHASES])
+    # The worker drops the input the dag-processor saw.
+    response = decide(engine, request_for("ads_dag", run_id, zone="ads", inputs=[]), parse=False)
+    assert response.outcome == "deny"
+    [finding] = response.findings
+    assert finding.rule == "claims_differ_from_parsed_dag"
+    assert f"inputs [], parsed inlets [{PURCHASES}]" in finding.reason
+    assert stored(response.decision_id)["violations"][0]["rule"] == "claims_differ_from_parsed_dag"
+
+    other = create_run("ads_dag")
+    parsed_as("ads_dag", other, zone="ads", inlets=[PURCHASES])
+    moved = decide(engine, request_for("ads_dag", other, zone="recs", inputs=[PURCHASES]), parse=False)
+    assert moved.outcome == "deny"
+    assert "zone 'recs', parsed zone 'ads'" in moved.findings[0].reason
+
+
+def test_claims_equal_to_the_parsed_dag_are_decided_on_their_merits(
+    backend: Prepared, engine: PolicyEngine
+) -> None:
+    run_id = create_run("ads_dag")
+    parsed_as("ads_dag", run_id, task_id="mapped", zone="ads", inlets=[PURCHASES])
+    for map_index in (0, 2):  # mapped task instances: inlets from the mapped operator's partial
+        response = decide(
+            engine,
+            request_for(
+                "ads_dag", run_id, zone="ads", inputs=[PURCHASES], task_id="mapped", map_index=map_index
+            ),
+            parse=False,
+        )
+        assert response.outcome == "allow", response.findings
+    # dag.test() decides on the DAG object it parsed itself: not compared.
+    in_process = decide(
+        engine, request_for("ads_dag", run_id, zone="ads", inputs=[CLICKS]), source="in_process"
+    )
+    assert in_process.outcome == "allow"
+
+
+def observe(engine: PolicyEngine, run_id: str) -> DecisionResponse:
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.api.schema import ObservationRequest
+    from airflow_policyzones.service import decide_observed
+
+    request = ObservationRequest.model_validate(
+        {"task": {"dag_id": "ads_dag", "task_id": "read", "run_id": run_id, "try_number": 1}, "inputs": []}
+    )
+    with create_session() as session:
+        return decide_observed(session=session, engine=engine, request=request, source="api")
