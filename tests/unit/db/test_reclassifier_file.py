@@ -19,7 +19,7 @@ from airflow_policyzones.policy.loader import load_policy_bytes
 from airflow_policyzones.policy.models import Reclassifier
 from airflow_policyzones.propagation import recorded_dag_files
 from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, sync_dags
-from tests.unit.db.test_propagation import _session, fresh, write
+from tests.unit.db.test_propagation import _session, write
 from tests.unit.db.test_service import PURCHASES, decide, request_for
 
 pytestmark = pytest.mark.integration
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 DAG_ID = "rcl_dag"
 LEGIT = "ads/rcl_dag.py"
 COPY = "ads/rcl_copy.py"
+OUTPUT = "s3://lake/derived/rcl/part-0"
 
 
 def policy(dag_file: str | None) -> PolicyEngine:
@@ -54,14 +55,18 @@ def parse(relative: str) -> None:
     path.write_text(
         textwrap.dedent(
             f"""\
-            from airflow.sdk import DAG, task
+            from airflow.sdk import DAG, Asset, task
 
-            with DAG({DAG_ID!r}, schedule=None, tags=["ads"]):
-                @task
+            from airflow_policyzones.verification import record_task_zones
+            from airflow_policyzones.zones import set_zone
+
+            with DAG({DAG_ID!r}, schedule=None, tags=["ads"]) as dag:
+                @task(inlets=[Asset({PURCHASES!r})], outlets=[Asset({OUTPUT!r})])
                 def read():
                     pass
 
-                read()
+                set_zone(read(), zone="ads")
+                record_task_zones(dag)  # what the cluster policy records in the dag-processor
             """
         )
     )
@@ -69,9 +74,9 @@ def parse(relative: str) -> None:
 
 
 def reclassified_by(engine: PolicyEngine, run_id: str) -> str | None:
-    decision = decide(engine, request_for(DAG_ID, run_id, zone="ads", inputs=[PURCHASES]))
+    decision = decide(engine, request_for(DAG_ID, run_id, zone="ads", inputs=[PURCHASES]), parse=False)
     assert decision.outcome == "allow", decision.findings
-    return write(engine, DAG_ID, run_id, [fresh("consented")]).reclassifier
+    return write(engine, DAG_ID, run_id, [OUTPUT]).reclassifier
 
 
 def test_the_pass_goes_only_to_the_dag_parsed_from_the_bound_file(backend: Prepared) -> None:
