@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesDecisionInput, PolicyZonesViolation
 from airflow_policyzones.policy.engine import Rule
+from airflow_policyzones.service import CREDENTIALS_ONLY
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -77,9 +78,10 @@ def unchecked_tries(
     limit: int = 10_000,
     dag_ids: Collection[str] | None = None,
 ) -> Sequence[UncheckedTry]:
-    """Tries started at or after ``since`` (current and earlier tries) without a decision row,
-    except those the scheduler completed without running them (:func:`completed_without_running`),
-    whatever their operator class.
+    """Tries started at or after ``since`` (current and earlier tries) without a decision from
+    their pre-execute check (no decision row, or one only the api-server recorded: a credential
+    refused, a success refused), except those the scheduler completed without running them
+    (:func:`completed_without_running`), whatever their operator class.
 
     ``dag_ids`` (None: every DAG) lets the database drop the tries of DAGs a user may not read.
     """
@@ -115,7 +117,7 @@ def unchecked_tries(
                 tries.start_date.is_not(None),
                 tries.start_date >= since,
                 tries.try_number > 0,
-                decision.id.is_(None),
+                sa.or_(decision.id.is_(None), decision.claims_digest == CREDENTIALS_ONLY),
                 sa.not_(completed_without_running(tries)),
             )
             .order_by(tries.start_date)

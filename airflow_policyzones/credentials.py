@@ -86,7 +86,7 @@ def check_credential(
     """
     if not engine.restricts(kind=kind, name=name):
         return CredentialVerdict(allowed=True, kind=kind, name=name)
-    found = _lookup(session, ti_id)
+    found = lookup_try(session, ti_id)
     if found is None:
         return CredentialVerdict(
             allowed=False,
@@ -98,7 +98,7 @@ def check_credential(
     identity, task, recorded = found
     moment = now or datetime.now(timezone.utc)
     # Reading needs no lock: a decision recorded meanwhile is found again when recording below.
-    zone = recorded[0] if recorded is not None else _dag_zone(task.tags)
+    zone = recorded[0] if recorded is not None else dag_zone(task.tags)
     decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=moment)
     if decision.outcome is Outcome.ALLOW:
         session.rollback()
@@ -115,8 +115,10 @@ def check_credential(
                     allowed=True, kind=kind, name=name, zone=decision.zone, decision=decision
                 )
         try:
-            zone_source = "dag" if _dag_zone(task.tags) is not None else "default"
-            _record(session, row, identity, decision, zone_source=zone_source, decided_at=moment)
+            zone_source = "dag" if dag_zone(task.tags) is not None else "default"
+            record_server_decision(
+                session, row, identity, decision, zone_source=zone_source, decided_at=moment
+            )
             session.commit()
         except IntegrityError:
             # The try's pre-execute check created its decision meanwhile: record on that one.
@@ -130,11 +132,12 @@ def check_credential(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _lookup(
+def lookup_try(
     session: Session, ti_id: str
 ) -> tuple[TaskInstanceIdentity, TaskContext, tuple[str | None, str] | None] | None:
-    """The try a token names, its membership identity and its recorded zone: one query (a row per
-    DAG tag)."""
+    """The try an execution token names (``ti_id``, its ``sub``): its identity, what zone
+    membership is decided on, and its recorded ``(zone, zone_source)`` if it has a decision row.
+    One query (a row per DAG tag); ``None`` for no such task instance."""
     from airflow.models.dag import DagModel, DagTag
     from airflow.models.taskinstance import TaskInstance
 
@@ -192,14 +195,14 @@ def _lookup(
     return identity, task, (found.zone, found.zone_source) if found.id is not None else None
 
 
-def _dag_zone(tags: frozenset[str]) -> str | None:
+def dag_zone(tags: frozenset[str]) -> str | None:
     """The DAG's zone tag, as the pre-execute check reads it; several tags: none (decided as such
     by the engine only if the policy has no default zone — the DAG is an import error anyway)."""
     zones = sorted(tag.removeprefix(ZONE_TAG_PREFIX) for tag in tags if tag.startswith(ZONE_TAG_PREFIX))
     return zones[0] if len(zones) == 1 else None
 
 
-def _record(
+def record_server_decision(
     session: Session,
     row: PolicyZonesDecision | None,
     identity: TaskInstanceIdentity,
@@ -208,6 +211,9 @@ def _record(
     zone_source: str,
     decided_at: datetime,
 ) -> None:
+    """Add what the api-server decided on its own (a refused credential, a success refused) to the
+    try's decision row ``row``, or to a new row that the try's pre-execute check completes if it
+    still runs. The caller commits."""
     if row is None:
         row = new_decision_row(
             identity,
@@ -220,7 +226,7 @@ def _record(
         row.inputs = []
         row.violations = []
         session.add(row)
-    recorded = {(item.input, item.rule) for item in row.violations}
+    recorded = {(item.input or "", item.rule) for item in row.violations}
     findings = [
         finding
         for finding in decision.findings

@@ -17,28 +17,19 @@ Airflow, which answers 401/403 itself.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
 from airflow_policyzones import config
+from airflow_policyzones.api.execution_tokens import ExecutionTokens, answer, route_path
 from airflow_policyzones.policy import PolicyEngine, PolicyError
 from airflow_policyzones.policy.models import CredentialKind
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, MutableMapping
-
-    from airflow.api_fastapi.auth.tokens import JWTValidator
-
+    from airflow_policyzones.api.execution_tokens import ASGIApp, Receive, Scope, Send
     from airflow_policyzones.credentials import CredentialVerdict
-
-    Scope = MutableMapping[str, Any]
-    Message = MutableMapping[str, Any]
-    Receive = Callable[[], Awaitable[Message]]
-    Send = Callable[[Message], Awaitable[None]]
-    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +64,13 @@ class CredentialGuard:
     def __init__(self, app: ASGIApp, *, enabled: bool | None = None) -> None:
         self.app = app
         self._enabled = enabled
-        self._validator: JWTValidator | None = None
+        self._tokens = ExecutionTokens()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        request = credential_request(path)
+        request = credential_request(route_path(scope))
         if request is None or not self.enabled:
             await self.app(scope, receive, send)
             return
@@ -91,7 +78,7 @@ class CredentialGuard:
         try:
             engine = config.get_engine()
         except PolicyError as error:
-            await _answer(
+            await answer(
                 send,
                 503,
                 {
@@ -105,7 +92,7 @@ class CredentialGuard:
         if not engine.restricts(kind=kind, name=name):
             await self.app(scope, receive, send)
             return
-        ti_id = await self._task_instance_id(scope)
+        ti_id = await self._tokens.task_instance_id(scope)
         if ti_id is None:
             await self.app(scope, receive, send)  # Airflow refuses the token itself
             return
@@ -116,43 +103,11 @@ class CredentialGuard:
             await self.app(scope, receive, send)
             return
         log.warning("policyzones: %s (try %s)", verdict.message, ti_id)
-        await _answer(send, 403, _refusal(verdict))
+        await answer(send, 403, _refusal(verdict))
 
     @property
     def enabled(self) -> bool:
         return config.enabled() if self._enabled is None else self._enabled
-
-    async def _task_instance_id(self, scope: Scope) -> str | None:
-        """The ``sub`` of a valid execution-scope token, validated by the execution API's own
-        validator (same keys, audience, issuer and leeway as Airflow's routes)."""
-        token = _bearer(scope)
-        if token is None:
-            return None
-        if self._validator is None:
-            from airflow.api_fastapi.execution_api.app import _jwt_validator
-
-            self._validator = _jwt_validator()  # type: ignore[no-untyped-call]
-        try:
-            claims = await self._validator.avalidated_claims(token, {})
-        except Exception:
-            return None
-        from airflow.api_fastapi.execution_api.datamodels.token import TIClaims
-
-        try:
-            parsed = TIClaims(**{"scope": "execution", **claims})
-        except Exception:
-            return None
-        if parsed.scope != "execution":
-            return None
-        return str(claims["sub"])
-
-
-def _bearer(scope: Scope) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return None
 
 
 def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str) -> CredentialVerdict:
@@ -176,18 +131,11 @@ def _refusal(verdict: CredentialVerdict) -> dict[str, Any]:
     }
 
 
-async def _answer(send: Send, status: int, detail: dict[str, Any]) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 def root_middlewares() -> list[dict[str, Any]]:
-    """What the plugin registers as ``fastapi_root_middlewares``."""
-    return [{"middleware": CredentialGuard, "args": [], "kwargs": {}, "name": "policyzones credentials"}]
+    """What the plugin registers as ``fastapi_root_middlewares``: the checks on the execution API."""
+    from airflow_policyzones.api.success_guard import SuccessGuard
+
+    return [
+        {"middleware": CredentialGuard, "args": [], "kwargs": {}, "name": "policyzones credentials"},
+        {"middleware": SuccessGuard, "args": [], "kwargs": {}, "name": "policyzones undecided success"},
+    ]

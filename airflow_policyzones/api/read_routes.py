@@ -97,6 +97,7 @@ RuleValue = Literal[
     "undeclared_input",
     "connection_not_allowed",
     "variable_not_allowed",
+    "undecided_run",
     "claims_differ_from_parsed_dag",
 ]
 

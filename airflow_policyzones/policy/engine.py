@@ -56,6 +56,9 @@ class Rule(str, Enum):
     CLAIMS_DIFFER_FROM_PARSED_DAG = "claims_differ_from_parsed_dag"
     """The zone or inlets a worker claimed for a try are not those of the task the dag-processor
     parsed (its serialized DAG): the worker's copy of the DAG cannot be believed."""
+    UNDECIDED_RUN = "undecided_run"
+    """A try reported success without a decision that let it run: the check in its task process
+    was removed or gone around (the api-server fails the try instead)."""
 
 
 class Outcome(str, Enum):
@@ -791,6 +794,27 @@ class PolicyEngine:
     def unlisted_allowed(self, *, kind: CredentialKind) -> bool:
         """Whether ids no pattern matches are served to every task."""
         return self._credentials[kind].unlisted_allowed
+
+    def decide_undecided_run(
+        self, *, task: TaskContext, zone: str | None, recorded: str | None, now: datetime | None = None
+    ) -> Decision:
+        """A try of ``task`` reported success, but its recorded decision is ``recorded`` (an outcome
+        that did not let it run, or ``None``: it has none). Denied in an enforce zone (the try is
+        failed), recorded in a dry_run zone; no exemption covers it (it names no input)."""
+        what = "without a decision" if recorded is None else f"although its decision was {recorded!r}"
+        finding = Finding(
+            (Rule.UNDECIDED_RUN,),
+            None,
+            f"task {task.dag_id}.{task.task_id} reported success {what}: the zone check in its task "
+            "process did not run or was gone around, so nothing it read was checked",
+            "remove the DAG code that drops or replaces the task's pre-execute check (an operator "
+            "overriding pre_execute, render_template_fields or prepare_for_execution, a macro, "
+            "monkeypatching), then clear the task to run it again",
+        )
+        compiled = self._zones.get(zone) if zone is not None else None
+        if compiled is None:
+            return Decision(Outcome.DENY, zone, None, self.version, (finding,))
+        return self._judge(compiled, task, [finding], now)
 
     def _deny_credential(
         self, zone: str | None, rules: tuple[Rule, ...], ref: str, reason: str, remediation: str

@@ -110,13 +110,15 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     tags=[zone_tag("content_recommendations")],
+    default_args={"retries": 2},  # a refused success fails the try at once all the same
 ):
 
     @task(inlets=[Asset("s3://lake/raw/purchases/daily")])
     def sneak() -> None:
         leave_evidence("recs_bypass_attempt.sneak")
 
-    sneak() >> EmptyOperator(task_id="named_empty")
+    sneak()  # independent: the api-server fails each bypassing try on its own
+    EmptyOperator(task_id="named_empty")
     TeamMarker(task_id="team_marker")
     ExternalTaskMarker(task_id="external_marker", external_dag_id="elsewhere", external_task_id="t")
 '''

@@ -227,15 +227,27 @@ def test_burst_of_violations_is_recorded_exactly_once_per_try(deployment: Deploy
     assert {v["rule"] for v in violations} == {"category_not_allowed"}
 
 
-def test_a_monkeypatching_bypass_runs_but_the_audit_reports_it(deployment: Deployment) -> None:
+def test_a_monkeypatching_bypass_runs_its_body_but_cannot_succeed_and_the_audit_reports_it(
+    deployment: Deployment,
+) -> None:
     started = datetime.now(timezone.utc) - timedelta(hours=1)
     deployment.wait_for_dags({"recs_bypass_attempt"})
     run_id = deployment.trigger("recs_bypass_attempt")
-    assert deployment.wait_for_runs({"recs_bypass_attempt": run_id}) == {"recs_bypass_attempt": "success"}
+    assert deployment.wait_for_runs({"recs_bypass_attempt": run_id}) == {"recs_bypass_attempt": "failed"}
     evidence: Path = deployment.evidence  # type: ignore[attr-defined]
-    assert (evidence / "recs_bypass_attempt.sneak").exists(), "the documented bypass works"
+    # The body ran (removing the check in the task process is possible)...
+    assert (evidence / "recs_bypass_attempt.sneak").exists(), "the documented bypass runs its body"
     assert (evidence / "recs_bypass_attempt.named_empty").exists()
-    assert deployment.query("SELECT id FROM policyzones_decision WHERE run_id = :r", r=run_id) == []
+    # ...but the api-server refused its success: failed, with the reason recorded on the try.
+    refused = deployment.query(
+        "SELECT v.task_id, v.rule, v.outcome, d.claims_digest FROM policyzones_violation v "
+        "JOIN policyzones_decision d ON d.id = v.decision_id WHERE v.run_id = :r ORDER BY v.task_id",
+        r=run_id,
+    )
+    assert [(row["task_id"], row["rule"], row["outcome"]) for row in refused] == [
+        ("named_empty", "undecided_run", "deny"),
+        ("sneak", "undecided_run", "deny"),
+    ]
 
     audit = subprocess.run(
         [str(VENV_BIN / "policyzones"), "audit", "--since", started.isoformat(), "--format", "json"],
@@ -254,9 +266,13 @@ def test_a_monkeypatching_bypass_runs_but_the_audit_reports_it(deployment: Deplo
         ("recs_bypass_attempt", "sneak", run_id, 1),
     ]
     states = deployment.task_instances("recs_bypass_attempt", run_id)
-    assert {task_id: ti["state"] for (task_id, _), ti in states.items()} == dict.fromkeys(
-        ("sneak", "named_empty", "team_marker", "external_marker"), "success"
-    )
+    assert {task_id: ti["state"] for (task_id, _), ti in states.items()} == {
+        "sneak": "failed",
+        "named_empty": "failed",
+        "team_marker": "success",
+        "external_marker": "success",
+    }
+    assert states[("sneak", -1)]["try_number"] == 1  # failed at once, although it has retries
 
 
 # --- reads the task really makes: hooks and object storage, no inlets declared ------------------------

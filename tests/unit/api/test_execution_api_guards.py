@@ -1,12 +1,14 @@
-"""Connections and variables on the api-server: Airflow's own api-server app (execution API and
-plugins, as ``airflow api-server`` builds it), tokens from Airflow's own execution-token generator,
-real SQLite and PostgreSQL metadata databases."""
+"""The provider's checks around Airflow's execution API: connections and variables served only to
+zones that may use them, and success only for a try that was decided. Airflow's own api-server
+app (execution API and plugins, as ``airflow api-server`` builds it), tokens from Airflow's own
+execution-token generator, real SQLite and PostgreSQL metadata databases."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from airflow_policyzones.api.credentials import CredentialGuard, credential_request
 from airflow_policyzones.api.schema import DecisionRequest, TaskInstanceIdentity
+from airflow_policyzones.api.success_guard import SuccessGuard, state_report
 from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesViolation
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.service import decide_and_record
@@ -285,3 +288,119 @@ def test_disabled_enforcement_serves_everything(
     identity, ti_id = _ti("recs_dag")
     _decide(identity, "recs", policy)
     assert client.get("/execution/connections/warehouse_raw", headers=_token(ti_id)).status_code == 200
+
+
+# --- success only for a try that was decided ------------------------------------------------------
+
+END = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc).isoformat()
+
+
+def _report(client: TestClient, ti_id: str, state: str = "success", **extra: Any) -> Any:
+    body: dict[str, Any] = {"state": state, "end_date": END, **extra}
+    if state == "success":
+        body.setdefault("task_outlets", [])
+        body.setdefault("outlet_events", [])
+    return client.patch(f"/execution/task-instances/{ti_id}/state", json=body, headers=_token(ti_id))
+
+
+def _state(ti_id: str) -> str | None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.scalar(sa.select(TaskInstance.state).where(TaskInstance.id == uuid.UUID(ti_id)))
+
+
+def test_the_guard_is_mounted_around_the_execution_api(client: TestClient) -> None:
+    assert SuccessGuard in [m.cls for m in client.app.user_middleware]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            "/execution/task-instances/0190b7c4-8c2f-7a61-9b43-0f3cc4fa0c11/state",
+            "0190b7c4-8c2f-7a61-9b43-0f3cc4fa0c11",
+        ),
+        ("/execution/task-instances/0190b7c4-8c2f-7a61-9b43-0f3cc4fa0c11/run", None),
+        ("/execution/task-instances/0190b7c4-8c2f-7a61-9b43-0f3cc4fa0c11/state/x", None),
+        ("/api/v2/task-instances/0190b7c4-8c2f-7a61-9b43-0f3cc4fa0c11/state", None),
+    ],
+)
+def test_state_report(path: str, expected: str | None) -> None:
+    assert state_report(path) == expected
+
+
+def test_a_try_without_a_decision_is_failed_instead_and_the_refusal_recorded(client: TestClient) -> None:
+    identity, ti_id = _ti("recs_dag")
+
+    response = _report(client, ti_id)
+
+    assert response.status_code == 204, response.text
+    assert _state(ti_id) == "failed"
+    assert _violations(identity) == [("undecided_run", None, "deny")]
+    row = _decision(identity)
+    assert row is not None and row.outcome == "deny" and not row.allowed and row.zone is None
+    # A repeated report (the supervisor retries) records nothing more; the try stays failed.
+    assert _report(client, ti_id).status_code in (200, 204, 409)
+    assert _violations(identity) == [("undecided_run", None, "deny")]
+
+
+def test_a_try_whose_decision_allowed_it_succeeds(client: TestClient, policy: PolicyEngine) -> None:
+    identity, ti_id = _ti("recs_dag")
+    _decide(identity, "recs", policy)
+
+    assert _report(client, ti_id).status_code == 204
+    assert _state(ti_id) == "success"
+    assert _violations(identity) == []
+
+
+def test_a_denied_try_that_reports_success_is_failed(client: TestClient, policy: PolicyEngine) -> None:
+    identity, ti_id = _ti("recs_dag")
+    refused = client.get("/execution/variables/ads_budget", headers=_token(ti_id))  # denied mid-run
+    assert refused.status_code == 403
+    _decide(identity, "recs", policy)
+
+    assert _report(client, ti_id).status_code == 204
+    assert _state(ti_id) == "failed"
+    assert _violations(identity) == [
+        ("variable_not_allowed", "variable:ads_budget", "deny"),
+        ("undecided_run", None, "deny"),
+    ]
+
+
+def test_in_a_dry_run_zone_the_success_stands_and_the_violation_is_recorded(client: TestClient) -> None:
+    _tag("mkt_dag", "policyzone:marketing")
+    identity, ti_id = _ti("mkt_dag")
+
+    assert _report(client, ti_id).status_code == 204
+    assert _state(ti_id) == "success"
+    assert _violations(identity) == [("undecided_run", None, "dry_run")]
+
+
+def test_other_states_and_other_tokens_are_left_to_airflow(client: TestClient) -> None:
+    identity, ti_id = _ti("recs_dag")
+    assert _report(client, ti_id, state="failed").status_code == 204
+    assert _state(ti_id) == "failed"
+    assert _violations(identity) == []
+
+    identity, ti_id = _ti("recs_dag")
+    other, other_ti = _ti("recs_dag")
+    response = client.patch(
+        f"/execution/task-instances/{ti_id}/state",
+        json={"state": "success", "end_date": END, "task_outlets": [], "outlet_events": []},
+        headers=_token(other_ti),  # another try's token: Airflow refuses it (ti:self)
+    )
+    assert response.status_code == 403, response.text
+    assert _state(ti_id) == "running"
+    assert _violations(identity) == [] and _violations(other) == []
+
+
+def test_disabled_enforcement_lets_every_success_through(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__POLICYZONES__ENABLED", "False")
+    identity, ti_id = _ti("recs_dag")
+    assert _report(client, ti_id).status_code == 204
+    assert _state(ti_id) == "success"
+    assert _violations(identity) == []

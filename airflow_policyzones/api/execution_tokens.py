@@ -1,0 +1,81 @@
+"""What the provider's root middlewares share around Airflow's execution API: the try a request's
+execution token names, and a JSON answer of their own.
+
+The execution API authenticates a task's supervisor with a token the scheduler issued for one
+task-instance try (``sub`` = the task instance id). The middlewares validate it with the execution
+API's own validator (same keys, audience, issuer and leeway as Airflow's routes); a token that does
+not validate is left to Airflow, which refuses it itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.tokens import JWTValidator
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ExecutionTokens:
+    """Validates execution tokens; the validator is built on first use (after Airflow's config)."""
+
+    def __init__(self) -> None:
+        self._validator: JWTValidator | None = None
+
+    async def task_instance_id(self, scope: Scope) -> str | None:
+        """The ``sub`` of the request's valid execution-scope token, else ``None``."""
+        token = _bearer(scope)
+        if token is None:
+            return None
+        if self._validator is None:
+            from airflow.api_fastapi.execution_api.app import _jwt_validator
+
+            self._validator = _jwt_validator()  # type: ignore[no-untyped-call]
+        try:
+            claims = await self._validator.avalidated_claims(token, {})
+        except Exception:
+            return None
+        from airflow.api_fastapi.execution_api.datamodels.token import TIClaims
+
+        try:
+            parsed = TIClaims(**{"scope": "execution", **claims})
+        except Exception:
+            return None
+        if parsed.scope != "execution":
+            return None
+        return str(claims["sub"])
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path below the api-server's root path."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def answer(send: Send, status: int, detail: dict[str, Any]) -> None:
+    """Answer the request with ``{"detail": detail}`` (the shape of Airflow's own errors)."""
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,51 @@
+"""A try may succeed only with a decision that let it run.
+
+The zone check runs in the task process, where DAG code runs too: an operator can drop its
+pre-execute hook, a macro can remove it while the task renders. Whatever happened there, the
+try's success is reported to the api-server (``PATCH /execution/task-instances/{id}/state``), and
+there :func:`check_success` asks whether the try has a recorded decision that allowed it. If not,
+the refusal is recorded on the try (rule ``undecided_run``) and, in an enforce zone, the api-server
+records the try as failed instead (:mod:`airflow_policyzones.api.success_guard`): no success, no
+asset events, no downstream run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from airflow_policyzones.credentials import dag_zone, lookup_try, record_server_decision
+from airflow_policyzones.db.models import decision_of_try
+from airflow_policyzones.service import CREDENTIALS_ONLY
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from airflow_policyzones.policy.engine import Decision, PolicyEngine
+
+
+def check_success(
+    *, session: Session, engine: PolicyEngine, ti_id: str, now: datetime | None = None
+) -> Decision | None:
+    """``None`` when the try ``ti_id`` (a task instance id, as in its execution token) may succeed:
+    it has a decision that allowed it, or no such task instance exists (Airflow answers that).
+    Otherwise the decision recorded about it (``allowed`` is false in an enforce zone: fail the
+    try). Commits the session when it records something."""
+    found = lookup_try(session, ti_id)
+    if found is None:
+        return None
+    identity, task, _ = found
+    row = session.scalar(decision_of_try(**identity.model_dump()).with_for_update())
+    decided = row is not None and row.claims_digest != CREDENTIALS_ONLY
+    if decided and row is not None and row.allowed:
+        session.rollback()  # release the row lock
+        return None
+    moment = now or datetime.now(timezone.utc)
+    zone = row.zone if row is not None else dag_zone(task.tags)
+    decision = engine.decide_undecided_run(
+        task=task, zone=zone, recorded=row.outcome if decided and row is not None else None, now=moment
+    )
+    zone_source = row.zone_source if row is not None else ("dag" if zone is not None else "none")
+    record_server_decision(session, row, identity, decision, zone_source=zone_source, decided_at=moment)
+    session.commit()
+    return decision
