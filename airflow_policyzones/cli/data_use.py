@@ -165,7 +165,8 @@ def render_text(report: DataUseEvidence) -> list[str]:
             f"{_when(use.first_at)} .. {_when(use.last_at)}"
         )
         lines.append(f"      allowed by: {use.basis_text}")
-        lines.append(f"      path:       {use.path_text or 'source data (labeled by the catalog)'}")
+        later = "" if use.path_as_of_use else "  (written after this use; the records hold no earlier write)"
+        lines.append(f"      path:       {use.path_text or 'source data (labeled by the catalog)'}{later}")
     if not report.uses:
         lines.append("  none")
     lines += ["", f"Blocked attempts ({report.blocked_total:,}):"]

@@ -49,7 +49,7 @@ from airflow_policyzones.db.models import (
 )
 from airflow_policyzones.policy.engine import AssetLabels, InputRef, Outcome
 from airflow_policyzones.policy_history import short_version
-from airflow_policyzones.propagation import derivation_path, render_derivation
+from airflow_policyzones.propagation import DerivationHop, derivation_path, render_derivation
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -442,14 +442,16 @@ def _uses(session: Session, policy: PolicyEngine, tally: _Tally) -> list[Allowed
         moment = _utc(group.last.decided_at)
         if key in latest or len(latest) < MAX_PATHS:
             latest[key] = max(moment, latest.get(key, moment))
-    paths = {
-        key: derivation_path(session, InputRef(key[0], key[1]), before=moment)  # type: ignore[arg-type]
-        for key, moment in latest.items()
-    }
+    paths: dict[tuple[str, str], tuple[list[DerivationHop], bool]] = {}
+    for key, moment in latest.items():
+        ref = InputRef(key[0], key[1])  # type: ignore[arg-type]
+        hops = derivation_path(session, ref, before=moment)
+        # Nothing written before the use (its writer ran later): the path recorded since.
+        paths[key] = (hops, True) if hops else (derivation_path(session, ref), False)
     uses = []
     for group in groups:
         row = group.row
-        hops = paths.get((row.namespace, row.name), [])
+        hops, as_of_use = paths.get((row.namespace, row.name), ([], True))
         origins, reclassifiers = sorted(row.origins or ()), sorted(row.reclassified_by or ())
         exemption = None
         if group.basis == "exemption" and row.exemption:
@@ -496,6 +498,7 @@ def _uses(session: Session, policy: PolicyEngine, tally: _Tally) -> list[Allowed
                     for hop in hops
                 ],
                 path_text=render_derivation(hops),
+                path_as_of_use=as_of_use or not hops,
             )
         )
     return uses
@@ -755,11 +758,16 @@ def _form(use: AllowedUse, *, policy: PolicyEngine, with_zone: bool) -> str:
         text += f", by {use.basis_text}"
     elif use.basis == "dry_run":
         text += ", in dry-run (recorded as a violation, the task ran)"
-    elif use.reclassifiers:
-        text += f", through reclassifier {', '.join(use.reclassifiers)}"
+    elif use.reclassifiers or _path_reclassifiers(use):
+        text += f", through reclassifier {', '.join(use.reclassifiers or _path_reclassifiers(use))}"
     else:
         text += f", {use.basis_text}" if use.basis == "sanctioned_flow" else ", allowed by the zone"
     return f"in {use.zone}: {text}" if with_zone else text
+
+
+def _path_reclassifiers(use: AllowedUse) -> list[str]:
+    """Reclassifiers on the input's derivation path (its labels may come from the catalog too)."""
+    return sorted({step.reclassifier for step in use.path if step.reclassifier})
 
 
 def _verdict(

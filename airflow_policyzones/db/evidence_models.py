@@ -92,6 +92,9 @@ class AllowedUse(_Model):
     """How the input got its labels, newest write first (empty: labeled source data)."""
     path_text: str | None
     """The same path as violations show it (``a (written by d.t in z) ← b``)."""
+    path_as_of_use: bool = True
+    """The path is the one recorded before the last use; ``False``: nothing was written to the
+    input before it (its writer ran later), so the path is the one recorded since."""
 
 
 class BlockedAttempt(_Model):

@@ -100,7 +100,10 @@ def render_evidence_html(evidence: DataUseEvidence, *, policy: PolicyOut) -> str
             use.runs,
             use.tries,
             f"{use.first_at:%Y-%m-%d %H:%M} to {use.last_at:%Y-%m-%d %H:%M}",
-            Markup('<span class="mono">{}</span>').format(use.path_text or "source data (catalog labels)"),
+            Markup('<span class="mono">{}</span>{}').format(
+                use.path_text or "source data (catalog labels)",
+                "" if use.path_as_of_use else " (written after this use)",
+            ),
         ]
         for use in evidence.uses
     )

@@ -21,7 +21,7 @@ from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.loader import load_policy_bytes
 from airflow_policyzones.propagation import record_outputs
 from airflow_policyzones.service import decide_and_record
-from tests.support.airflow_db import Prepared, create_run
+from tests.support.airflow_db import Prepared, create_run, parsed_as
 from tests.unit.db.test_propagation import RECLASSIFYING_POLICY
 from tests.unit.db.test_service import CLICKS, PURCHASES, request_for
 
@@ -96,9 +96,16 @@ def ask(policy: PolicyEngine, day: datetime, **kwargs: Any) -> DataUseEvidence:
 def consented(policy: PolicyEngine, day: datetime) -> str:
     """ads_dag.read (the reclassifier ads_consent_filter) writes consented aggregates of purchases."""
     output = f"s3://lake/consented/{uuid.uuid4().hex}/part-0"
-    run_id, _ = decide(policy, "ads_dag", zone="ads", inputs=[PURCHASES], at=day + timedelta(hours=1))
-    write(policy, "ads_dag", run_id, [output], day + timedelta(hours=1, minutes=5))
+    reclassify(policy, output, at=day + timedelta(hours=1))
     return output
+
+
+def reclassify(policy: PolicyEngine, output: str, *, at: datetime) -> None:
+    """A running try of ads_dag.read (declaring the purchases and ``output``) decided, then its write."""
+    run_id = create_run("ads_dag")
+    parsed_as("ads_dag", run_id, zone="ads", inlets=[PURCHASES], outlets=[output])
+    decide(policy, "ads_dag", zone="ads", inputs=[PURCHASES], at=at, run_id=run_id)
+    write(policy, "ads_dag", run_id, [output], at + timedelta(minutes=5))
 
 
 def test_reclassified_use_and_blocked_raw_reads(
@@ -335,3 +342,20 @@ def test_bad_questions(
 def test_an_empty_period(backend: Prepared, policy: PolicyEngine, day: datetime) -> None:
     with pytest.raises(EvidenceQueryError, match="empty period"):
         ask(policy, day, category="purchase_events", until=day)
+
+
+def test_a_path_written_after_the_use_is_shown_as_such(
+    backend: Prepared, policy: PolicyEngine, day: datetime
+) -> None:
+    """The reader ran before the reclassifier wrote (the catalog labels the output already)."""
+    output = "s3://lake/derived/consented_daily/" + uuid.uuid4().hex
+    decide(policy, "ai_dag", zone="ai", inputs=[output], at=day + timedelta(hours=1))
+    reclassify(policy, output, at=day + timedelta(hours=2))
+    report = ask(policy, day, category="purchase_events", zone="ai")
+    [use] = report.uses
+    assert (use.basis, use.reclassifiers, use.path_as_of_use) == ("zone", [], False)
+    assert use.path_text == f"{output} (written by ads_dag.read in ads) ← {PURCHASES}"
+    assert report.verdict.startswith(
+        "purchase_events reached ai only as aggregated data consented for ai, through reclassifier "
+        "ads_consent_filter; 0 other uses"
+    )
