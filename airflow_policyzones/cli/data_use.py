@@ -191,6 +191,7 @@ def render_text(report: DataUseEvidence) -> list[str]:
         lines.append("  nothing")
     lines += ["", "Completeness: " + completeness.statement]
     lines += [f"  ! {caveat}" for caveat in completeness.caveats]
+    lines += [f"  - {note}" for note in completeness.notes]
     lines.append(f"  decisions recorded in the period: {completeness.decisions_in_period:,}")
     first = completeness.first_decision_at
     lines.append(f"  first recorded decision: {_when(first) if first else 'none ever'}")

@@ -531,7 +531,7 @@ def _matrix(policy: PolicyEngine, rows: Sequence[Any]) -> list[FlowCell]:
     """Reads of the asked data in the asked zones (every zone when none was asked), per origin
     zone and category: how many reached the zone and how many were blocked (:func:`_classify`,
     one count per recorded input row)."""
-    cells: dict[tuple[str, str, str], list[Any]] = {}
+    cells: dict[tuple[str, str, str, bool], list[int]] = {}
     for row in rows:
         if row.zone is None or row.category is None:
             continue
@@ -539,16 +539,14 @@ def _matrix(policy: PolicyEngine, rows: Sequence[Any]) -> list[FlowCell]:
         origins = sorted(set(row.origins or ()) - {row.zone}) or [SOURCE_ORIGIN]
         via = frozenset(row.reclassified_by or ())
         for origin in origins:
-            cell = cells.setdefault((origin, row.zone, row.category), [0, 0, False])
+            forbidden = _forbidden(policy, origin=origin, zone=row.zone, category=row.category, via=via)
+            cell = cells.setdefault((origin, row.zone, row.category, forbidden), [0, 0])
             cell[0 if basis is not None else 1] += 1
-            cell[2] = cell[2] or _forbidden(
-                policy, origin=origin, zone=row.zone, category=row.category, via=via
-            )
     return [
         FlowCell(
             origin=origin, zone=zone, category=category, reads=reads, blocked=blocked, forbidden=forbidden
         )
-        for (origin, zone, category), (reads, blocked, forbidden) in sorted(cells.items())
+        for (origin, zone, category, forbidden), (reads, blocked) in sorted(cells.items())
     ]
 
 
@@ -643,11 +641,6 @@ def _completeness(session: Session, scope: _Scope, *, tally: _Tally, place: str)
             f"The whole period lies before the provider's first recorded decision ({first_at.isoformat()}): "
             "it was not installed (or not recording) then, so the records say nothing about it."
         )
-    elif scope.start < first_at:
-        caveats.append(
-            f"The period starts before the provider's first recorded decision ({first_at.isoformat()}): "
-            "nothing is known about the time before it."
-        )
     enabled = config.enabled()
     if not enabled:
         caveats.append(
@@ -660,6 +653,19 @@ def _completeness(session: Session, scope: _Scope, *, tally: _Tally, place: str)
         for item in unchecked_tries(session=session, since=scope.start, dag_ids=readable)
         if item.start_date is None or _utc(item.start_date) < scope.end
     ]
+    notes: list[str] = []
+    if first_at is not None and scope.start < first_at < scope.end:
+        gap = f"The period starts before the provider's first recorded decision ({first_at.isoformat()})"
+        early = [
+            item for item in unchecked if item.start_date is not None and _utc(item.start_date) < first_at
+        ]
+        if early:
+            caveats.append(f"{gap}, and {len(early):,} task tries started before it: they ran unchecked.")
+        else:
+            notes.append(
+                f"{gap}; no task try Airflow still records started before it (tries removed by "
+                "`airflow db clean` would not show)."
+            )
     if unchecked:
         caveats.append(
             f"{len(unchecked):,} task tr{'y' if len(unchecked) == 1 else 'ies'} started in the period "
@@ -711,6 +717,7 @@ def _completeness(session: Session, scope: _Scope, *, tally: _Tally, place: str)
         complete=not caveats,
         statement=statement,
         caveats=caveats,
+        notes=notes,
         decisions_in_period=in_period,
         first_decision_at=first_at,
         enforcement_enabled=enabled,

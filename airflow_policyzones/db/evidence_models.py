@@ -128,7 +128,9 @@ class FlowCell(_Model):
     """Reads that reached the zone (allowed, exempted, dry-run)."""
     blocked: int
     forbidden: bool
-    """The policy (the one this report ran with) does not sanction ``origin`` → ``zone`` for it."""
+    """The policy (the one this report ran with) does not let this data into ``zone`` from
+    ``origin`` (with the reclassifier passes it had); forbidden and sanctioned reads of the same
+    origin, zone and category are two cells."""
 
 
 class PolicyVersionInForce(_Model):
@@ -186,6 +188,9 @@ class Completeness(_Model):
     statement: str
     caveats: list[str]
     """One sentence per gap found."""
+    notes: list[str] = []
+    """Facts about the period that do not weaken the answer (e.g. it starts before the first
+    recorded decision, but no task try started before that)."""
     decisions_in_period: int
     """Decisions recorded in the period (every zone, readable DAGs)."""
     first_decision_at: datetime | None

@@ -40,16 +40,20 @@ def render_flow_map(evidence: DataUseEvidence, *, policy: PolicyOut, standalone:
     """The policy's zone map with the observed flows of ``evidence.matrix`` drawn over it (one
     arrow per origin zone → reading zone, red when the policy forbids it) and, under each zone,
     how many reads of source data (no origin zone) reached it or were blocked. An ``<svg>``."""
-    flows: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    flows: dict[tuple[str, str, bool], list[int]] = defaultdict(lambda: [0, 0, 0])
     notes: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for cell in evidence.matrix:
-        target = notes[cell.zone] if cell.origin == SOURCE_ORIGIN else flows[cell.origin, cell.zone]
+        target = (
+            notes[cell.zone]
+            if cell.origin == SOURCE_ORIGIN
+            else flows[cell.origin, cell.zone, cell.forbidden]
+        )
         target[0] += cell.reads
         target[1] += cell.blocked
         target[2] |= int(cell.forbidden)
     observed = [
         ObservedFlow(source, target, _counts(reads, blocked), forbidden=bool(forbidden))
-        for (source, target), (reads, blocked, forbidden) in sorted(flows.items())
+        for (source, target, _), (reads, blocked, forbidden) in sorted(flows.items())
     ]
     lines = {
         zone: ("source data: " + _counts(reads, blocked), bool(forbidden and reads) or bool(blocked))
@@ -151,6 +155,9 @@ def render_evidence_html(evidence: DataUseEvidence, *, policy: PolicyOut) -> str
         for item in completeness.blind_tasks
     )
     caveats = Markup("").join(Markup("<li>{}</li>").format(item) for item in completeness.caveats)
+    caveats += Markup("").join(
+        Markup('<li class="muted">{}</li>').format(item) for item in completeness.notes
+    )
     limits = Markup("").join(Markup("<li>{}</li>").format(item) for item in evidence.limits)
     more_blocked = (
         Markup('<p class="muted">{:,} blocked attempts in all; the newest {:,} are listed.</p>').format(
