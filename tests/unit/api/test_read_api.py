@@ -25,7 +25,7 @@ from airflow_policyzones.api.read_routes import MAX_LIMIT, RuleValue, encode_cur
 from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.engine import Rule
-from tests.support.airflow_db import JWT_SECRET, Prepared, create_run
+from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
 
 pytestmark = pytest.mark.integration
 
@@ -83,9 +83,11 @@ def _decide(
 
     from airflow_policyzones.service import decide_and_record
 
+    run_id = create_run(dag_id)
+    parsed_as(dag_id, run_id, zone=zone, inlets=inputs)  # the task declares what its try claims
     request = DecisionRequest.model_validate(
         {
-            "task": {"dag_id": dag_id, "task_id": "read", "run_id": create_run(dag_id), "try_number": 1},
+            "task": {"dag_id": dag_id, "task_id": "read", "run_id": run_id, "try_number": 1},
             "zone": zone,
             "zone_source": "dag",
             "inputs": [{"namespace": "asset", "name": name} for name in inputs],
