@@ -118,6 +118,16 @@ RULE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
         "The api-server refuses the variable to tries in zones whose purpose may not use it "
         "(policy 'variables:').",
     ),
+    Rule.CLAIMS_DIFFER_FROM_PARSED_DAG.value: (
+        "What a running task claimed (zone, inlets) differs from what the dag-processor parsed.",
+        "The decision service decides on the DAG as parsed (and shown in the UI); a task whose "
+        "runtime claims differ is denied, with both shown.",
+    ),
+    Rule.UNDECIDED_RUN.value: (
+        "A task reported success without a decision that let it run.",
+        "The zone check in the task process was removed or gone around; the api-server records "
+        "the try as failed instead of successful (recorded only, in a dry_run zone).",
+    ),
 }
 """One SARIF rule per engine rule (a test keeps this in step with :class:`Rule`)."""
 

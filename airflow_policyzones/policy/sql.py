@@ -1242,8 +1242,10 @@ class _Script:
 
     def _error(self, statement: exp.Expr, refused: _Refused, *, position: int) -> SqlParseError:
         text = " ".join(statement.sql(dialect=self.dialect).split())
-        line, column = _where(refused.node)
-        if line is None:  # some nodes carry no position: point at the statement
+        # Some nodes carry no position, and a block the parser could not fill holds none at all
+        # (T-SQL 'IF VALUES'): point at the statement.
+        line, column = _where(refused.node) if refused.node is not None else (None, None)
+        if line is None:
             line, column = _where(statement)
         where = f", at line {line}, column {column}" if line is not None else ""
         fix = refused.fix or (

@@ -22,7 +22,7 @@ from airflow_policyzones.api.success_guard import SuccessGuard, state_report
 from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesViolation
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.service import decide_and_record
-from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, create_run
+from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, create_run, parsed_as
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,10 @@ def _token(ti_id: str) -> dict[str, str]:
 
 
 def _decide(identity: TaskInstanceIdentity, zone: str | None, engine: PolicyEngine) -> None:
+    """The try's pre-execute decision, for a task the dag-processor parsed in ``zone``."""
     from airflow.utils.session import create_session
+
+    parsed_as(identity.dag_id, identity.run_id, zone=zone)
 
     request = DecisionRequest.model_validate(
         {"task": identity.model_dump(), "zone": zone, "zone_source": "dag" if zone else "none", "inputs": []}

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from airflow_policyzones.api.schema import DECISIONS_PATH
 from airflow_policyzones.api.tokens import sign_worker_token
 from airflow_policyzones.policy import PolicyEngine
-from tests.support.airflow_db import JWT_SECRET, Prepared, create_run
+from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
 
 
 def test_importing_the_plugin_does_not_build_the_app() -> None:
@@ -52,6 +52,7 @@ def test_airflows_api_server_app_serves_the_decision_service(
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)
     monkeypatch.setenv("AIRFLOW__POLICYZONES__POLICY_FILE", str(policy_path))
     run_id = create_run("ads_dag")
+    parsed_as("ads_dag", run_id, zone="ads", inlets=["s3://lake/raw/purchases/x"])
     task = {"dag_id": "ads_dag", "task_id": "read", "run_id": run_id, "map_index": -1, "try_number": 1}
     from airflow_policyzones.api.schema import TaskInstanceIdentity
 

@@ -361,7 +361,7 @@ def run_context(dag_id: str, run_id: str, inlets: list[str]) -> dict[str, Any]:
 @pytest.mark.integration
 def test_the_hook_over_http_denies_and_allows(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's path: ORM blocked, one HTTP request, the service decides with the DB's identity."""
-    from tests.support.airflow_db import create_run
+    from tests.support.airflow_db import create_run, parsed_as
 
     monkeypatch.setattr(hook_module, "orm_available", lambda: False)
     monkeypatch.setattr(hook_module, "current_settings", lambda: settings(service))
@@ -369,6 +369,7 @@ def test_the_hook_over_http_denies_and_allows(service: str, monkeypatch: pytest.
     hook = make_hook(chained=lambda context: author_calls.append(context["ti"].run_id))
 
     denied_run = create_run("recs_dag")
+    parsed_as("recs_dag", denied_run, zone="recs", inlets=[PURCHASES])  # as the dag-processor saw it
     with pytest.raises(ZoneViolation) as caught:
         hook(run_context("recs_dag", denied_run, [PURCHASES]))
     message = str(caught.value)
@@ -376,6 +377,7 @@ def test_the_hook_over_http_denies_and_allows(service: str, monkeypatch: pytest.
     assert author_calls == []
 
     allowed_run = create_run("recs_dag")
+    parsed_as("recs_dag", allowed_run, zone="recs", inlets=["s3://lake/unknown/but/unlabeled_allow"])
     hook(run_context("recs_dag", allowed_run, ["s3://lake/unknown/but/unlabeled_allow"]))
     assert author_calls == [allowed_run]
 
@@ -397,13 +399,16 @@ def test_the_hook_over_http_fails_closed_for_an_unknown_task_instance(
 def test_a_pre_recorded_allow_does_not_cover_different_claims(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.support.airflow_db import create_run
+    from tests.support.airflow_db import create_run, parsed_as
 
     monkeypatch.setattr(hook_module, "orm_available", lambda: False)
     run_id = create_run("recs_dag")
-    # Someone else's code asks first for the victim's try, claiming no inputs: allowed and recorded.
-    enforce(run_context("recs_dag", run_id, []), settings=settings(service))
-    # The real task then declares a forbidden input: it must not run on the stored 'allow'.
+    parsed_as("recs_dag", run_id, zone="recs", inlets=[PURCHASES])
+    # Someone else's code asks first for the victim's try, claiming no inputs: the claims differ
+    # from the parsed DAG, so that is denied (and recorded for those claims).
+    with pytest.raises(ZoneViolation, match="claims_differ_from_parsed_dag"):
+        enforce(run_context("recs_dag", run_id, []), settings=settings(service))
+    # The real task then asks with what it declares: it never runs on the stored answer.
     with pytest.raises(DecisionUnavailable, match=r"HTTP 409.*different claims"):
         enforce(run_context("recs_dag", run_id, [PURCHASES]), settings=settings(service))
 

@@ -398,7 +398,34 @@ def test_every_rule_id_is_covered_by_the_table() -> None:
     covered |= {Rule.UNCHECKABLE_INPUT.value}  # test_uncheckable_input
     covered |= {Rule.UNDECLARED_INPUT.value}  # test_undeclared_sql_input
     covered |= {Rule.CONNECTION_NOT_ALLOWED.value, Rule.VARIABLE_NOT_ALLOWED.value}  # test_credentials.py
+    covered |= {Rule.UNDECIDED_RUN.value}  # test_a_success_without_an_allowing_decision
+    # decided by the service against the serialized DAG (tests/unit/db/test_service.py)
+    covered |= {Rule.CLAIMS_DIFFER_FROM_PARSED_DAG.value}
     assert covered == {rule.value for rule in Rule}
+
+
+@pytest.mark.parametrize(
+    ("zone", "recorded", "outcome"),
+    [
+        ("ads", None, Outcome.DENY),
+        ("ads", "deny", Outcome.DENY),
+        ("sandbox", None, Outcome.DRY_RUN),  # dry_run: recorded, the success stands
+        ("nowhere", None, Outcome.DENY),  # a zone the policy does not define
+        (None, None, Outcome.DENY),
+    ],
+)
+def test_a_success_without_an_allowing_decision(
+    rules_engine: PolicyEngine, zone: str | None, recorded: str | None, outcome: Outcome
+) -> None:
+    decision = rules_engine.decide_undecided_run(task=task("ads_rank"), zone=zone, recorded=recorded, now=NOW)
+    assert decision.outcome is outcome
+    [finding] = decision.findings
+    assert rules_of(decision) == [("undecided_run",)]
+    assert finding.input is None and finding.exemption is None  # no exemption can cover it
+    assert ("without a decision" if recorded is None else f"although its decision was {recorded!r}") in (
+        finding.reason
+    )
+    assert "pre-execute check" in finding.remediation
 
 
 def test_membership_violation_skips_input_checks(rules_engine: PolicyEngine) -> None:
