@@ -24,10 +24,12 @@ def test_labels_at_any_moment_are_explained_by_the_writes(
     backend: Prepared, client: TestClient, auth: dict[str, str], engine: PolicyEngine
 ) -> None:
     shared = fresh("shared")
-    clicks_run, _ = decide(engine, "ads_dag", zone="ads", inputs=["s3://lake/raw/ad_clicks/2026"])
+    clicks_run, _ = decide(
+        engine, "ads_dag", zone="ads", inputs=["s3://lake/raw/ad_clicks/2026"], outlets=[shared]
+    )
     write(engine, "ads_dag", clicks_run, [shared])
     between = datetime.now(timezone.utc)
-    purchases_run, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    purchases_run, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[shared])
     write(engine, "ads_dag", purchases_run, [shared])
 
     now = labels(client, auth["viewer"], name=shared)

@@ -275,7 +275,7 @@ def test_asset_page_shows_propagated_labels_and_writes(
     from tests.unit.db.test_propagation import decide, fresh, write
 
     features = fresh("features")
-    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[features])
     write(engine, "ads_dag", run_id, [features])
 
     html = page(client, "/asset", token=auth["viewer"], name=features).text

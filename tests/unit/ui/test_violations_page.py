@@ -66,7 +66,7 @@ def test_one_line_per_violation_with_details_on_demand(
     from tests.unit.db.test_propagation import decide, fresh, write
 
     features = fresh("features")
-    run_id, allowed = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    run_id, allowed = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[features])
     assert allowed.outcome == "allow"
     write(engine, "ads_dag", run_id, [features])
     at = a_unique_moment()
@@ -100,7 +100,7 @@ def test_markup_in_a_derivation_path_is_text(client: TestClient, auth: dict[str,
 
     payload = "<img src=x onerror=alert(1)>"
     features = f"s3://lake/features/{random.randrange(10**9)}/{payload}"
-    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES])
+    run_id, _ = decide(engine, "ads_dag", zone="ads", inputs=[PURCHASES], outlets=[features])
     write(engine, "ads_dag", run_id, [features])
     at = a_unique_moment()
     denied = _decide(engine=engine, dag_id="recs_dag", zone="recs", inputs=[features], now=at)
