@@ -17,7 +17,7 @@ from airflow_policyzones.api.schema import DECISIONS_PATH, TaskInstanceIdentity
 from airflow_policyzones.api.tokens import AUDIENCE, sign_worker_token, ti_claim
 from airflow_policyzones.db.models import PolicyZonesDecision
 from airflow_policyzones.policy import PolicyEngine
-from tests.support.airflow_db import JWT_SECRET, Prepared, create_run
+from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,10 @@ def recorded(run_id: str) -> int:
 
 @pytest.fixture
 def ti(backend: Prepared) -> TaskInstanceIdentity:
-    return identity("recs_dag", create_run("recs_dag"))
+    """A running try of recs_dag's ``read``, parsed as declaring what ``body`` claims by default."""
+    run_id = create_run("recs_dag")
+    parsed_as("recs_dag", run_id, zone="recs", inlets=[PURCHASES])
+    return identity("recs_dag", run_id)
 
 
 # --- the happy path ---------------------------------------------------------------------------
