@@ -334,13 +334,6 @@ def parsed_as(
 
     The DAG keeps the file, tags and owner of its entry in ``TEST_DAGS`` (membership facts).
     """
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    from airflow.models.dag_version import DagVersion
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    from airflow_policyzones.enforcement.settings import reload_settings
-
     relative, spec = next((path, spec) for path, spec in TEST_DAGS.items() if spec["dag_id"] == dag_id)
     values = {
         "read_inlets": list(inlets) if task_id == "read" else [],
@@ -350,14 +343,32 @@ def parsed_as(
         "mapped_outlets": list(outlets) if task_id == "mapped" else [],
         "mapped_zone": zone if task_id == "mapped" else None,
     }
+    reparsed(dag_id, _PARSED_AS_DAG.format(**spec, **values), run_id=run_id, relative=relative)
+
+
+def reparsed(dag_id: str, source: str, *, run_id: str | None = None, relative: str | None = None) -> None:
+    """Replace the DAG file Airflow recorded for ``dag_id`` with ``source``, parse it and write it
+    to the DB as the dag-processor does (a new DAG version when the DAG changed), and run
+    ``run_id``'s task instances (if given) on the DAG's latest version.
+
+    ``relative``: the file's path in the bundle, checked against what Airflow recorded.
+    """
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.models.dag_version import DagVersion
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.enforcement.settings import reload_settings
+
     with create_session() as session:
-        fileloc = session.scalar(
-            sa.select(sa.text("fileloc")).select_from(sa.text("dag")).where(sa.text("dag_id = :d")),
-            {"d": dag_id},
-        )
+        fileloc, recorded = session.execute(
+            sa.select(DagModel.fileloc, DagModel.relative_fileloc).where(DagModel.dag_id == dag_id)
+        ).one()
     path = Path(str(fileloc))
-    assert path.name == Path(relative).name, (path, relative)
-    path.write_text(textwrap.dedent(_PARSED_AS_DAG.format(**spec, **values)))
+    relative = relative or str(recorded)
+    assert path.parts[-len(Path(relative).parts) :] == Path(relative).parts, (path, relative)
+    path.write_text(textwrap.dedent(source))
     root = path.parents[len(Path(relative).parts) - 1]
     try:
         with scoped_env(AIRFLOW__POLICYZONES__ENABLED="False"):
@@ -366,8 +377,11 @@ def parsed_as(
     finally:
         reload_settings()
     assert not bag.import_errors, bag.import_errors
+    assert set(bag.dags) == {dag_id}, set(bag.dags)
     with scoped_env(AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL="0"):
         sync_bag_to_db(bag, BUNDLE, None)
+    if run_id is None:
+        return
     with create_session() as session:
         version = session.scalar(
             sa.select(DagVersion.id).where(DagVersion.dag_id == dag_id).order_by(DagVersion.created_at.desc())

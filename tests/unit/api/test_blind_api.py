@@ -23,7 +23,7 @@ from airflow_policyzones.api.read_routes import MAX_BLIND_LIMIT
 from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse, ObservationRequest
 from airflow_policyzones.audit import BLIND_EXPLANATION
 from airflow_policyzones.policy import PolicyEngine
-from tests.support.airflow_db import Prepared, create_run, sync_dags
+from tests.support.airflow_db import Prepared, create_run, reparsed, sync_dags
 from tests.unit.api.test_read_api import auth, bearer, client, ok
 
 pytestmark = pytest.mark.integration
@@ -37,11 +37,12 @@ READABLE = {"blind_ads", "blind_plain", "mkt_blind"}
 OUR_DAGS = READABLE | {"blind_hidden"}
 
 _TASKS = """
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Asset, task
 
 with DAG({dag_id!r}, schedule=None, tags={tags!r}, default_args={{"owner": "someone"}}):
     for task_id in {task_ids!r}:
-        task(task_id=task_id)(lambda: None)()
+        inlets = [Asset(uri) for uri in {inlets!r}.get(task_id, [])]
+        task(task_id=task_id, inlets=inlets)(lambda: None)()
 """
 _DAG_FILES = {
     # ads admits files ads/*
@@ -111,7 +112,9 @@ def our_dags(backend: Prepared, tmp_path_factory: pytest.TempPathFactory) -> set
     for relative, (dag_id, tags, task_ids) in _DAG_FILES.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(_TASKS.format(dag_id=dag_id, tags=tags, task_ids=task_ids)))
+        path.write_text(
+            textwrap.dedent(_TASKS.format(dag_id=dag_id, tags=tags, task_ids=task_ids, inlets={}))
+        )
     sync_dags(folder, expected=OUR_DAGS)
     return OUR_DAGS
 
@@ -125,14 +128,26 @@ def readable(monkeypatch: pytest.MonkeyPatch, auth: dict[str, str], our_dags: se
     return READABLE
 
 
+def declare(item: Try, run_id: str) -> None:
+    """Run ``run_id``'s tries on a version of the item's DAG whose task declares the Asset inlets
+    the try claims (the server compares claims with the parsed DAG)."""
+    relative, (dag_id, tags, task_ids) = next(
+        (relative, spec) for relative, spec in _DAG_FILES.items() if spec[0] == item.dag_id
+    )
+    source = _TASKS.format(dag_id=dag_id, tags=tags, task_ids=task_ids, inlets={item.task_id: item.inputs})
+    reparsed(dag_id, source, run_id=run_id, relative=relative)
+
+
 def record(
     engine: PolicyEngine, item: Try, *, run_id: str, at: datetime, try_number: int = 1
 ) -> DecisionResponse:
-    """The try's pre-execute decision, then what its hooks report while the body runs."""
+    """The try's pre-execute decision, then what its hooks report while the body runs; first the
+    DAG version the run's tries run on declares what this try claims (its inlets)."""
     from airflow.utils.session import create_session
 
     from airflow_policyzones.service import decide_and_record, decide_observed
 
+    declare(item, run_id)
     identity = {"dag_id": item.dag_id, "task_id": item.task_id, "run_id": run_id, "try_number": try_number}
     request = DecisionRequest.model_validate(
         {
