@@ -26,7 +26,7 @@ from airflow_policyzones.api.read_routes import DECISION_EXPORT_COLUMNS, MAX_UNC
 from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.service import Source
-from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, sync_dags
+from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, reparsed, sync_dags
 from tests.unit.api.test_read_api import auth, bearer, client, ok
 
 pytestmark = pytest.mark.integration
@@ -39,13 +39,18 @@ CLICKS = "s3://lake/raw/ad_clicks/2026"
 OUR_DAGS = {"cov_ads", "cov_lost", "cov_outsider", "cov_plain", "cov_two_tags"}
 
 _DAG_FILES = {
-    # a member of its tag's zone (ads admits files ads/*); one task in another zone via set_zone
+    # a member of its tag's zone (ads admits files ads/*); one task in another zone via set_zone.
+    # The tasks that read declare their inlets, and the task zones are recorded as the cluster
+    # policy records them (the server compares what a try claims with them).
     "ads/cov_ads.py": """
-        from airflow.sdk import DAG, task
+        from airflow.sdk import DAG, Asset, task
+        from airflow_policyzones.verification import record_task_zones
         from airflow_policyzones.zones import set_zone, zone_tag
 
-        with DAG("cov_ads", schedule=None, tags=[zone_tag("ads")], default_args={"owner": "ads-team"}):
-            @task
+        with DAG(
+            "cov_ads", schedule=None, tags=[zone_tag("ads")], default_args={"owner": "ads-team"}
+        ) as dag:
+            @task(inlets=[Asset("s3://lake/raw/purchases/daily")])
             def read():
                 pass
 
@@ -57,7 +62,7 @@ _DAG_FILES = {
             def never():
                 pass
 
-            @task(task_id="-cmd")
+            @task(task_id="-cmd", inlets=[Asset("s3://lake/raw/ad_clicks/2026")])
             def formula():
                 pass
 
@@ -65,6 +70,7 @@ _DAG_FILES = {
             set_zone(side(), zone="recs")
             never()
             formula()
+            record_task_zones(dag)
         """,
     # no zone tag, and the test policy has no default zone
     "other/cov_plain.py": """
@@ -119,6 +125,22 @@ _DAG_FILES = {
             read()
         """,
 }
+
+
+# cov_ads as it was before: ``read`` ran in recs (set_zone) and declared no inlets.
+_COV_ADS_BEFORE = """
+    from airflow.sdk import DAG, task
+    from airflow_policyzones.verification import record_task_zones
+    from airflow_policyzones.zones import set_zone, zone_tag
+
+    with DAG("cov_ads", schedule=None, tags=[zone_tag("ads")], default_args={"owner": "ads-team"}) as dag:
+        @task
+        def read():
+            pass
+
+        set_zone(read(), zone="recs")
+        record_task_zones(dag)
+    """
 
 
 @dataclass(frozen=True)
@@ -191,11 +213,15 @@ def seeded(auth: dict[str, str], our_dags: set[str], engine: PolicyEngine) -> Se
     """Seven decisions: ``ads_read_new`` is recorded first but decided later; ``side_again`` is
     decided at the same instant as ``side``, and recorded after it (the higher id wins the tie)."""
     base = datetime(2032, 6, 1, tzinfo=timezone.utc) + timedelta(minutes=random.randrange(10**6))
+    # ``ads_read_old`` ran on an earlier version of cov_ads, the others on the current one.
+    reparsed("cov_ads", _COV_ADS_BEFORE, relative="ads/cov_ads.py")
+    old_run = create_run("cov_ads")
+    reparsed("cov_ads", _DAG_FILES["ads/cov_ads.py"], relative="ads/cov_ads.py")
     plan: list[tuple[str, dict[str, Any], int]] = [
         ("ads_read_new", {"dag_id": "cov_ads", "task_id": "read", "zone": "ads", "zone_source": "dag",
                           "inputs": [PURCHASES]}, 2),
         ("ads_read_old", {"dag_id": "cov_ads", "task_id": "read", "zone": "recs", "zone_source": "task",
-                          "inputs": []}, 0),
+                          "inputs": [], "run_id": old_run}, 0),
         ("side", {"dag_id": "cov_ads", "task_id": "side", "zone": "recs", "zone_source": "task",
                   "inputs": []}, 1),
         ("side_again", {"dag_id": "cov_ads", "task_id": "side", "zone": "recs", "zone_source": "task",
