@@ -27,6 +27,7 @@ from tests.support.airflow_db import (
     TEST_POLICY,
     backend_params,
     create_run,
+    parsed_as,
     postgres_database,
     sync_dags,
     use_database,
@@ -114,6 +115,8 @@ def record(
     from airflow_policyzones.service import decide_and_record
 
     run_id = create_run(dag_id)
+    # The task declares what its try claims (the server compares claims with the parsed DAG).
+    parsed_as(dag_id, run_id, task_id=task_id, zone=zone, inlets=inputs)
     request = DecisionRequest.model_validate(
         {
             "task": {
