@@ -98,9 +98,8 @@ def _check(*, ti_id: str) -> Decision | None:
 
     from airflow_policyzones.db.undecided import check_success
 
-    engine = config.get_engine()  # a policy that does not load: the check fails closed
     with create_session() as session:
-        return check_success(session=session, engine=engine, ti_id=ti_id)
+        return check_success(session=session, load_engine=config.get_engine, ti_id=ti_id)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -19,18 +19,28 @@ from airflow_policyzones.db.models import decision_of_try
 from airflow_policyzones.service import CREDENTIALS_ONLY
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.orm import Session
 
     from airflow_policyzones.policy.engine import Decision, PolicyEngine
 
 
 def check_success(
-    *, session: Session, engine: PolicyEngine, ti_id: str, now: datetime | None = None
+    *,
+    session: Session,
+    load_engine: Callable[[], PolicyEngine],
+    ti_id: str,
+    now: datetime | None = None,
 ) -> Decision | None:
     """``None`` when the try ``ti_id`` (a task instance id, as in its execution token) may succeed:
     it has a decision that allowed it, or no such task instance exists (Airflow answers that).
     Otherwise the decision recorded about it (``allowed`` is false in an enforce zone: fail the
-    try). Commits the session when it records something."""
+    try). Commits the session when it records something.
+
+    The policy is loaded (``load_engine``) only to judge a try without an allowing decision, so
+    a policy that breaks while tries run does not fail those already decided; when it cannot be
+    loaded then, ``load_engine``'s error propagates (the caller fails the try closed)."""
     found = lookup_try(session, ti_id)
     if found is None:
         return None
@@ -42,7 +52,7 @@ def check_success(
         return None
     moment = now or datetime.now(timezone.utc)
     zone = row.zone if row is not None else dag_zone(task.tags)
-    decision = engine.decide_undecided_run(
+    decision = load_engine().decide_undecided_run(
         task=task, zone=zone, recorded=row.outcome if decided and row is not None else None, now=moment
     )
     zone_source = row.zone_source if row is not None else ("dag" if zone is not None else "none")

@@ -407,3 +407,20 @@ def test_disabled_enforcement_lets_every_success_through(
     assert _report(client, ti_id).status_code == 204
     assert _state(ti_id) == "success"
     assert _violations(identity) == []
+
+
+def test_a_policy_that_breaks_while_tries_run_fails_only_the_undecided_ones(
+    client: TestClient, policy: PolicyEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    decided, decided_ti = _ti("recs_dag")
+    _decide(decided, "recs", policy)
+    undecided, undecided_ti = _ti("recs_dag")
+    monkeypatch.setenv("AIRFLOW__POLICYZONES__POLICY_FILE", str(tmp_path / "gone.yaml"))
+
+    # Decided under the policy that was valid: its success needs no policy.
+    assert _report(client, decided_ti).status_code == 204
+    assert _state(decided_ti) == "success"
+    # Not decided, and no policy to judge it by: failed closed (nothing can be recorded about it).
+    assert _report(client, undecided_ti).status_code == 204
+    assert _state(undecided_ti) == "failed"
+    assert _violations(undecided) == []
