@@ -28,7 +28,7 @@ from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from airflow_policyzones.api.read_schema import (
     AssetLabelsOut,
@@ -55,6 +55,7 @@ from airflow_policyzones.api.read_schema import (
 )
 from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, parse_since, unchecked_tries
 from airflow_policyzones.config import get_engine
+from airflow_policyzones.db.chain import chain_head
 from airflow_policyzones.db.models import (
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
@@ -909,27 +910,104 @@ def _decision_record(row: PolicyZonesDecision) -> dict[str, Any]:
     return record
 
 
+CHAIN_HEAD_HEADER = "X-Policyzones-Chain-Head"
+"""sha256 over the digests of the exported rows' decisions, in id order (as ``verify-records``)."""
+CHAIN_DECISIONS_HEADER = "X-Policyzones-Chain-Decisions"
+"""How many chained decisions the head covers."""
+CHAIN_LAST_ID_HEADER = "X-Policyzones-Chain-Last-Id"
+"""The highest decision id among the exported rows' decisions (absent when nothing was exported)."""
+UNCHAINED_HEADER = "X-Policyzones-Unchained-Decisions"
+"""Exported rows' decisions recorded before the chain started (no digest: not in the head)."""
+POLICY_VERSIONS_HEADER = "X-Policyzones-Policy-Versions"
+"""The policy versions that decided the exported rows, sorted, comma-separated."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSeal:
+    """What an export covers, computed before its first byte: the ids of its rows in export order,
+    the policy versions that decided them and the chain head over their decisions (a decision
+    export: the rows themselves; a violation export: the decisions the violations belong to)."""
+
+    ids: list[int]
+    policy_versions: list[str]
+    """Sorted full versions (``sha256:<64 hex>``)."""
+    head: str
+    """:func:`airflow_policyzones.db.chain.chain_head` over the chained decisions' digests, id order."""
+    decisions: int
+    """Chained decisions the head covers."""
+    unchained_decisions: int
+    last_id: int | None
+    """The highest id of the decisions covered, chained or not (``None``: no row exported)."""
+
+    def chain(self) -> dict[str, Any]:
+        """``{"head": str, "decisions": int, "unchained_decisions": int, "last_id": int | None}``."""
+        return {
+            "head": self.head,
+            "decisions": self.decisions,
+            "unchained_decisions": self.unchained_decisions,
+            "last_id": self.last_id,
+        }
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            CHAIN_HEAD_HEADER: self.head,
+            CHAIN_DECISIONS_HEADER: str(self.decisions),
+            UNCHAINED_HEADER: str(self.unchained_decisions),
+            POLICY_VERSIONS_HEADER: ",".join(self.policy_versions),
+        }
+        if self.last_id is not None:
+            headers[CHAIN_LAST_ID_HEADER] = str(self.last_id)
+        return headers
+
+
+def _seal_export(
+    query: sa.Select[RowT], model: type[RowT], *, decision_of: InstrumentedAttribute[int], max_rows: int
+) -> ExportSeal:
+    """The rows an export will stream (at most ``max_rows``, in the query's order), their policy
+    versions and the chain head of their decisions (``decision_of``: the column naming a row's
+    decision), read in one short session."""
+    from airflow.utils.session import create_session
+
+    decision = PolicyZonesDecision
+    listed = query.with_only_columns(model.id, model.policy_version, decision_of.label("of")).limit(max_rows)
+    with create_session() as session:
+        rows = session.execute(listed).all()
+        covered = sorted({row.of for row in rows})
+        digests: dict[int, str | None] = {}
+        for start in range(0, len(covered), _EXPORT_BATCH):
+            chunk = covered[start : start + _EXPORT_BATCH]
+            digests.update(
+                session.execute(sa.select(decision.id, decision.digest).where(decision.id.in_(chunk)))
+                .tuples()
+                .all()
+            )
+    chained = [digest for key in covered if (digest := digests.get(key)) is not None]
+    return ExportSeal(
+        ids=[row.id for row in rows],
+        policy_versions=sorted({row.policy_version for row in rows}),
+        head=chain_head(chained),
+        decisions=len(chained),
+        unchained_decisions=len(covered) - len(chained),
+        last_id=covered[-1] if covered else None,
+    )
+
+
 def _export_rows(
     query: sa.Select[RowT],
     model: type[RowT],
     record: Callable[[RowT], dict[str, Any]],
-    max_rows: int,
+    ids: Sequence[int],
 ) -> Iterator[dict[str, Any]]:
-    """Rows in keyset batches, each in its own short session: a long export holds no transaction."""
+    """The sealed rows (``ids``, in export order) in batches, each in its own short session: a
+    long export holds no transaction, and streams exactly the rows its seal names (a row deleted
+    meanwhile is left out)."""
     from airflow.utils.session import create_session
 
-    position: tuple[datetime, int] | None = None
-    remaining = max_rows
-    while remaining > 0:
-        batch_query = query if position is None else query.where(_after(model, position))
+    for start in range(0, len(ids), _EXPORT_BATCH):
         with create_session() as session:
-            rows = list(session.scalars(batch_query.limit(min(_EXPORT_BATCH, remaining))))
-            records = [record(row) for row in rows]
-        if not rows:
-            return
+            batch = query.where(model.id.in_(ids[start : start + _EXPORT_BATCH]))
+            records = [record(row) for row in session.scalars(batch)]
         yield from records
-        remaining -= len(rows)
-        position = (rows[-1].decided_at, rows[-1].id)
 
 
 def _csv_stream(rows: Iterator[dict[str, Any]], columns: Sequence[str]) -> Iterator[str]:
@@ -949,11 +1027,12 @@ def _csv_stream(rows: Iterator[dict[str, Any]], columns: Sequence[str]) -> Itera
 _MaxRows = Annotated[int, Query(ge=1, le=MAX_EXPORT_ROWS, description="At most this many rows, newest first")]
 
 
-def _json_stream(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    yield "["
+def _json_stream(rows: Iterator[dict[str, Any]], seal: ExportSeal) -> Iterator[str]:
+    """``{"policy_versions": [str], "chain": {...}, "rows": [row, ...]}`` (see :class:`ExportSeal`)."""
+    yield json.dumps({"policy_versions": seal.policy_versions, "chain": seal.chain()})[:-1] + ', "rows": ['
     for index, row in enumerate(rows):
         yield ("," if index else "") + json.dumps(row)
-    yield "]"
+    yield "]}"
 
 
 def export_violations(
@@ -984,8 +1063,11 @@ def export_violations(
         since=since,
         until=until,
     )
-    rows = _export_rows(query, PolicyZonesViolation, _violation_record, max_rows)
-    return _export_response(rows, columns=EXPORT_COLUMNS, format=format, name="violations")
+    seal = _seal_export(
+        query, PolicyZonesViolation, decision_of=PolicyZonesViolation.decision_id, max_rows=max_rows
+    )
+    rows = _export_rows(query, PolicyZonesViolation, _violation_record, seal.ids)
+    return _export_response(rows, seal=seal, columns=EXPORT_COLUMNS, format=format, name="violations")
 
 
 def export_decisions(
@@ -1012,23 +1094,34 @@ def export_decisions(
         since=since,
         until=until,
     )
-    rows = _export_rows(query, PolicyZonesDecision, _decision_record, max_rows)
-    return _export_response(rows, columns=DECISION_EXPORT_COLUMNS, format=format, name="decisions")
+    seal = _seal_export(query, PolicyZonesDecision, decision_of=PolicyZonesDecision.id, max_rows=max_rows)
+    rows = _export_rows(query, PolicyZonesDecision, _decision_record, seal.ids)
+    return _export_response(rows, seal=seal, columns=DECISION_EXPORT_COLUMNS, format=format, name="decisions")
 
 
 def _export_response(
-    rows: Iterator[dict[str, Any]], *, columns: Sequence[str], format: Literal["csv", "json"], name: str
+    rows: Iterator[dict[str, Any]],
+    *,
+    seal: ExportSeal,
+    columns: Sequence[str],
+    format: Literal["csv", "json"],
+    name: str,
 ) -> StreamingResponse:
+    """CSV (plain rows) or JSON (rows in an object with the seal); both name the policy versions
+    and the chain head in response headers (:data:`CHAIN_HEAD_HEADER` and the others)."""
     if format == "csv":
         return StreamingResponse(
             _csv_stream(rows, columns),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="policyzones-{name}.csv"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="policyzones-{name}.csv"',
+                **seal.headers(),
+            },
         )
     return StreamingResponse(
-        _json_stream(rows),
+        _json_stream(rows, seal),
         media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="policyzones-{name}.json"'},
+        headers={"Content-Disposition": f'attachment; filename="policyzones-{name}.json"', **seal.headers()},
     )
 
 

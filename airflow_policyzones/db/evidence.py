@@ -15,11 +15,14 @@ Completeness reuses the reconciliation (:mod:`airflow_policyzones.audit`), the c
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -115,14 +118,15 @@ def data_use_evidence(
         )
     readable = sorted(readable_dag_ids) if readable_dag_ids is not None else None
     scope = _Scope(start=start, end=end, category=category, asset=asset, zones=zones, readable=readable)
-    rows = _use_rows(session, scope)
-    tally = _tally(rows)
-    uses = _uses(session, policy, tally)
+    with _without_jit(session):
+        rows = _use_rows(session, scope)
+        tally = _tally(rows)
+        uses = _uses(session, policy, tally)
+        in_zones = _count_decisions(session, scope, zones=zones) if zones else None
+        completeness = _completeness(session, scope, tally=tally, place=_place(zone, purpose, zones))
     newest = sorted(tally.blocked, key=lambda row: (_utc(row.decided_at), row.id), reverse=True)
     blocked = [_blocked(row) for row in newest[:MAX_BLOCKED]]
     matrix = _matrix(policy, _unique(rows))
-    in_zones = _count_decisions(session, scope, zones=zones) if zones else None
-    completeness = _completeness(session, scope, tally=tally, place=_place(zone, purpose, zones))
     query = EvidenceQuery(
         category=category,
         asset=asset,
@@ -155,6 +159,34 @@ def data_use_evidence(
         completeness=completeness,
         limits=list(LIMITS),
     )
+
+
+@contextmanager
+def _without_jit(session: Session) -> Iterator[None]:
+    """PostgreSQL's JIT off for the report's queries, in the session's transaction only.
+
+    PostgreSQL compiles a query to machine code when its estimated cost is high: the report's
+    queries (correlated EXISTS over 10^5-10^6 rows) are estimated expensive and run in tens of
+    milliseconds from their indexes, while compiling them takes most of a second. The previous
+    setting is restored afterwards (a failed statement aborts the transaction, whose rollback
+    ends the setting too). Other databases: nothing to do.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    previous = session.scalar(sa.text("SELECT current_setting('jit', true)"))
+    if previous is None:  # a server without JIT
+        yield
+        return
+    session.execute(sa.text("SELECT set_config('jit', 'off', true)"))
+    try:
+        yield
+    except sa.exc.DBAPIError:
+        raise
+    except BaseException:
+        session.execute(sa.text("SELECT set_config('jit', :value, true)"), {"value": previous})
+        raise
+    session.execute(sa.text("SELECT set_config('jit', :value, true)"), {"value": previous})
 
 
 # --- the question ----------------------------------------------------------------------------------
@@ -273,9 +305,62 @@ def _body_ran() -> sa.ColumnElement[bool]:
 # --- uses and blocked attempts ---------------------------------------------------------------------
 
 
-def _use_rows(session: Session, scope: _Scope) -> list[Any]:
-    """Each recorded input of the asked data in the asked zones, with its finding (if any)."""
+class _UseRow(NamedTuple):
+    """One recorded input (one category of it) of a decision, with one finding on it (if any)."""
+
+    id: int
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+    try_number: int
+    zone: str | None
+    outcome: str
+    decided_at: datetime
+    policy_version: str
+    digest: str | None
+    position: int
+    namespace: str
+    name: str
+    category: str | None
+    consented: tuple[str, ...] | None
+    aggregated: bool | None
+    origins: tuple[str, ...] | None
+    reclassified_by: tuple[str, ...] | None
+    violation_id: int | None
+    finding: str | None
+    rule: str | None
+    rules: tuple[str, ...] | None
+    reason: str | None
+    exemption: str | None
+    ran: bool | None
+
+
+_JSON_FIELDS = frozenset({"consented", "origins", "reclassified_by", "rules"})
+"""List columns of :class:`_UseRow`, read as JSON text and decoded once per distinct value."""
+
+
+@lru_cache(maxsize=4096)
+def _json_list(text: str | None) -> tuple[str, ...] | None:
+    """A JSON list column's text as a tuple (``None`` for SQL or JSON null). Tens of thousands of
+    rows share a handful of label lists: decoding each distinct text once, into an immutable
+    tuple the rows can share, is most of what reading them cost."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    return tuple(value) if value is not None else None
+
+
+def _use_rows(session: Session, scope: _Scope) -> list[_UseRow]:
+    """Each recorded input of the asked data in the asked zones, with its finding (if any).
+
+    One query; rows come back as plain tuples through the session's connection (no ORM row
+    processing), list columns as JSON text decoded by :func:`_json_list`."""
     decision, inputs, violation = PolicyZonesDecision, PolicyZonesDecisionInput, PolicyZonesViolation
+
+    def text(column: Any, name: str) -> sa.ColumnElement[Any]:
+        return sa.cast(column, sa.Text).label(name)
+
     query = (
         sa.select(
             decision.id,
@@ -293,14 +378,14 @@ def _use_rows(session: Session, scope: _Scope) -> list[Any]:
             inputs.namespace,
             inputs.name,
             inputs.category,
-            inputs.consented,
+            text(inputs.consented, "consented"),
             inputs.aggregated,
-            inputs.origins,
-            inputs.reclassified_by,
+            text(inputs.origins, "origins"),
+            text(inputs.reclassified_by, "reclassified_by"),
             violation.id.label("violation_id"),
             violation.outcome.label("finding"),
             violation.rule,
-            violation.rules,
+            text(violation.rules, "rules"),
             violation.reason,
             violation.exemption,
             sa.case((decision.outcome == Outcome.DENY.value, _body_ran()), else_=sa.false()).label("ran"),
@@ -312,7 +397,16 @@ def _use_rows(session: Session, scope: _Scope) -> list[Any]:
     )
     if scope.zones:
         query = query.where(decision.zone.in_(scope.zones))
-    return list(session.execute(query))
+    result = session.connection().execute(query)
+    assert tuple(result.keys()) == _UseRow._fields, result.keys()
+    lists = [index for index, key in enumerate(_UseRow._fields) if key in _JSON_FIELDS]
+    rows = []
+    for row in result:
+        values = list(row)
+        for index in lists:
+            values[index] = _json_list(values[index])
+        rows.append(_UseRow._make(values))
+    return rows
 
 
 def _classify(outcome: str, finding: str | None, ran: bool | None) -> Basis | None:
@@ -532,6 +626,7 @@ def _matrix(policy: PolicyEngine, rows: Sequence[Any]) -> list[FlowCell]:
     zone and category: how many reached the zone and how many were blocked (:func:`_classify`,
     one count per recorded input row)."""
     cells: dict[tuple[str, str, str, bool], list[int]] = {}
+    judged: dict[tuple[str, str, str, frozenset[str]], bool] = {}  # few distinct flows, many rows
     for row in rows:
         if row.zone is None or row.category is None:
             continue
@@ -539,7 +634,12 @@ def _matrix(policy: PolicyEngine, rows: Sequence[Any]) -> list[FlowCell]:
         origins = sorted(set(row.origins or ()) - {row.zone}) or [SOURCE_ORIGIN]
         via = frozenset(row.reclassified_by or ())
         for origin in origins:
-            forbidden = _forbidden(policy, origin=origin, zone=row.zone, category=row.category, via=via)
+            flow = (origin, row.zone, row.category, via)
+            forbidden = judged.get(flow)
+            if forbidden is None:
+                forbidden = judged[flow] = _forbidden(
+                    policy, origin=origin, zone=row.zone, category=row.category, via=via
+                )
             cell = cells.setdefault((origin, row.zone, row.category, forbidden), [0, 0])
             cell[0 if basis is not None else 1] += 1
     return [
@@ -581,6 +681,8 @@ def _count_decisions(session: Session, scope: _Scope, *, zones: Sequence[str] = 
 
 
 def _versions(session: Session, scope: _Scope) -> list[PolicyVersionInForce]:
+    """The policy versions that decided something in the period (every DAG's decisions), first
+    use first, each with its first and last use and how many decisions it made."""
     decision = PolicyZonesDecision
     query = (
         sa.select(
@@ -628,7 +730,13 @@ def _completeness(session: Session, scope: _Scope, *, tally: _Tally, place: str)
 
     caveats: list[str] = []
     decision = PolicyZonesDecision
-    in_period = _count_decisions(session, scope)
+    versions = _versions(session, scope)
+    # The versions count every decision of the period: without a DAG filter their sum is the count.
+    in_period = (
+        sum(item.decisions for item in versions)
+        if scope.readable is None
+        else _count_decisions(session, scope)
+    )
     first = session.scalar(sa.select(sa.func.min(decision.decided_at)))
     first_at = _utc(first) if first is not None else None
     if first_at is None:
@@ -745,7 +853,7 @@ def _completeness(session: Session, scope: _Scope, *, tally: _Tally, place: str)
             )
             for task in blind
         ],
-        policy_versions=_versions(session, scope),
+        policy_versions=versions,
         chain=chain,
     )
 

@@ -18,7 +18,7 @@ PACKAGE_DIR = Path(__file__).parent
 DB_MANAGER = "airflow_policyzones.db.manager.PolicyZonesDBManager"
 """The import path to list under ``db-managers`` / ``[database] external_db_managers``."""
 VERSION_TABLE = "alembic_version_policyzones"
-HEAD_REVISION = "f2a9c4e7b130"
+HEAD_REVISION = "631b7c3fb2bd"
 
 _REVISION_HEADS_MAP: dict[str, str] = {
     "0.1.0": HEAD_REVISION,

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     select,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -59,6 +60,10 @@ INPUT_SOURCES = ("declared", "sql", "observed", "alias")
 recorded before sources were recorded."""
 
 # Integer on SQLite: only "INTEGER PRIMARY KEY" autoincrements there.
+OBSERVED_DENY = "outcome = 'deny' AND input_source = 'observed'"
+"""The violations a partial index on ``decision_id`` covers: denies of reads observed while a
+body ran (few rows). Whether a denied try's body ran is asked of every denied decision a
+data-use report reads (see :mod:`airflow_policyzones.db.evidence`)."""
 _PK = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -222,6 +227,12 @@ class PolicyZonesViolation(Base):
         Index("idx_policyzones_violation_dag_decided_at", "dag_id", "decided_at"),
         Index("idx_policyzones_violation_zone_decided_at", "zone", "decided_at"),
         Index("idx_policyzones_violation_rule_decided_at", "rule", "decided_at"),
+        Index(
+            "idx_policyzones_violation_observed_deny",
+            "decision_id",
+            postgresql_where=text(OBSERVED_DENY),
+            sqlite_where=text(OBSERVED_DENY),
+        ),
     )
 
 

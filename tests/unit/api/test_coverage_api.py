@@ -595,7 +595,7 @@ def test_export_decisions_csv(
 def test_export_decisions_json_filtered_and_bounded(
     client: TestClient, seeded: Seeded, auth: dict[str, str], readable: set[str]
 ) -> None:
-    rows = export(client, seeded, auth["viewer"], format="json").json()
+    rows = export(client, seeded, auth["viewer"], format="json").json()["rows"]
     assert [row["id"] for row in rows] == [seeded.decisions[name].decision_id for name in NEWEST_FIRST]
     formula = rows[0]
     assert formula == {
@@ -617,15 +617,15 @@ def test_export_decisions_json_filtered_and_bounded(
         "source": "in_process",
     }
 
-    capped = export(client, seeded, auth["viewer"], format="json", max_rows=2).json()
+    capped = export(client, seeded, auth["viewer"], format="json", max_rows=2).json()["rows"]
     assert [row["id"] for row in capped] == [row["id"] for row in rows[:2]]
-    by_zone = export(client, seeded, auth["viewer"], format="json", zone="recs").json()
+    by_zone = export(client, seeded, auth["viewer"], format="json", zone="recs").json()["rows"]
     assert [row["id"] for row in by_zone] == [
         seeded.decisions[n].decision_id for n in ("side_again", "side", "ads_read_old")
     ]
-    by_outcome = export(client, seeded, auth["viewer"], format="json", outcome="deny", task_id="read").json()
-    assert [row["id"] for row in by_outcome] == [seeded.decisions["ads_read_old"].decision_id]
-    by_category = export(client, seeded, auth["viewer"], format="json", category="ad_clicks").json()
+    by_outcome = export(client, seeded, auth["viewer"], format="json", outcome="deny", task_id="read")
+    assert [row["id"] for row in by_outcome.json()["rows"]] == [seeded.decisions["ads_read_old"].decision_id]
+    by_category = export(client, seeded, auth["viewer"], format="json", category="ad_clicks").json()["rows"]
     assert [row["id"] for row in by_category] == [seeded.decisions["cmd"].decision_id]
 
 
@@ -635,7 +635,7 @@ def test_export_decisions_of_readable_dags_only(
     from airflow.api_fastapi.app import get_auth_manager
 
     monkeypatch.setattr(get_auth_manager(), "get_authorized_dag_ids", lambda **_: {"cov_plain"})
-    rows = export(client, seeded, auth["viewer"], format="json").json()
+    rows = export(client, seeded, auth["viewer"], format="json").json()["rows"]
     assert [row["id"] for row in rows] == [seeded.decisions[n].decision_id for n in ("formula", "plain_read")]
 
 

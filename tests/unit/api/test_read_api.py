@@ -348,10 +348,10 @@ def test_export_json_bounded_by_max_rows(client: TestClient, seeded: Seeded, aut
     everything = newest_first(seeded, "deny", "dry_run", "exempted")
     response = get(client, seeded, "/export/violations", token=auth["viewer"], format="json")
     assert response.status_code == 200, response.text
-    assert [row["decision_id"] for row in json.loads(response.text)] == everything
+    assert [row["decision_id"] for row in json.loads(response.text)["rows"]] == everything
 
     capped = get(client, seeded, "/export/violations", token=auth["viewer"], format="json", max_rows=2)
-    assert [row["decision_id"] for row in capped.json()] == everything[:2]
+    assert [row["decision_id"] for row in capped.json()["rows"]] == everything[:2]
 
 
 def test_export_escapes_spreadsheet_formulas() -> None:
@@ -405,7 +405,7 @@ def test_rows_are_restricted_to_readable_dags(
     assert {item["task_instance"]["dag_id"] for item in violations} == {"mkt_dag"}
     decisions = ok(get(client, seeded, "/decisions", token=auth["viewer"]))["items"]
     assert {item["task_instance"]["dag_id"] for item in decisions} == {"mkt_dag"}
-    exported = get(client, seeded, "/export/violations", token=auth["viewer"], format="json").json()
+    exported = get(client, seeded, "/export/violations", token=auth["viewer"], format="json").json()["rows"]
     assert {row["dag_id"] for row in exported} == {"mkt_dag"}
     hidden = client.get(f"{API}/decisions/{seeded.decisions[1].decision_id}", headers=bearer(auth["viewer"]))
     assert hidden.status_code == 404

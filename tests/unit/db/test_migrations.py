@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 FIRST_REVISION = "5c3f0a9d2b71"
 LINEAGE_REVISION = "8b1d4e2f7a90"
 SOURCES_REVISION = "d3e8a1c6b5f4"
+CHAIN_REVISION = "f2a9c4e7b130"
 FIRST_TABLES = {"policyzones_decision", "policyzones_decision_input", "policyzones_violation"}
 TABLES = FIRST_TABLES | {
     "policyzones_asset_label_event",
@@ -51,8 +52,10 @@ INDEXES = {
         "idx_policyzones_violation_dag_decided_at": ["dag_id", "decided_at"],
         "idx_policyzones_violation_zone_decided_at": ["zone", "decided_at"],
         "idx_policyzones_violation_rule_decided_at": ["rule", "decided_at"],
+        "idx_policyzones_violation_observed_deny": ["decision_id"],
     },
 }
+PARTIAL_INDEX = "idx_policyzones_violation_observed_deny"
 CHECKS = {
     "policyzones_decision": {"ck_policyzones_decision_outcome", "ck_policyzones_decision_source"},
     "policyzones_decision_input": set(),
@@ -152,6 +155,32 @@ def schema_problems(url: str) -> list[object]:
         return problems
     finally:
         engine.dispose()
+
+
+def index_names(url: str, table: str) -> set[str]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return {str(index["name"]) for index in sa.inspect(conn).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def check_partial_index(url: str) -> None:
+    """The index on observed denies covers only those rows (its WHERE, as the database reports it)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    query = (
+        "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+        if engine.dialect.name == "postgresql"
+        else "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"
+    )
+    try:
+        with engine.connect() as conn:
+            definition = str(conn.execute(sa.text(query), {"name": PARTIAL_INDEX}).scalar_one())
+    finally:
+        engine.dispose()
+    normalized = " ".join(definition.replace("::text", "").replace("(", " ").replace(")", " ").split())
+    assert "WHERE outcome = 'deny' AND input_source = 'observed'" in normalized, definition
 
 
 def insert_unchained_records(url: str) -> tuple[int, int]:
@@ -256,6 +285,15 @@ def test_db_migrate_creates_upgrades_and_downgrades_the_tables(database_url: str
     assert schema_problems(database_url) == []
     check_unchained_records(database_url, old_ids)
 
+    # A deployment on the record chain gains the partial index on observed denies, and loses it again.
+    airflow(database_url, home, *downgrade, "--to-revision", CHAIN_REVISION, **manager)
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [CHAIN_REVISION])
+    assert PARTIAL_INDEX not in index_names(database_url, "policyzones_violation")
+    airflow(database_url, home, "db", "migrate")
+    assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
+    assert schema_problems(database_url) == []
+    check_partial_index(database_url)
+
     # `airflow db-manager` only runs managers listed in [database] external_db_managers.
     airflow(
         database_url,
@@ -277,7 +315,8 @@ def test_migration_files_create_the_same_schema_as_the_orm(database_url: str, tm
     assert "Running upgrade  -> " + FIRST_REVISION in output
     assert f"Running upgrade {FIRST_REVISION} -> {LINEAGE_REVISION}" in output
     assert f"Running upgrade {LINEAGE_REVISION} -> {SOURCES_REVISION}" in output
-    assert f"Running upgrade {SOURCES_REVISION} -> {HEAD_REVISION}" in output
+    assert f"Running upgrade {SOURCES_REVISION} -> {CHAIN_REVISION}" in output
+    assert f"Running upgrade {CHAIN_REVISION} -> {HEAD_REVISION}" in output
     assert ours(database_url) == (TABLES | {VERSION_TABLE}, [HEAD_REVISION])
     assert schema_problems(database_url) == []
 
