@@ -326,6 +326,18 @@ def _aware(moment: datetime) -> datetime:
 _DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
+def moment_option(option: str, text: str) -> datetime:
+    """The moment a command-line option (``--since``, ``--until``) names, as :func:`parse_since`
+    reads it; raises ``ValueError`` with the message a command prints (the option, the value, the
+    forms it takes)."""
+    moment = parse_since(text)
+    if moment is None:
+        raise ValueError(
+            f"{option} {text!r} is neither an ISO date/date-time nor a duration such as 7d or 12h"
+        )
+    return moment
+
+
 def parse_since(text: str, *, now: datetime | None = None) -> datetime | None:
     """``7d``/``12h``/``30m`` before now, or an ISO date / date-time (UTC when no offset is given).
 

@@ -71,19 +71,16 @@ def _error(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import parse_since
+    from airflow_policyzones.audit import moment_option
 
-    bounds = {}
-    for name in ("since", "until"):
-        given = getattr(args, name)
-        if given is None:
-            continue
-        moment = parse_since(given)
-        if moment is None:
-            return _error(
-                f"--{name} {given!r} is neither an ISO date/date-time nor a duration such as 30d or 12h"
-            )
-        bounds[name] = moment
+    try:
+        bounds = {
+            name: moment_option(f"--{name}", given)
+            for name in ("since", "until")
+            if (given := getattr(args, name)) is not None
+        }
+    except ValueError as error:
+        return _error(str(error))
     from airflow_policyzones.policy import PolicyError
 
     try:

@@ -160,21 +160,17 @@ def _run_history(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import parse_since
+    from airflow_policyzones.audit import moment_option
     from airflow_policyzones.db.chain import Head, heads_from, verify_records
 
-    bounds = {}
-    for name in ("since", "until"):
-        given = getattr(args, name)
-        if given is None:
-            continue
-        moment = parse_since(given)
-        if moment is None:
-            return _error(
-                "verify-records",
-                f"--{name} {given!r} is neither an ISO date/date-time nor a duration such as 30d or 12h",
-            )
-        bounds[name] = moment
+    try:
+        bounds = {
+            name: moment_option(f"--{name}", given)
+            for name in ("since", "until")
+            if (given := getattr(args, name)) is not None
+        }
+    except ValueError as error:
+        return _error("verify-records", str(error))
     since, until = bounds.get("since"), bounds.get("until")
     against: dict[str, Head] | None = None
     kept_start: int | None = None

@@ -358,11 +358,12 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 def _simulate_if_reachable(engine: PolicyEngine, *, since: str, quiet_json: bool) -> int:
     """Run ``simulate`` when this host reaches a metadata database that records decisions."""
-    from airflow_policyzones.audit import parse_since
+    from airflow_policyzones.audit import moment_option
 
-    moment = parse_since(since)
-    if moment is None:
-        print(f"policyzones validate: error: --since {since!r} is not a date or a duration", file=sys.stderr)
+    try:
+        moment = moment_option("--since", since)
+    except ValueError as error:
+        print(f"policyzones validate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
         import sqlalchemy as sa
@@ -520,15 +521,12 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, parse_since, unchecked_tries
+    from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, moment_option, unchecked_tries
 
-    since = parse_since(args.since)
-    if since is None:
-        print(
-            f"policyzones audit: error: --since {args.since!r} is neither an ISO date/date-time nor a "
-            "duration such as 7d or 12h",
-            file=sys.stderr,
-        )
+    try:
+        since = moment_option("--since", args.since)
+    except ValueError as error:
+        print(f"policyzones audit: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     from airflow.utils.session import create_session
 
@@ -573,19 +571,16 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import parse_since
+    from airflow_policyzones.audit import moment_option
 
     loaded = _load(args.policy)
     if loaded is None:
         return EXIT_USAGE
     engine = PolicyEngine(loaded)
-    since = parse_since(args.since)
-    if since is None:
-        print(
-            f"policyzones simulate: error: --since {args.since!r} is neither an ISO date/date-time nor a "
-            "duration such as 30d or 12h",
-            file=sys.stderr,
-        )
+    try:
+        since = moment_option("--since", args.since)
+    except ValueError as error:
+        print(f"policyzones simulate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if args.examples < 0:
         print("policyzones simulate: error: --examples must be 0 or more", file=sys.stderr)
