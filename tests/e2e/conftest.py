@@ -16,6 +16,8 @@ OBSERVED_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "observed_reads.py"
 """Tasks reading a PostgreSQL warehouse through hooks, declaring nothing (test_enforcement.py)."""
 CREDENTIAL_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "credentials.py"
 """Tasks asking the api-server for a connection and a variable (test_enforcement.py)."""
+HOSTILE_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "hostile_dags.py"
+"""Tasks whose DAG code drops the zone check in the task process (test_hostile_dags.py)."""
 CREDENTIAL_CONNECTION = "warehouse_raw"
 CREDENTIAL_VARIABLE = "ads_bid_budget"
 CREDENTIAL_VARIABLE_VALUE = "1000"
@@ -147,7 +149,7 @@ def create_warehouse(url: str) -> str:
 
 @pytest.fixture(scope="module", params=["LocalExecutor", "CeleryExecutor"])
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """The example DAGs (plus a burst DAG, the observed-read DAGs and the credential DAGs) in a real
+    """The example DAGs (plus a burst DAG, the observed-read, credential and hostile DAGs) in a real
     deployment on a fresh PostgreSQL database, with a second PostgreSQL database as the data
     warehouse (connection ``warehouse`` in every component's environment, ``warehouse_raw`` in the
     metadata DB), a variable in the metadata DB and a folder as ``file://`` object storage."""
@@ -164,6 +166,7 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
         (dags / "recs_bypass_attempt.py").write_text(BYPASS_DAG)
         (dags / OBSERVED_DAGS.name).write_text(OBSERVED_DAGS.read_text())
         (dags / CREDENTIAL_DAGS.name).write_text(CREDENTIAL_DAGS.read_text())
+        (dags / HOSTILE_DAGS.name).write_text(HOSTILE_DAGS.read_text())
         policy = dags / "policy.yaml"
         text = policy.read_text()
         assert text.count("\ncatalog:\n") == 1, "the example policy's catalog moved"
