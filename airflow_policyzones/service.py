@@ -49,6 +49,7 @@ from airflow_policyzones.verification import (
     TryRecord,
     claims_difference,
     find_try,
+    parsed_dag_of_try,
     parsed_dags,
     try_problem,
 )
@@ -145,11 +146,20 @@ def decide_and_record(
         now=moment,
     )
     if found is not None:
-        difference = claims_difference(
-            request,
-            parsed=parsed_dags(session, dag_id=identity.dag_id, dag_version_id=found.dag_version_id),
-            inputs=declared_refs,
+        # The try's own DAG version (cached) settles the common case; otherwise compare with it and
+        # the DAG's latest version, which also names both in the message.
+        own = (
+            parsed_dag_of_try(session, dag_version_id=found.dag_version_id)
+            if found.dag_version_id is not None
+            else None
         )
+        difference = claims_difference(request, parsed=[own], inputs=declared_refs) if own is not None else ""
+        if difference is not None:
+            difference = claims_difference(
+                request,
+                parsed=parsed_dags(session, dag_id=identity.dag_id, dag_version_id=found.dag_version_id),
+                inputs=declared_refs,
+            )
         if difference is not None:
             decision = _denied_for_claims(decision, difference)
     decision = _with_derivations(session, decision, refs={item.ref.name: item.ref for item in labeled})

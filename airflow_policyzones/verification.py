@@ -228,6 +228,40 @@ def parsed_dags(session: Session, *, dag_id: str, dag_version_id: UUID | None) -
     return found
 
 
+_versions: OrderedDict[UUID, ParsedDag] = OrderedDict()
+
+
+def parsed_dag_of_try(session: Session, *, dag_version_id: UUID) -> ParsedDag | None:
+    """The serialized DAG of a running try's DAG version (``None``: none is stored).
+
+    Cached per DAG version, so a decision whose claims equal its own version's task reads no
+    serialized DAG (and runs no query) once another try of that version was verified. Call it only
+    for the version of a try that exists: Airflow changes a version's serialized DAG in place only
+    while no task instance runs it (afterwards a change becomes a new version), so what is cached
+    here never changes.
+    """
+    from airflow.models.dag_version import DagVersion
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    with _cache_lock:
+        parsed = _versions.get(dag_version_id)
+        if parsed is not None:
+            _versions.move_to_end(dag_version_id)
+            return parsed
+    model = session.scalar(
+        select(SerializedDagModel).where(SerializedDagModel.dag_version_id == dag_version_id).limit(1)
+    )
+    if model is None:
+        return None
+    number = session.scalar(select(DagVersion.version_number).where(DagVersion.id == dag_version_id))
+    parsed = _parse(model.data, version=f"DAG version {number}")
+    with _cache_lock:
+        _versions[dag_version_id] = parsed
+        while len(_versions) > _CACHE_SIZE:
+            _versions.popitem(last=False)
+    return parsed
+
+
 def _parse(data: object, *, version: str) -> ParsedDag:
     dag = data.get("dag") if isinstance(data, dict) else None
     if not isinstance(dag, dict):
