@@ -73,6 +73,7 @@ bench: install
 	$(PY) -m benchmarks.bench_ui
 	$(PY) -m benchmarks.bench_connections
 	$(PY) -m benchmarks.bench_evidence
+	$(PY) -m benchmarks.bench_verify
 
 # The audit API's violation list at scale (PostgreSQL), with and without the provider's indexes.
 bench-ui: install
