@@ -11,12 +11,13 @@ a decision row holding only that refusal, which its pre-execute check later comp
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, select
+from sqlalchemy import Executable, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from airflow_policyzones.api.schema import TaskInstanceIdentity
@@ -138,15 +139,40 @@ def lookup_try(
     """The try an execution token names (``ti_id``, its ``sub``): its identity, what zone
     membership is decided on, and its recorded ``(zone, zone_source)`` if it has a decision row.
     One query (a row per DAG tag); ``None`` for no such task instance."""
-    from airflow.models.dag import DagModel, DagTag
-    from airflow.models.taskinstance import TaskInstance
-
     try:
         key = uuid.UUID(ti_id)
     except ValueError:
         return None
+    rows = session.execute(_try_statement(), {"ti_id": key}).all()
+    if not rows:
+        return None
+    found = rows[0]
+    identity = TaskInstanceIdentity(
+        dag_id=found.dag_id,
+        task_id=found.task_id,
+        run_id=found.run_id,
+        map_index=found.map_index,
+        try_number=found.try_number,
+    )
+    tags = [row.name for row in rows if row.name is not None]
+    task = dag_task_context(
+        dag_id=found.dag_id,
+        task_id=found.task_id,
+        relative_fileloc=found.relative_fileloc,
+        owners=found.owners,
+        tags=tags,
+    )
+    return identity, task, (found.zone, found.zone_source) if found.id is not None else None
+
+
+@functools.cache
+def _try_statement() -> Executable:
+    """Built once: constructing this five-table select costs more than running it."""
+    from airflow.models.dag import DagModel, DagTag
+    from airflow.models.taskinstance import TaskInstance
+
     decision = PolicyZonesDecision
-    rows = session.execute(
+    statement = (
         select(
             TaskInstance.dag_id,
             TaskInstance.task_id,
@@ -172,27 +198,9 @@ def lookup_try(
                 decision.try_number == TaskInstance.try_number,
             ),
         )
-        .where(TaskInstance.id == key)
-    ).all()
-    if not rows:
-        return None
-    found = rows[0]
-    identity = TaskInstanceIdentity(
-        dag_id=found.dag_id,
-        task_id=found.task_id,
-        run_id=found.run_id,
-        map_index=found.map_index,
-        try_number=found.try_number,
+        .where(TaskInstance.id == bindparam("ti_id"))
     )
-    tags = [row.name for row in rows if row.name is not None]
-    task = dag_task_context(
-        dag_id=found.dag_id,
-        task_id=found.task_id,
-        relative_fileloc=found.relative_fileloc,
-        owners=found.owners,
-        tags=tags,
-    )
-    return identity, task, (found.zone, found.zone_source) if found.id is not None else None
+    return statement
 
 
 def dag_zone(tags: frozenset[str]) -> str | None:
