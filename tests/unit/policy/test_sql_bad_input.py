@@ -16,22 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_policyzones.policy.sql import SqlParseError, SqlTables, tables_in_sql
-
-DIALECTS = (
-    "postgres",
-    "mysql",
-    "snowflake",
-    "bigquery",
-    "databricks",
-    "spark",
-    "hive",
-    "tsql",
-    "redshift",
-    "trino",
-    "oracle",
-    "duckdb",
-    "sqlite",
-)
+from tests.unit.policy.sql_corpus import DIALECTS
 
 
 def refusal(sql: str, dialect: str | None) -> SqlParseError:

@@ -56,24 +56,10 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from airflow_policyzones.policy.sql import SqlParseError, SqlTables, tables_in_sql
+from tests.unit.policy.sql_corpus import DIALECTS
 
 EXAMPLES = 300
 SANITY_EXAMPLES = 40
-DIALECTS = (
-    "postgres",
-    "mysql",
-    "snowflake",
-    "bigquery",
-    "databricks",
-    "spark",
-    "hive",
-    "tsql",
-    "redshift",
-    "trino",
-    "oracle",
-    "duckdb",
-    "sqlite",
-)
 # Dialects whose rendering moves a nested WITH to the top of the statement.
 HOISTS_CTES = frozenset({"databricks", "spark", "hive", "tsql"})
 LATERAL = frozenset({"postgres", "mysql", "snowflake", "databricks", "spark", "trino", "oracle", "duckdb"})
