@@ -147,6 +147,13 @@ def _health(session: SessionDep) -> dict[str, Any]:
     }
 
 
+_WORKER_TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token"},
+    403: {"description": "Token invalid, expired, or for another endpoint or try"},
+}
+"""What every worker-token endpoint may answer about its token."""
+
+
 def create_app() -> FastAPI:
     """A fresh app (the plugin builds one per api-server process; tests build their own)."""
     router = APIRouter(prefix=API_PREFIX)
@@ -157,8 +164,7 @@ def create_app() -> FastAPI:
         response_model=DecisionResponse,
         summary="Decide and record one task-instance try (worker token required)",
         responses={
-            401: {"description": "No token"},
-            403: {"description": "Token invalid, expired, or for another endpoint or try"},
+            **_WORKER_TOKEN_RESPONSES,
             404: {"description": "No such task instance"},
             409: {"description": "The task instance is at another try"},
             503: {"description": "The policy is missing or invalid: the worker fails closed"},
@@ -171,8 +177,7 @@ def create_app() -> FastAPI:
         response_model=DecisionResponse,
         summary="Decide what a running try reads through hooks, before its code sees it (worker token)",
         responses={
-            401: {"description": "No token"},
-            403: {"description": "Token invalid, expired, or for another endpoint or try"},
+            **_WORKER_TOKEN_RESPONSES,
             404: {"description": "No such task instance"},
             409: {"description": "The try has no decision yet, was denied, or is at another try"},
             503: {"description": "The policy is missing or invalid: the worker fails closed"},
@@ -185,8 +190,7 @@ def create_app() -> FastAPI:
         response_model=OutputsResponse,
         summary="Record what a succeeded try wrote, and propagate labels to it (worker token required)",
         responses={
-            401: {"description": "No token"},
-            403: {"description": "Token invalid, expired, or for another endpoint or try"},
+            **_WORKER_TOKEN_RESPONSES,
             409: {"description": "The try has no decision, or was denied"},
             503: {"description": "The policy is missing or invalid"},
         },
@@ -197,10 +201,7 @@ def create_app() -> FastAPI:
         methods=["POST"],
         response_model=ConnectionTypeResponse,
         summary="The type of a SQL task's connection, without its credentials (worker token required)",
-        responses={
-            401: {"description": "No token"},
-            403: {"description": "Token invalid, expired, or for another endpoint or try"},
-        },
+        responses=_WORKER_TOKEN_RESPONSES,
     )
     router.add_api_route("/health", _health, methods=["GET"], summary="Liveness and policy status")
     app = FastAPI(

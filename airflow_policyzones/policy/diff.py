@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel
 
@@ -44,17 +44,7 @@ Section = Literal[
 ]
 Kind = Literal["added", "removed", "changed"]
 
-SECTIONS: tuple[Section, ...] = (
-    "settings",
-    "categories",
-    "catalog",
-    "zones",
-    "flows",
-    "reclassifiers",
-    "exemptions",
-    "connections",
-    "variables",
-)
+SECTIONS: tuple[Section, ...] = get_args(Section)
 SETTINGS: tuple[str, ...] = ("require_zone", "default_zone", "unlisted_connections", "unlisted_variables")
 """The policy's settings, compared one by one (with the policy's name, reported as a setting)."""
 
