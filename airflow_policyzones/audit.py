@@ -338,6 +338,12 @@ def moment_option(option: str, text: str) -> datetime:
     return moment
 
 
+def moment_options(**given: str | None) -> dict[str, datetime]:
+    """``{name: moment}`` for each option ``--name`` that was given (``None``: not given); raises
+    ``ValueError`` as :func:`moment_option` does."""
+    return {name: moment_option(f"--{name}", text) for name, text in given.items() if text is not None}
+
+
 def parse_since(text: str, *, now: datetime | None = None) -> datetime | None:
     """``7d``/``12h``/``30m`` before now, or an ISO date / date-time (UTC when no offset is given).
 

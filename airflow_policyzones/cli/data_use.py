@@ -71,14 +71,10 @@ def _error(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import moment_option
+    from airflow_policyzones.audit import moment_options
 
     try:
-        bounds = {
-            name: moment_option(f"--{name}", given)
-            for name in ("since", "until")
-            if (given := getattr(args, name)) is not None
-        }
+        bounds = moment_options(since=args.since, until=args.until)
     except ValueError as error:
         return _error(str(error))
     from airflow_policyzones.policy import PolicyError

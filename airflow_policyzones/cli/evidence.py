@@ -160,15 +160,11 @@ def _run_history(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import moment_option
+    from airflow_policyzones.audit import moment_options
     from airflow_policyzones.db.chain import Head, heads_from, verify_records
 
     try:
-        bounds = {
-            name: moment_option(f"--{name}", given)
-            for name in ("since", "until")
-            if (given := getattr(args, name)) is not None
-        }
+        bounds = moment_options(since=args.since, until=args.until)
     except ValueError as error:
         return _error("verify-records", str(error))
     since, until = bounds.get("since"), bounds.get("until")
