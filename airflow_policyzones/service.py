@@ -153,15 +153,14 @@ def decide_and_record(
             if found.dag_version_id is not None
             else None
         )
-        difference = claims_difference(request, parsed=[own], inputs=declared_refs) if own is not None else ""
-        if difference is not None:
+        if own is None or claims_difference(request, parsed=[own], inputs=declared_refs) is not None:
             difference = claims_difference(
                 request,
                 parsed=parsed_dags(session, dag_id=identity.dag_id, dag_version_id=found.dag_version_id),
                 inputs=declared_refs,
             )
-        if difference is not None:
-            decision = _denied_for_claims(decision, difference)
+            if difference is not None:
+                decision = _denied_for_claims(decision, difference)
     decision = _with_derivations(session, decision, refs={item.ref.name: item.ref for item in labeled})
     row = _decision_row(request, decision, labeled, sources=sources, source=source, decided_at=moment)
     row.claims_digest = digest
@@ -547,8 +546,10 @@ def _violation_row(
 
 
 CREDENTIALS_ONLY = "credentials-only"
-"""``claims_digest`` of a decision row that records only a connection or variable refused to the try
-before its pre-execute check (see :mod:`airflow_policyzones.credentials`)."""
+"""``claims_digest`` of a decision row that records only what the api-server decided on its own,
+without the try's pre-execute check: a connection or variable refused before the check (see
+:mod:`airflow_policyzones.credentials`), or a success refused to a try that was never decided
+(:mod:`airflow_policyzones.db.undecided`). The stored value predates the second use."""
 
 
 def _complete(pending: PolicyZonesDecision, row: PolicyZonesDecision) -> PolicyZonesDecision:
