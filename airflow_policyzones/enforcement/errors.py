@@ -34,6 +34,12 @@ DECISION_UNAVAILABLE_PREFIX = "policyzones: could not get a decision"
 class ZoneViolation(AirflowFailException):
     """The decision denied the task; the body did not run and the task is not retried."""
 
+    @classmethod
+    def caught(cls, refusal: str) -> ZoneViolation:
+        """After the body: a refusal raised while it ran (``refusal``, its message) that the task's
+        code caught and went on from."""
+        return cls(f"{refusal}\n  (the task's code went on after the refusal; the try fails all the same)")
+
 
 class UncheckableTask(AirflowFailException):
     """The task cannot be described to the decision service (a malformed zone annotation)."""

@@ -264,9 +264,7 @@ def _after_body(
         reconcile(observer)
         refused = refused_statement()
         if refused is not None:  # the task's code caught the refusal of its changed SQL
-            raise ZoneViolation(
-                f"{refused}\n  (the task's code went on after the refusal; the try fails all the same)"
-            )
+            raise ZoneViolation.caught(refused)
         outputs = _unique([*declared, *alias_outputs(task, context), *observer.output_specs()])
         if outputs:
             report = OutputsRequest(task=request.task, outputs=outputs)

@@ -534,9 +534,6 @@ def reconcile(observer: Observer) -> None:
     if _current is observer:
         _current = None
     if observer.denied:
-        first = next(iter(observer.denied.values()))
-        raise ZoneViolation(
-            f"{first}\n  (the task's code went on after the refusal; the try fails all the same)"
-        )
+        raise ZoneViolation.caught(next(iter(observer.denied.values())))
     if observer.unavailable is not None:
         raise DecisionUnavailable("a read through a hook could not be checked", detail=observer.unavailable)
