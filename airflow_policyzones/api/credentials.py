@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 
 from airflow_policyzones import config
-from airflow_policyzones.api.execution_tokens import ExecutionTokens, answer, route_path
+from airflow_policyzones.api.execution_tokens import ExecutionGuard, answer, route_path
 from airflow_policyzones.policy import PolicyEngine, PolicyError
 from airflow_policyzones.policy.models import CredentialKind
 
 if TYPE_CHECKING:
-    from airflow_policyzones.api.execution_tokens import ASGIApp, Receive, Scope, Send
+    from airflow_policyzones.api.execution_tokens import Receive, Scope, Send
     from airflow_policyzones.credentials import CredentialVerdict
 
 log = logging.getLogger(__name__)
@@ -58,13 +58,8 @@ def credential_request(path: str) -> tuple[CredentialKind, str] | None:
     return None
 
 
-class CredentialGuard:
+class CredentialGuard(ExecutionGuard):
     """Pure ASGI middleware: the zone check on execution-API connection and variable fetches."""
-
-    def __init__(self, app: ASGIApp, *, enabled: bool | None = None) -> None:
-        self.app = app
-        self._enabled = enabled
-        self._tokens = ExecutionTokens()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -104,10 +99,6 @@ class CredentialGuard:
             return
         log.warning("policyzones: %s (try %s)", verdict.message, ti_id)
         await answer(send, 403, _refusal(verdict))
-
-    @property
-    def enabled(self) -> bool:
-        return config.enabled() if self._enabled is None else self._enabled
 
 
 def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str) -> CredentialVerdict:

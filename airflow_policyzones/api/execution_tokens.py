@@ -13,6 +13,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_policyzones import config
+
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.tokens import JWTValidator
 
@@ -51,6 +53,21 @@ class ExecutionTokens:
         if parsed.scope != "execution":
             return None
         return str(claims["sub"])
+
+
+class ExecutionGuard:
+    """Base of the provider's pure ASGI middlewares around the execution API: the wrapped app,
+    whether enforcement is on (``[policyzones] enabled``, read per request unless given), and
+    the token validator."""
+
+    def __init__(self, app: ASGIApp, *, enabled: bool | None = None) -> None:
+        self.app = app
+        self._enabled = enabled
+        self._tokens = ExecutionTokens()
+
+    @property
+    def enabled(self) -> bool:
+        return config.enabled() if self._enabled is None else self._enabled
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 
 from airflow_policyzones import config
-from airflow_policyzones.api.execution_tokens import ExecutionTokens, route_path
+from airflow_policyzones.api.execution_tokens import ExecutionGuard, route_path
 
 if TYPE_CHECKING:
-    from airflow_policyzones.api.execution_tokens import ASGIApp, Message, Receive, Scope, Send
+    from airflow_policyzones.api.execution_tokens import Message, Receive, Scope, Send
     from airflow_policyzones.policy.engine import Decision
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,8 @@ def state_report(path: str) -> str | None:
     return match.group("ti") if match else None
 
 
-class SuccessGuard:
+class SuccessGuard(ExecutionGuard):
     """Pure ASGI middleware: a try reports success only with a decision that allowed it."""
-
-    def __init__(self, app: ASGIApp, *, enabled: bool | None = None) -> None:
-        self.app = app
-        self._enabled = enabled
-        self._tokens = ExecutionTokens()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "PATCH":
@@ -87,10 +82,6 @@ class SuccessGuard:
             failed["rendered_map_index"] = payload["rendered_map_index"]
         replaced = json.dumps(failed).encode()
         await self.app(_with_length(scope, len(replaced)), _replay(replaced, receive), send)
-
-    @property
-    def enabled(self) -> bool:
-        return config.enabled() if self._enabled is None else self._enabled
 
 
 def _check(*, ti_id: str) -> Decision | None:
