@@ -14,7 +14,6 @@ from airflow_policyzones.asset_uris import AirflowUriNormalizer
 from airflow_policyzones.policy import PolicyEngine, PolicyError, PolicyIssue
 
 SECTION = "policyzones"
-DEFAULT_API_URL = "http://localhost:8080"
 
 
 def _conf_get(key: str, fallback: str) -> str:
@@ -30,28 +29,6 @@ def enabled() -> bool:
 
 def policy_file() -> str:
     return _conf_get("policy_file", "").strip()
-
-
-def api_url() -> str:
-    configured = _conf_get("api_url", "").strip()
-    if configured:
-        return configured.rstrip("/")
-    from airflow.configuration import conf
-
-    base = conf.get("api", "base_url", fallback="") or ""
-    return (base or DEFAULT_API_URL).rstrip("/")
-
-
-def request_timeout() -> float:
-    return float(_conf_get("request_timeout", "10"))
-
-
-def request_retries() -> int:
-    return int(_conf_get("request_retries", "3"))
-
-
-def token_valid_for() -> int:
-    return int(_conf_get("token_valid_for", "60"))
 
 
 class _EngineCache:

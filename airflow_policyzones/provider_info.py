@@ -35,39 +35,6 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/opt/airflow/policy/policy.yaml",
                         "default": "",
                     },
-                    "api_url": {
-                        "description": "Base URL of the Airflow api-server that serves the decision "
-                        "service, as workers reach it. Empty: ``[api] base_url``, else "
-                        "http://localhost:8080.\n",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "http://airflow-apiserver:8080",
-                        "default": "",
-                    },
-                    "request_timeout": {
-                        "description": "Seconds a worker waits for one decision request. After the "
-                        "retries fail the task fails with a retryable infrastructure error.\n",
-                        "version_added": "0.1.0",
-                        "type": "float",
-                        "example": "5",
-                        "default": "10",
-                    },
-                    "request_retries": {
-                        "description": "How many times a worker retries a decision request that "
-                        "failed to connect, timed out or got a 5xx answer.\n",
-                        "version_added": "0.1.0",
-                        "type": "integer",
-                        "example": "3",
-                        "default": "3",
-                    },
-                    "token_valid_for": {
-                        "description": "Lifetime in seconds of the token a worker signs for one "
-                        "decision request.\n",
-                        "version_added": "0.1.0",
-                        "type": "integer",
-                        "example": "60",
-                        "default": "60",
-                    },
                     "enabled": {
                         "description": "Check every task against its zone before it runs. Turn off "
                         "only to measure the overhead or in an emergency: no decision is recorded then.\n",

@@ -152,10 +152,6 @@ def run(policy: Path) -> None:
     settings = EnforcementSettings(
         enabled=True,
         policy_file=str(policy),
-        api_url="http://127.0.0.1:9",  # unused: decisions are made in process
-        request_timeout=10,
-        request_retries=3,
-        token_valid_for=60,
     )
     collector = get_hook_lineage_collector()
     hook = PostgresHook(postgres_conn_id="bench_warehouse", log_sql=False)

@@ -230,7 +230,6 @@ def airflow_settings(
         "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
         "AIRFLOW__POLICYZONES__ENABLED": "True",
         "AIRFLOW__POLICYZONES__POLICY_FILE": str(policy.resolve()),
-        "AIRFLOW__POLICYZONES__API_URL": local,
         # The example tasks drop a file here when their body runs (dags_examples/evidence.py).
         EVIDENCE_ENV: str(paths.evidence),
         # What the example tasks read through object storage (OBSERVED_READS).

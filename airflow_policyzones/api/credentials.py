@@ -120,13 +120,3 @@ def _refusal(verdict: CredentialVerdict) -> dict[str, Any]:
         "rule": finding.rule.value if finding is not None else None,
         "fix": verdict.fix,
     }
-
-
-def root_middlewares() -> list[dict[str, Any]]:
-    """What the plugin registers as ``fastapi_root_middlewares``: the checks on the execution API."""
-    from airflow_policyzones.api.success_guard import SuccessGuard
-
-    return [
-        {"middleware": CredentialGuard, "args": [], "kwargs": {}, "name": "policyzones credentials"},
-        {"middleware": SuccessGuard, "args": [], "kwargs": {}, "name": "policyzones undecided success"},
-    ]

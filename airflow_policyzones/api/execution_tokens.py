@@ -96,3 +96,36 @@ async def answer(send: Send, status: int, detail: dict[str, Any]) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (a middleware that reads it hands the app :func:`replay` after)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app ``body`` first, then whatever the client sends next."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def with_length(scope: Scope, length: int) -> Scope:
+    """``scope`` with its ``content-length`` header set to ``length`` (a replaced body)."""
+    headers = [(key, value) for key, value in scope.get("headers", ()) if key != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}

@@ -83,7 +83,20 @@ class PolicyZonesPlugin(AirflowPlugin):
 
     @property
     def fastapi_root_middlewares(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        """The zone check on connections and variables tasks fetch from the execution API."""
-        from airflow_policyzones.api.credentials import root_middlewares
-
+        """Around the execution API: the decision service's relay, the zone check on connections
+        and variables, and no success without a decision."""
         return root_middlewares()
+
+
+def root_middlewares() -> list[dict[str, Any]]:
+    """What the plugin registers as ``fastapi_root_middlewares`` (each wraps the whole api-server
+    app, the ``/execution`` mount included; each passes on what is not its own in one comparison)."""
+    from airflow_policyzones.api.credentials import CredentialGuard
+    from airflow_policyzones.api.relay import DecisionRelay
+    from airflow_policyzones.api.success_guard import SuccessGuard
+
+    return [
+        {"middleware": DecisionRelay, "args": [], "kwargs": {}, "name": "policyzones decision relay"},
+        {"middleware": CredentialGuard, "args": [], "kwargs": {}, "name": "policyzones credentials"},
+        {"middleware": SuccessGuard, "args": [], "kwargs": {}, "name": "policyzones undecided success"},
+    ]

@@ -6,21 +6,35 @@ the server decides with the policy engine, records the decision and answers with
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import Enum
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 API_VERSION = "v1"
-DECISIONS_PATH = f"/policyzones/api/{API_VERSION}/decisions"
-"""Path of the worker-only endpoint, below the api-server's base URL."""
-OUTPUTS_PATH = f"/policyzones/api/{API_VERSION}/outputs"
-"""Path of the worker-only endpoint a try reports what it wrote to, after it succeeded."""
-OBSERVATIONS_PATH = f"/policyzones/api/{API_VERSION}/observations"
-"""Path of the worker-only endpoint a running try reports what its hooks read, before the read
-reaches the task's code."""
-CONNECTION_TYPE_PATH = f"/policyzones/api/{API_VERSION}/connection-type"
-"""Path of the worker-only endpoint that says a connection's type (the SQL dialect a task's SQL is
-read in) without serving its credentials: a try asks it before its decision."""
+
+RELAY_KEY_PREFIX = "__policyzones."
+"""XCom keys the decision service answers on: a try asks through its own task supervisor, which
+forwards ``SetXCom``/``GetXCom`` to the execution API with the try's execution token (see
+:mod:`airflow_policyzones.api.relay`). No XCom with such a key is ever stored as the task sent it."""
+
+
+class RelayMethod(str, Enum):
+    """What a try asks the decision service; the XCom key is ``RELAY_KEY_PREFIX + value``."""
+
+    DECISIONS = "decisions"
+    """Decide the try before its body runs, and record the decision."""
+    OBSERVATIONS = "observations"
+    """Decide what the running try's hooks read, before the read reaches its code."""
+    OUTPUTS = "outputs"
+    """Record what the succeeded try wrote, and propagate labels to it."""
+    CONNECTION_TYPE = "connection-type"
+    """The type of the connection a SQL task names (its dialect), without its credentials."""
+
+    @property
+    def key(self) -> str:
+        return RELAY_KEY_PREFIX + self.value
+
 
 InputSource = Literal["declared", "sql", "observed", "alias"]
 """How an input or output became known: an inlet/outlet the task declares (``declared``), the
@@ -153,3 +167,16 @@ class ConnectionTypeResponse(_Strict):
     conn_type: str | None
     """``None``: no such connection where the api-server looks (its secrets backends, environment,
     metadata database); the SQL is then read as generic SQL."""
+
+
+class RelayAnswer(_Strict):
+    """What the decision service stores as the XCom value of a relay key, for the try to read back.
+
+    ``status`` is an HTTP status code: 200 with ``body`` (the method's response), otherwise
+    ``detail`` says why (404 no such task instance, 409 another try or different claims, 422 a
+    malformed request, 503 no valid policy on the api-server, 500 an error of the service).
+    """
+
+    status: int = Field(ge=100, le=599)
+    body: dict[str, Any] | None = None
+    detail: str | None = None

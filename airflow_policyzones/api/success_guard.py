@@ -22,10 +22,16 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 
 from airflow_policyzones import config
-from airflow_policyzones.api.execution_tokens import ExecutionGuard, route_path
+from airflow_policyzones.api.execution_tokens import (
+    ExecutionGuard,
+    read_body,
+    replay,
+    route_path,
+    with_length,
+)
 
 if TYPE_CHECKING:
-    from airflow_policyzones.api.execution_tokens import Message, Receive, Scope, Send
+    from airflow_policyzones.api.execution_tokens import Receive, Scope, Send
     from airflow_policyzones.policy.engine import Decision
 
 log = logging.getLogger(__name__)
@@ -50,13 +56,13 @@ class SuccessGuard(ExecutionGuard):
         if ti_id is None or not self.enabled:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         payload = _json(body)
         if payload is None or payload.get("state") != "success":
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         if await self._tokens.task_instance_id(scope) != ti_id:
-            await self.app(scope, _replay(body, receive), send)  # Airflow refuses the token itself
+            await self.app(scope, replay(body, receive), send)  # Airflow refuses the token itself
             return
         try:
             decision = await run_in_threadpool(_check, ti_id=ti_id)
@@ -75,13 +81,13 @@ class SuccessGuard(ExecutionGuard):
                 "" if decision.allowed else "; recorded as failed",
             )
         if allowed:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         failed: dict[str, Any] = {"state": "failed", "end_date": payload.get("end_date")}
         if payload.get("rendered_map_index") is not None:
             failed["rendered_map_index"] = payload["rendered_map_index"]
         replaced = json.dumps(failed).encode()
-        await self.app(_with_length(scope, len(replaced)), _replay(replaced, receive), send)
+        await self.app(with_length(scope, len(replaced)), replay(replaced, receive), send)
 
 
 def _check(*, ti_id: str) -> Decision | None:
@@ -93,40 +99,9 @@ def _check(*, ti_id: str) -> Decision | None:
         return check_success(session=session, load_engine=config.get_engine, ti_id=ti_id)
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
 def _json(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the app ``body`` first, then whatever the client sends next."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-def _with_length(scope: Scope, length: int) -> Scope:
-    headers = [(key, value) for key, value in scope.get("headers", ()) if key != b"content-length"]
-    return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}

@@ -54,16 +54,14 @@ the scheduler, Celery and edge workers from ``airflow celery worker`` / ``airflo
 def _warm_up() -> None:
     """Import what the hook needs where task processes are forked from, so they inherit it.
 
-    Signing a token imports PyJWT and its crypto backends (~20 ms) and the hook its modules;
-    paid once in the launcher instead of once per task. Only an optimization: never fails.
+    The hook's modules and the task SDK's supervisor messages it sends; paid once in the launcher
+    instead of once per task. Only an optimization: never fails.
     """
     if not _TASK_LAUNCHERS.intersection(sys.argv[1:3]):
         return
     try:
-        import airflow.api_fastapi.auth.tokens  # noqa: F401  (what sign_worker_token uses)
-        import jwt  # noqa: F401
+        import airflow.sdk.execution_time.comms  # noqa: F401  (the client's SetXCom/GetXCom)
 
-        import airflow_policyzones.api.tokens
         import airflow_policyzones.enforcement.client
         import airflow_policyzones.enforcement.hook
         import airflow_policyzones.zones  # noqa: F401

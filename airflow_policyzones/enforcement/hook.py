@@ -6,7 +6,8 @@ describes the task-instance try (identity, claimed zone, declared inputs) as a
 :class:`DecisionRequest` and gets a decision:
 
 * on a real worker, where the metadata database is blocked, from the api-server's decision
-  service over HTTP (:mod:`.client`): one request, no policy loaded on the worker;
+  service, asked through the task's supervisor with the try's own execution token
+  (:mod:`.client`): no policy loaded and no credential held by the task process;
 * under ``dag.test()`` / ``airflow dags test``, where the ORM is open, in process through
   :func:`airflow_policyzones.service.decide_and_record`, the same code the api-server runs.
 
@@ -297,11 +298,11 @@ def _unique(outputs: list[OutputSpec]) -> list[OutputSpec]:
 
 
 def obtain_observation(request: ObservationRequest, *, settings: EnforcementSettings) -> DecisionResponse:
-    """Decide what the running try read: in process when the ORM is open here, else over HTTP."""
+    """Decide what the running try read: in process when the ORM is open here, else through the supervisor."""
     if not orm_available():
         from airflow_policyzones.enforcement.client import DecisionClient
 
-        return DecisionClient.from_settings(settings).observe(request)
+        return DecisionClient().observe(request)
     from airflow_policyzones.service import decide_observed
 
     return _in_process(
@@ -314,11 +315,11 @@ def obtain_observation(request: ObservationRequest, *, settings: EnforcementSett
 
 
 def obtain_outputs_record(request: OutputsRequest, *, settings: EnforcementSettings) -> OutputsResponse:
-    """Record the outputs: in process when the ORM is open here (``dag.test()``), else over HTTP."""
+    """Record the outputs: in process when the ORM is open (``dag.test()``), else via the supervisor."""
     if not orm_available():
         from airflow_policyzones.enforcement.client import DecisionClient
 
-        return DecisionClient.from_settings(settings).record_outputs(request)
+        return DecisionClient().record_outputs(request)
     from airflow_policyzones.propagation import record_outputs
 
     return _in_process(
@@ -410,14 +411,12 @@ def _sql_reads(task: Any, *, where: str, identity: TaskInstanceIdentity) -> tupl
 
 
 def obtain_decision(request: DecisionRequest, *, settings: EnforcementSettings) -> DecisionResponse:
-    """The decision for ``request``: in process when the ORM is open here, else over HTTP."""
-    if settings.error is not None:
-        raise DecisionUnavailable(settings.error, hint="Fix the [policyzones] section of airflow.cfg.")
+    """The decision for ``request``: in process when the ORM is open here, else through the supervisor."""
     if orm_available():
         return decide_in_process(request, settings=settings)
     from airflow_policyzones.enforcement.client import DecisionClient
 
-    return DecisionClient.from_settings(settings).decide(request)
+    return DecisionClient().decide(request)
 
 
 def orm_available() -> bool:

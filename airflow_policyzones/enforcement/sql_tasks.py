@@ -69,10 +69,9 @@ def connection_type(conn_id: str | None, *, identity: TaskInstanceIdentity | Non
 def _served_type(conn_id: str, identity: str) -> str | None:
     """Asked once per try: the decision needs it, and the outputs report after the body."""
     from airflow_policyzones.enforcement.client import DecisionClient
-    from airflow_policyzones.enforcement.settings import current_settings
 
     request = ConnectionTypeRequest(task=TaskInstanceIdentity.model_validate_json(identity), conn_id=conn_id)
-    return DecisionClient.from_settings(current_settings()).connection_type(request)
+    return DecisionClient().connection_type(request)
 
 
 def sql_tables(task: Any, *, identity: TaskInstanceIdentity | None = None) -> SqlTables | None:

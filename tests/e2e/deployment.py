@@ -107,7 +107,6 @@ class Deployment:
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.db_url.replace("+psycopg2", ""),
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "8",
                 "AIRFLOW__POLICYZONES__ENABLED": str(self.enforcement),
-                "AIRFLOW__POLICYZONES__API_URL": self.base_url,
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             }
         )
@@ -136,11 +135,15 @@ class Deployment:
         if self.executor == "CeleryExecutor":
             services["celery-worker"] = ["celery", "worker", "--concurrency", "8"]
         environment = self.env()
+        # Task code runs in the Celery worker: it gets no key that signs execution tokens (tasks
+        # reach the decision service through their supervisor). LocalExecutor tasks are forked
+        # from the scheduler, which needs the key: `policyzones doctor` reports that.
+        worker_environment = {**environment, "AIRFLOW__API_AUTH__JWT_SECRET": ""}
         for name, args in services.items():
             log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             self.processes[name] = subprocess.Popen(
                 [AIRFLOW, *args],
-                env=environment,
+                env=worker_environment if name == "celery-worker" else environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

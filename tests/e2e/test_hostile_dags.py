@@ -130,3 +130,23 @@ def test_the_audit_reports_every_undecided_hostile_try(
         for dag_id, indexes in HOSTILE.items()
         for index in indexes
     )
+
+
+def test_a_celery_task_holds_no_signing_key_and_is_decided_all_the_same(deployment: Deployment) -> None:
+    """The provider needs no ``[api_auth] jwt_secret`` where tasks run: a Celery worker has none,
+    so task code there cannot mint a token for another try, and its try is still checked (through
+    its supervisor). LocalExecutor tasks are forked from the scheduler, which holds the key to sign
+    execution tokens: that is visible, and ``policyzones doctor`` reports it."""
+    deployment.wait_for_dags({"recs_key_probe"})
+    run_id = deployment.trigger("recs_key_probe")
+    assert deployment.wait_for_runs({"recs_key_probe": run_id}) == {"recs_key_probe": "success"}
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    found = {path.name for path in evidence.glob("recs_key_probe.probe.*")}
+    expected = "no_jwt_secret" if deployment.executor == "CeleryExecutor" else "has_jwt_secret"
+    assert found == {f"recs_key_probe.probe.{expected}"}
+    rows = deployment.query(
+        "SELECT outcome, source, try_number FROM policyzones_decision WHERE dag_id = :d AND run_id = :r",
+        d="recs_key_probe",
+        r=run_id,
+    )
+    assert rows == [{"outcome": "allow", "source": "api", "try_number": 1}]

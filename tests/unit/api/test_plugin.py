@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_policyzones.api.schema import DECISIONS_PATH
-from airflow_policyzones.api.tokens import sign_worker_token
 from airflow_policyzones.policy import PolicyEngine
 from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
 
@@ -53,22 +51,23 @@ def test_airflows_api_server_app_serves_the_decision_service(
     monkeypatch.setenv("AIRFLOW__POLICYZONES__POLICY_FILE", str(policy_path))
     run_id = create_run("ads_dag")
     parsed_as("ads_dag", run_id, zone="ads", inlets=["s3://lake/raw/purchases/x"])
-    task = {"dag_id": "ads_dag", "task_id": "read", "run_id": run_id, "map_index": -1, "try_number": 1}
-    from airflow_policyzones.api.schema import TaskInstanceIdentity
+    from airflow_policyzones.api.schema import DecisionRequest, TaskInstanceIdentity
+    from airflow_policyzones.enforcement.client import DecisionClient
+    from tests.support.supervisor import TaskSupervisor, task_instance_id
 
-    token = sign_worker_token(identity=TaskInstanceIdentity.model_validate(task))
+    task = TaskInstanceIdentity(dag_id="ads_dag", task_id="read", run_id=run_id, map_index=-1, try_number=1)
+    request = DecisionRequest.model_validate(
+        {
+            "task": task.model_dump(),
+            "zone": "ads",
+            "inputs": [{"namespace": "asset", "name": "s3://lake/raw/purchases/x"}],
+        }
+    )
 
-    with TestClient(create_app(apps="core")) as client:
+    with TestClient(create_app(apps="all")) as client:
         health = client.get("/policyzones/api/v1/health")
         assert health.status_code == 200, health.text
         assert health.json()["policy_version"] == engine.version
 
-        request = {
-            "task": task,
-            "zone": "ads",
-            "inputs": [{"namespace": "asset", "name": "s3://lake/raw/purchases/x"}],
-        }
-        assert client.post(DECISIONS_PATH, json=request).status_code == 401
-        response = client.post(DECISIONS_PATH, json=request, headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 200, response.text
-        assert response.json()["outcome"] == "allow"
+        supervisor = TaskSupervisor.of_try(client, ti_id=task_instance_id(task.dag_id, run_id))
+        assert DecisionClient(comms=supervisor).decide(request).outcome == "allow"

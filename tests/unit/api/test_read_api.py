@@ -382,14 +382,11 @@ def test_an_invalid_token_is_refused(client: TestClient) -> None:
     assert client.get(f"{API}/violations", headers=bearer("not-a-jwt")).status_code == 403
 
 
-def test_a_worker_token_does_not_read(client: TestClient, auth: dict[str, str]) -> None:
-    """A worker token is signed for one try of POST /decisions: it is no user, so it reads nothing."""
-    from airflow_policyzones.api.schema import TaskInstanceIdentity
-    from airflow_policyzones.api.tokens import sign_worker_token
+def test_an_execution_token_does_not_read(client: TestClient, auth: dict[str, str]) -> None:
+    """A try's execution token (what its supervisor holds) is no user: it reads nothing."""
+    from tests.support.supervisor import execution_token
 
-    token = sign_worker_token(
-        identity=TaskInstanceIdentity(dag_id="recs_dag", task_id="read", run_id="r", try_number=1)
-    )
+    token = execution_token("0190a0f0-0000-7000-8000-000000000001")
     assert client.get(f"{API}/violations", headers=bearer(token)).status_code in {401, 403}
 
 
@@ -411,10 +408,10 @@ def test_rows_are_restricted_to_readable_dags(
     assert hidden.status_code == 404
 
 
-def test_the_worker_endpoint_keeps_its_own_auth(client: TestClient, auth: dict[str, str]) -> None:
-    # A user's Airflow token is not a worker token: the write endpoint refuses it.
+def test_no_one_records_a_decision_through_this_app(client: TestClient, auth: dict[str, str]) -> None:
+    # Not even an admin: decisions are recorded only for the try an execution token names.
     response = client.post(f"{API}/decisions", json={}, headers=bearer(auth["admin"]))
-    assert response.status_code in {401, 403}
+    assert response.status_code == 405
 
 
 # --- bad input --------------------------------------------------------------------------------
@@ -486,7 +483,7 @@ def test_openapi_lists_the_read_endpoints(client: TestClient) -> None:
     for path in ["/violations", "/decisions", "/decisions/{decision_id}", "/policy", "/export/violations"]:
         assert "get" in paths[API + path], path
         assert paths[API + path]["get"]["summary"]
-    assert "post" in paths[f"{API}/decisions"]
+    assert "post" not in paths[f"{API}/decisions"]  # tries ask through the execution API only
     assert {"ViolationPage", "DecisionPage", "DecisionDetailOut", "PolicyOut"} <= set(
         schema["components"]["schemas"]
     )

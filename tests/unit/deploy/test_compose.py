@@ -130,11 +130,13 @@ def test_every_airflow_service_runs_the_built_image_with_the_policy(
         env = {k: str(v) for k, v in service["environment"].items()}
         for key in (
             "AIRFLOW__POLICYZONES__POLICY_FILE",
-            "AIRFLOW__POLICYZONES__API_URL",
             "AIRFLOW__POLICYZONES__ENABLED",
             "AIRFLOW__API_AUTH__JWT_SECRET",
         ):
-            assert env.get(key) == common_env[key], f"{name}: {key}"
+            expected = (
+                "" if (name, key) == ("airflow-worker", "AIRFLOW__API_AUTH__JWT_SECRET") else common_env[key]
+            )
+            assert env.get(key) == expected, f"{name}: {key}"
         assert service["volumes"] == common["volumes"], name
 
 
@@ -242,9 +244,8 @@ def test_paths_and_urls_point_at_what_compose_provides(
 
     api = services["airflow-apiserver"]
     published = {p.split(":")[-1] for p in api["ports"]}
-    for key in ("AIRFLOW__POLICYZONES__API_URL", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"):
-        url = urlsplit(common_env[key])
-        assert (url.hostname, str(url.port)) in {("airflow-apiserver", p) for p in published}, key
+    url = urlsplit(common_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    assert (url.hostname, str(url.port)) in {("airflow-apiserver", p) for p in published}
     assert urlsplit(common_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]).path == "/execution/"
 
     db = urlsplit(common_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])

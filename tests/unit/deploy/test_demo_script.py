@@ -106,7 +106,6 @@ def test_settings_use_absolute_paths_in_the_demo_dir(tmp_path: Path) -> None:
     assert settings["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags_examples")
     assert settings["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
     assert settings["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-    assert settings["AIRFLOW__POLICYZONES__API_URL"] == "http://127.0.0.1:8123"
     assert settings["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8123/execution/"
     assert settings["AIRFLOW__API_AUTH__JWT_SECRET"] == "secret"
     assert settings["POLICYZONES_EVIDENCE_DIR"] == str(paths.root / "evidence")

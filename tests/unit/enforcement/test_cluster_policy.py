@@ -389,13 +389,12 @@ def test_a_dag_file_cannot_switch_enforcement_off(tmp_path: Path) -> None:
         "s = current_settings()\n"
         "hooked = is_enforcement_hook(task._pre_execute_hook)\n"
         "print(json.dumps({'errors': list(bag.import_errors), 'hooked': hooked,"
-        " 'enabled': s.enabled, 'api_url': s.api_url}))\n"
+        " 'enabled': s.enabled, 'policy_file': s.policy_file}))\n"
     )
     env = {
         **os.environ,
         "AIRFLOW__POLICYZONES__POLICY_FILE": str(POLICY),
         "AIRFLOW__POLICYZONES__ENABLED": "True",
-        "AIRFLOW__POLICYZONES__API_URL": "http://api-server:8080",
     }
     result = subprocess.run(
         [sys.executable, "-c", code, str(FIXTURES / "dags_tamper")],
@@ -406,7 +405,7 @@ def test_a_dag_file_cannot_switch_enforcement_off(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"errors": [], "hooked": True, "enabled": True, "api_url": "http://api-server:8080"}
+    assert report == {"errors": [], "hooked": True, "enabled": True, "policy_file": str(POLICY)}
 
 
 def test_the_dag_processor_checks_every_task_but_stores_no_hook() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,6 @@ from airflow_policyzones.enforcement.hook import (
     obtain_decision,
 )
 from airflow_policyzones.enforcement.settings import EnforcementSettings
-from tests.unit.enforcement.scripted_server import Reply, serve
 
 PURCHASES = "s3://lake/raw/purchases/daily"
 WATCH = "s3://lake/raw/watch_history/daily"
@@ -39,17 +39,8 @@ class FakeTI:
     try_number: int = 1
 
 
-def settings(api_url: str = "http://127.0.0.1:9", **values: Any) -> EnforcementSettings:
-    options: dict[str, Any] = {
-        "enabled": True,
-        "policy_file": "",
-        "api_url": api_url,
-        "request_timeout": 2.0,
-        "request_retries": 0,
-        "token_valid_for": 60,
-    }
-    options.update(values)
-    return EnforcementSettings(**options)
+def settings(**values: Any) -> EnforcementSettings:
+    return EnforcementSettings(**{"enabled": True, "policy_file": "", **values})
 
 
 def operator(
@@ -221,37 +212,28 @@ def test_disabled_enforcement_decides_nothing() -> None:
     assert enforce(context, settings=settings(enabled=False)) is None
 
 
-def test_invalid_settings_fail_closed() -> None:
-    broken = settings(error="invalid [policyzones] settings: request_timeout must be > 0 (got 0.0)")
-    with pytest.raises(
-        DecisionUnavailable, match=r"could not get a decision \(invalid \[policyzones\] settings"
-    ):
-        obtain_decision(request_for(), settings=broken)
-
-
-def test_real_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW__POLICYZONES__REQUEST_TIMEOUT", "0")
-    monkeypatch.setenv("AIRFLOW__POLICYZONES__API_URL", "api-server:8080")
-    loaded = EnforcementSettings.from_config()
-    assert loaded.error is not None
-    assert "request_timeout must be > 0" in loaded.error and "api_url must be an http(s) URL" in loaded.error
-    monkeypatch.setenv("AIRFLOW__POLICYZONES__REQUEST_RETRIES", "many")
-    assert "invalid [policyzones] setting" in (EnforcementSettings.from_config().error or "")
-
-
 def test_in_process_without_a_policy_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hook_module, "orm_available", lambda: True)
     with pytest.raises(DecisionUnavailable, match=r"could not get a decision \(no valid policy\)"):
         obtain_decision(request_for(), settings=settings(policy_file=""))
 
 
-def test_without_the_orm_the_service_is_asked_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "hook-test-secret-" + "z" * 64)
+def test_without_the_orm_the_service_is_asked_through_the_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import GetXCom, SetXCom, XComResult
+
+    sent: list[Any] = []
+
+    class Supervisor:
+        def send(self, msg: Any) -> Any:
+            sent.append(msg)
+            answer = {"status": 200, "body": response(zone="recs").model_dump(mode="json")}
+            return XComResult(key=msg.key, value=answer) if isinstance(msg, GetXCom) else None
+
     monkeypatch.setattr(hook_module, "orm_available", lambda: False)
-    answer = response(zone="recs").model_dump()
-    with serve([Reply(body=answer)]) as (url, server):
-        got = obtain_decision(request_for(), settings=settings(url))
-    assert got.decision_id == 3 and len(server.received) == 1
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Supervisor(), raising=False)
+    got = obtain_decision(request_for(), settings=settings())
+    assert got.decision_id == 3 and [type(msg) for msg in sent] == [SetXCom, GetXCom]
 
 
 # --- the hook: check first, then the author's hook ------------------------------------------------
@@ -305,47 +287,53 @@ def test_hooks_are_recognised_by_identity() -> None:
     assert enforcement_hook_info(make_hook(chained=hook, task_zone="ads")) == (None, "ads")
 
 
-# --- end to end over HTTP against the real decision service ----------------------------------------
+# --- end to end through the supervisor and the real api-server -----------------------------------
 
 
 @pytest.fixture(scope="module")
-def service() -> Any:
-    """The api-server's decision app (uvicorn on a free port) over a migrated SQLite database."""
+def api_server() -> Any:
+    """Airflow's api-server app (execution API and plugins) over a migrated SQLite database."""
     import os
-    import threading
-    import time
 
-    import uvicorn
-    from fastapi import FastAPI
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
 
-    from airflow_policyzones.api.app import URL_PREFIX, create_app
     from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, prepared_database, use_database
-    from tests.unit.enforcement.scripted_server import free_port
 
     prepared = prepared_database("sqlite")
     policy = prepared.dags_folder.parent / "policy.yaml"
     policy.write_text(TEST_POLICY)
     saved = dict(os.environ)
-    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
+    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET  # the api-server's; the task holds none
     os.environ["AIRFLOW__POLICYZONES__POLICY_FILE"] = str(policy)
-    port = free_port()
-    api_server = FastAPI()
-    api_server.mount(URL_PREFIX, create_app())  # as the plugin mounts it on the api-server
-    server = uvicorn.Server(uvicorn.Config(api_server, host="127.0.0.1", port=port, log_level="warning"))
-    with use_database(prepared.url):
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started, "uvicorn did not start"
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            os.environ.clear()
-            os.environ.update(saved)
+    try:
+        with use_database(prepared.url), TestClient(create_app(apps="all")) as client:
+            yield client
+    finally:
+        purge_cached_app()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def supervised(api_server: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """Run the hook as the task process of a try: ORM blocked, ``SUPERVISOR_COMMS`` speaking for
+    that try (its execution token) to the api-server."""
+    from airflow.sdk.execution_time import task_runner
+
+    from tests.support.supervisor import TaskSupervisor, task_instance_id
+
+    monkeypatch.setattr(hook_module, "orm_available", lambda: False)
+
+    def become(dag_id: str, run_id: str) -> None:
+        monkeypatch.setattr(
+            task_runner,
+            "SUPERVISOR_COMMS",
+            TaskSupervisor.of_try(api_server, ti_id=task_instance_id(dag_id, run_id)),
+            raising=False,
+        )
+
+    return become
 
 
 def run_context(dag_id: str, run_id: str, inlets: list[str]) -> dict[str, Any]:
@@ -359,17 +347,20 @@ def run_context(dag_id: str, run_id: str, inlets: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.integration
-def test_the_hook_over_http_denies_and_allows(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker's path: ORM blocked, one HTTP request, the service decides with the DB's identity."""
+def test_through_the_supervisor_the_hook_denies_and_allows(
+    supervised: Callable[[str, str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's path: ORM blocked, the try asks through its supervisor, the service decides for
+    the try the execution token names."""
     from tests.support.airflow_db import create_run, parsed_as
 
-    monkeypatch.setattr(hook_module, "orm_available", lambda: False)
-    monkeypatch.setattr(hook_module, "current_settings", lambda: settings(service))
+    monkeypatch.setattr(hook_module, "current_settings", lambda: settings())
     author_calls: list[str] = []
     hook = make_hook(chained=lambda context: author_calls.append(context["ti"].run_id))
 
     denied_run = create_run("recs_dag")
     parsed_as("recs_dag", denied_run, zone="recs", inlets=[PURCHASES])  # as the dag-processor saw it
+    supervised("recs_dag", denied_run)
     with pytest.raises(ZoneViolation) as caught:
         hook(run_context("recs_dag", denied_run, [PURCHASES]))
     message = str(caught.value)
@@ -378,6 +369,7 @@ def test_the_hook_over_http_denies_and_allows(service: str, monkeypatch: pytest.
 
     allowed_run = create_run("recs_dag")
     parsed_as("recs_dag", allowed_run, zone="recs", inlets=["s3://lake/unknown/but/unlabeled_allow"])
+    supervised("recs_dag", allowed_run)
     hook(run_context("recs_dag", allowed_run, ["s3://lake/unknown/but/unlabeled_allow"]))
     assert author_calls == [allowed_run]
 
@@ -387,30 +379,26 @@ def test_the_hook_over_http_denies_and_allows(service: str, monkeypatch: pytest.
 
 
 @pytest.mark.integration
-def test_the_hook_over_http_fails_closed_for_an_unknown_task_instance(
-    service: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(hook_module, "orm_available", lambda: False)
-    with pytest.raises(DecisionUnavailable, match=r"HTTP 404.*no task instance"):
-        enforce(run_context("recs_dag", "manual__never_created", []), settings=settings(service))
+def test_a_token_of_no_task_instance_fails_closed(supervised: Callable[[str, str], None]) -> None:
+    supervised("recs_dag", "manual__never_created")
+    with pytest.raises(DecisionUnavailable, match=r"could not get a decision"):
+        enforce(run_context("recs_dag", "manual__never_created", []), settings=settings())
 
 
 @pytest.mark.integration
-def test_a_pre_recorded_allow_does_not_cover_different_claims(
-    service: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_recorded_decision_does_not_cover_different_claims(supervised: Callable[[str, str], None]) -> None:
     from tests.support.airflow_db import create_run, parsed_as
 
-    monkeypatch.setattr(hook_module, "orm_available", lambda: False)
     run_id = create_run("recs_dag")
     parsed_as("recs_dag", run_id, zone="recs", inlets=[PURCHASES])
-    # Someone else's code asks first for the victim's try, claiming no inputs: the claims differ
-    # from the parsed DAG, so that is denied (and recorded for those claims).
+    supervised("recs_dag", run_id)
+    # The try's code asks first claiming no inputs: the claims differ from the parsed DAG, so that
+    # is denied (and recorded for those claims).
     with pytest.raises(ZoneViolation, match="claims_differ_from_parsed_dag"):
-        enforce(run_context("recs_dag", run_id, []), settings=settings(service))
-    # The real task then asks with what it declares: it never runs on the stored answer.
+        enforce(run_context("recs_dag", run_id, []), settings=settings())
+    # Asked again with what the task declares, it never runs on the stored answer.
     with pytest.raises(DecisionUnavailable, match=r"HTTP 409.*different claims"):
-        enforce(run_context("recs_dag", run_id, [PURCHASES]), settings=settings(service))
+        enforce(run_context("recs_dag", run_id, [PURCHASES]), settings=settings())
 
 
 def test_hooks_survive_copy_and_pickle_as_the_same_check() -> None:
