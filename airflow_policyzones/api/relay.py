@@ -75,6 +75,11 @@ class RelayError(Exception):
         self.status = status
 
 
+class ForeignRequest(RelayError):
+    """The token names no task instance, or another one than the XCom's: answered at once, and
+    nothing is stored on that XCom."""
+
+
 def relay_request(path: str) -> tuple[str, str, str, str] | None:
     """``(dag_id, run_id, task_id, key)`` when ``path`` (below the root path) sets an XCom with a
     relay key, else ``None``."""
@@ -112,10 +117,10 @@ class DecisionRelay(ExecutionGuard):
         dag_id, run_id, task_id, key = target
         body = await read_body(receive)
         where = (dag_id, run_id, task_id, _map_index(scope))
-        relayed = await run_in_threadpool(_answer, ti_id=ti_id, where=where, key=key, body=body)
-        if relayed.status == 403:
-            # Not the token's own task instance: nothing is stored on the other task's XCom.
-            await answer(send, 403, {"reason": "policyzones_relay", "message": relayed.detail})
+        try:
+            relayed = await run_in_threadpool(_answer, ti_id=ti_id, where=where, key=key, body=body)
+        except ForeignRequest as error:
+            await answer(send, error.status, {"reason": "policyzones_relay", "message": str(error)})
             return
         new = relayed.model_dump_json().encode()
         await self.app(with_length(scope, len(new)), replay(new, receive), send)
@@ -130,7 +135,8 @@ def _map_index(scope: Scope) -> int:
 
 
 def _answer(*, ti_id: str, where: tuple[str, str, str, int], key: str, body: bytes) -> RelayAnswer:
-    """The service's answer to one relayed request (never raises: errors become an answer)."""
+    """The service's answer to one relayed request; raises :class:`ForeignRequest` only (every
+    other error becomes an answer)."""
     from airflow.utils.session import create_session
 
     try:
@@ -138,6 +144,8 @@ def _answer(*, ti_id: str, where: tuple[str, str, str, int], key: str, body: byt
             return RelayAnswer(
                 status=200, body=handle(session=session, ti_id=ti_id, where=where, key=key, body=body)
             )
+    except ForeignRequest:
+        raise
     except RelayError as error:
         return RelayAnswer(status=error.status, detail=str(error))
     except Exception as error:  # fail closed: the try reads an error, never a decision
@@ -151,18 +159,19 @@ def handle(
     """Decide one relayed request of the try ``ti_id`` (an execution token's ``sub``) that set the
     XCom ``key`` of task instance ``where`` = ``(dag_id, run_id, task_id, map_index)``.
 
-    Returns the method's response as JSON; raises :class:`RelayError` (403 another task instance,
-    404 no such task instance or method, 409/422/503 from the service).
+    Returns the method's response as JSON; raises :class:`ForeignRequest` (404 no such task
+    instance, 403 another task instance) or :class:`RelayError` (404 no such method, 409/422/503
+    from the service).
     """
     from airflow_policyzones.credentials import lookup_try
 
     found = lookup_try(session, ti_id)
     if found is None:
-        raise RelayError(404, f"no task instance {ti_id}: the try may have been cleared or deleted")
+        raise ForeignRequest(404, f"no task instance {ti_id}: the try may have been cleared or deleted")
     identity = found[0]
     own = (identity.dag_id, identity.run_id, identity.task_id, identity.map_index)
     if where != own:
-        raise RelayError(
+        raise ForeignRequest(
             403,
             f"the execution token is for task instance {_describe(own)}, the request sets an XCom of "
             f"{_describe(where)}: a try asks the decision service only about itself",

@@ -23,6 +23,7 @@ from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesViolat
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.service import decide_and_record
 from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, create_run, parsed_as
+from tests.support.supervisor import execution_token, task_instance_id
 
 pytestmark = pytest.mark.integration
 
@@ -75,25 +76,13 @@ def client(backend: Prepared) -> Iterator[TestClient]:
 
 
 def _ti(dag_id: str) -> tuple[TaskInstanceIdentity, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
     run_id = create_run(dag_id)
-    with create_session() as session:
-        ti_id = session.scalar(
-            sa.select(TaskInstance.id).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == "read"
-            )
-        )
     identity = TaskInstanceIdentity(dag_id=dag_id, task_id="read", run_id=run_id, map_index=-1, try_number=1)
-    return identity, str(ti_id)
+    return identity, task_instance_id(dag_id, run_id)
 
 
 def _token(ti_id: str) -> dict[str, str]:
-    """An execution token exactly as the scheduler's executor signs it for a workload."""
-    from airflow.api_fastapi.execution_api.app import _jwt_generator
-
-    return {"Authorization": f"Bearer {_jwt_generator().generate({'sub': ti_id})}"}
+    return {"Authorization": f"Bearer {execution_token(ti_id)}"}
 
 
 def _decide(identity: TaskInstanceIdentity, zone: str | None, engine: PolicyEngine) -> None:

@@ -118,6 +118,13 @@ def test_airflow_wraps_the_execution_api_in_the_relay(api_server: TestClient) ->
     assert "SUPERVISOR_COMMS" in task_runner.__annotations__  # set by the task runner at start
     assert {"key", "dag_id", "run_id", "task_id", "map_index", "value"} <= set(SetXCom.model_fields)
     assert {"key", "dag_id", "run_id", "task_id", "map_index"} <= set(GetXCom.model_fields)
+    # The try's token is not sent to the task process (a forked task process may still find its
+    # supervisor's copy in memory: it is good for that try only; docs/decision-transport.md).
+    from airflow.sdk.execution_time.comms import StartupDetails
+
+    startup = StartupDetails.model_fields
+    sent_to_task = {*startup, *startup["ti"].annotation.model_fields}  # type: ignore[union-attr]
+    assert not {name for name in sent_to_task if "token" in name.lower()}, sent_to_task
 
 
 @pytest.mark.parametrize(
@@ -221,11 +228,15 @@ def test_without_a_valid_execution_token_nothing_is_decided_or_stored(
     assert stored_value(api_server, ti, ti_id) is None
 
 
-def test_a_token_of_no_task_instance_gets_no_decision(api_server: TestClient, backend: Prepared) -> None:
-    ti, _ = running_try()
-    with pytest.raises(DecisionUnavailable):
+def test_a_token_of_no_task_instance_gets_no_decision_and_stores_nothing(
+    api_server: TestClient, backend: Prepared
+) -> None:
+    ti, ti_id = running_try()
+    # E.g. the token of a try whose task instance was archived when it was cleared.
+    with pytest.raises(DecisionUnavailable, match=r"HTTP 404.*no task instance"):
         client_of(api_server, str(uuid.uuid4())).decide(request(ti))
     assert recorded(ti.run_id) == []
+    assert stored_value(api_server, ti, ti_id) is None
 
 
 # --- what the service answers ------------------------------------------------------------------
