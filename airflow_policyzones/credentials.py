@@ -11,11 +11,13 @@ a decision row holding only that refusal, which its pre-execute check later comp
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from sqlalchemy import Executable, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +36,12 @@ from airflow_policyzones.service import (
 from airflow_policyzones.zones import ZONE_TAG_PREFIX
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
+
+FoundTry: TypeAlias = "tuple[TaskInstanceIdentity, TaskContext, tuple[str | None, str] | None]"
+"""What :func:`lookup_try` finds: the try's identity, what zone membership is decided on, and
+its recorded ``(zone, zone_source)`` if it has a decision row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,11 @@ class CredentialVerdict:
         return f"{self.kind} {self.name!r} {head}: {finding.reason}"
 
     @property
+    def to_record(self) -> bool:
+        """A decision with something to record (any outcome but a plain allow)."""
+        return self.decision is not None and self.decision.outcome is not Outcome.ALLOW
+
+    @property
     def fix(self) -> str:
         if self.decision is not None and self.decision.findings:
             return self.decision.findings[0].remediation
@@ -88,22 +100,16 @@ def check_credential(
     if not engine.restricts(kind=kind, name=name):
         return CredentialVerdict(allowed=True, kind=kind, name=name)
     found = lookup_try(session, ti_id)
-    if found is None:
-        return CredentialVerdict(
-            allowed=False,
-            kind=kind,
-            name=name,
-            problem=f"{kind} {name!r} is restricted by the zone policy and the token names no current "
-            f"task instance ({ti_id}), so no zone can be established",
-        )
-    identity, task, recorded = found
     moment = now or datetime.now(timezone.utc)
     # Reading needs no lock: a decision recorded meanwhile is found again when recording below.
-    zone = recorded[0] if recorded is not None else dag_zone(task.tags)
-    decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=moment)
-    if decision.outcome is Outcome.ALLOW:
+    verdict = verdict_on_read(engine, found, ti_id=ti_id, kind=kind, name=name, now=moment)
+    if found is None or verdict.decision is None:
+        return verdict
+    if not verdict.to_record:
         session.rollback()
-        return CredentialVerdict(allowed=True, kind=kind, name=name, zone=decision.zone, decision=decision)
+        return verdict
+    identity, task, recorded = found
+    decision = verdict.decision
     for attempt in range(2):
         row = session.scalar(decision_of_try(**identity.model_dump()).with_for_update())
         if row is not None and (recorded is None or row.zone != recorded[0]):
@@ -133,9 +139,65 @@ def check_credential(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def lookup_try(
-    session: Session, ti_id: str
-) -> tuple[TaskInstanceIdentity, TaskContext, tuple[str | None, str] | None] | None:
+def verdict_on_read(
+    engine: PolicyEngine,
+    found: FoundTry | None,
+    *,
+    ti_id: str,
+    kind: CredentialKind,
+    name: str,
+    now: datetime,
+) -> CredentialVerdict:
+    """The verdict on what :func:`lookup_try` (or :func:`read_try`) found for the try ``ti_id``,
+    before anything is recorded: final unless :attr:`CredentialVerdict.to_record` (findings that
+    :func:`check_credential` records, deciding again on what it reads under lock)."""
+    if found is None:
+        return CredentialVerdict(
+            allowed=False,
+            kind=kind,
+            name=name,
+            problem=f"{kind} {name!r} is restricted by the zone policy and the token names no current "
+            f"task instance ({ti_id}), so no zone can be established",
+        )
+    _, task, recorded = found
+    zone = recorded[0] if recorded is not None else dag_zone(task.tags)
+    decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=now)
+    return CredentialVerdict(
+        allowed=decision.allowed, kind=kind, name=name, zone=decision.zone, decision=decision
+    )
+
+
+def read_try(ti_id: str) -> FoundTry | None:
+    """:func:`lookup_try` on a pooled connection of Airflow's engine instead of in a session: the
+    statement alone, in the driver's autocommit mode where that costs no round trip (psycopg2:
+    the pool's ping and the select, without BEGIN and ROLLBACK). For a read that nothing follows
+    in the same transaction."""
+    from airflow import settings
+
+    if settings.engine is None:
+        raise RuntimeError("Airflow's database engine is not configured (settings.engine is None)")
+    with settings.engine.connect() as connection, _driver_autocommit(connection):
+        return lookup_try(connection, ti_id)
+
+
+@contextlib.contextmanager
+def _driver_autocommit(connection: Connection) -> Iterator[None]:
+    """psycopg2's ``autocommit`` attribute, set and restored the way SQLAlchemy's own pre-ping does
+    (the isolation-level execution option would send ``SET`` statements both ways); other drivers
+    keep their transaction."""
+    dbapi = connection.connection.dbapi_connection
+    if connection.dialect.driver != "psycopg2" or dbapi is None or dbapi.autocommit:
+        yield
+        return
+    dbapi.autocommit = True
+    try:
+        yield
+    finally:
+        if not dbapi.closed:
+            dbapi.autocommit = False
+
+
+def lookup_try(session: Session | Connection, ti_id: str) -> FoundTry | None:
     """The try an execution token names (``ti_id``, its ``sub``): its identity, what zone
     membership is decided on, and its recorded ``(zone, zone_source)`` if it has a decision row.
     One query (a row per DAG tag); ``None`` for no such task instance."""

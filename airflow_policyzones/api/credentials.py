@@ -11,13 +11,15 @@ back to another secrets backend, so the task's hook fails.
 
 Every other request costs one string comparison. A request for a connection the policy does not
 restrict costs a dictionary lookup (no token validation, no database). Otherwise the token is
-validated with the execution API's own validator; a token that does not validate is left to
-Airflow, which answers 401/403 itself.
+validated with the execution API's own validator (once per request: Airflow's route reuses the
+result); a token that does not validate is left to Airflow, which answers 401/403 itself. A
+permitted fetch then costs one select on a pooled connection.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -102,12 +104,18 @@ class CredentialGuard(ExecutionGuard):
 
 
 def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str) -> CredentialVerdict:
+    """A try that may use the id is served on one read outside any session; anything to record
+    (a refusal, a dry-run or exempted finding) is decided again and recorded in a session."""
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.credentials import check_credential
+    from airflow_policyzones.credentials import check_credential, read_try, verdict_on_read
 
+    moment = datetime.now(timezone.utc)
+    verdict = verdict_on_read(engine, read_try(ti_id), ti_id=ti_id, kind=kind, name=name, now=moment)
+    if not verdict.to_record:
+        return verdict
     with create_session() as session:
-        return check_credential(session=session, engine=engine, ti_id=ti_id, kind=kind, name=name)
+        return check_credential(session=session, engine=engine, ti_id=ti_id, kind=kind, name=name, now=moment)
 
 
 def _refusal(verdict: CredentialVerdict) -> dict[str, Any]:

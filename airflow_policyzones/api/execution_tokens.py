@@ -3,12 +3,14 @@ execution token names, and a JSON answer of their own.
 
 The execution API authenticates a task's supervisor with a token the scheduler issued for one
 task-instance try (``sub`` = the task instance id). The middlewares validate it with the execution
-API's own validator (same keys, audience, issuer and leeway as Airflow's routes); a token that does
-not validate is left to Airflow, which refuses it itself.
+API's own validator (same keys, audience, issuer and leeway as Airflow's routes) and leave the
+result where Airflow's routes look for it first; a token that does not validate is left to
+Airflow, which refuses it itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,7 @@ from airflow_policyzones import config
 
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.tokens import JWTValidator
+    from airflow.api_fastapi.execution_api.datamodels.token import TIClaims
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,13 +29,31 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ExecutionTokens:
-    """Validates execution tokens; the validator is built on first use (after Airflow's config)."""
+    """Validates execution tokens; the validator is built on first use (after Airflow's config).
+
+    A token that validates is left on the request's scope where Airflow's own ``JWTBearer``
+    caches it, so that the route does not validate it a second time (and a second middleware on
+    the same request reuses it).
+    """
 
     def __init__(self) -> None:
         self._validator: JWTValidator | None = None
 
     async def task_instance_id(self, scope: Scope) -> str | None:
         """The ``sub`` of the request's valid execution-scope token, else ``None``."""
+        claims = await self._claims(scope)
+        if claims is None or claims.scope != "execution":
+            return None
+        return str((claims.model_extra or {})["sub"])
+
+    async def _claims(self, scope: Scope) -> TIClaims | None:
+        """The claims of the request's token if it validates, else ``None``."""
+        from airflow.api_fastapi.execution_api.datamodels.token import TIClaims, TIToken
+
+        key = _scope_token_key()
+        cached = scope.get(key) if key is not None else None
+        if isinstance(cached, TIToken):
+            return cached.claims
         token = _bearer(scope)
         if token is None:
             return None
@@ -44,15 +65,25 @@ class ExecutionTokens:
             claims = await self._validator.avalidated_claims(token, {})
         except Exception:
             return None
-        from airflow.api_fastapi.execution_api.datamodels.token import TIClaims
-
         try:
             parsed = TIClaims(**{"scope": "execution", **claims})
         except Exception:
             return None
-        if parsed.scope != "execution":
-            return None
-        return str(claims["sub"])
+        if key is not None:
+            # What JWTBearer would cache for this token (a token it cannot build one from is left
+            # to it, to fail the same way).
+            with contextlib.suppress(KeyError, ValueError):
+                scope[key] = TIToken(id=claims["sub"], claims=parsed)
+        return parsed
+
+
+def _scope_token_key() -> str | None:
+    """Where Airflow's execution API caches a request's validated token on its ASGI scope."""
+    try:
+        from airflow.api_fastapi.execution_api.security import _REQUEST_SCOPE_TOKEN_KEY
+    except ImportError:
+        return None
+    return _REQUEST_SCOPE_TOKEN_KEY
 
 
 class ExecutionGuard:

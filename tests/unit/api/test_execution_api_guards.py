@@ -282,6 +282,35 @@ def test_disabled_enforcement_serves_everything(
     assert client.get("/execution/connections/warehouse_raw", headers=_token(ti_id)).status_code == 200
 
 
+def test_the_route_reuses_the_token_the_guard_validated(
+    client: TestClient, policy: PolicyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard leaves the validated token where Airflow's JWTBearer caches it: a checked fetch
+    validates the token as often as an unchecked one."""
+    from airflow.api_fastapi.auth.tokens import JWTValidator
+    from airflow.api_fastapi.execution_api.security import _REQUEST_SCOPE_TOKEN_KEY
+
+    assert _REQUEST_SCOPE_TOKEN_KEY == "ti_token"
+    identity, ti_id = _ti("ads_dag")
+    _decide(identity, "ads", policy)
+    validated: list[str] = []
+    original = JWTValidator.avalidated_claims
+
+    async def counted(self: JWTValidator, token: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        validated.append(token)
+        return await original(self, token, *args, **kwargs)
+
+    monkeypatch.setattr(JWTValidator, "avalidated_claims", counted)
+    counts = {}
+    for enabled in ("False", "True"):
+        monkeypatch.setenv("AIRFLOW__POLICYZONES__ENABLED", enabled)
+        validated.clear()
+        response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+        assert response.status_code == 200, response.text
+        counts[enabled] = len(validated)
+    assert counts["True"] == counts["False"] >= 1
+
+
 # --- success only for a try that was decided ------------------------------------------------------
 
 END = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc).isoformat()
