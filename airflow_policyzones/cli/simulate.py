@@ -51,13 +51,11 @@ from airflow_policyzones.policy.engine import (
     Decision,
     InputRef,
     LabeledInput,
-    Outcome,
     PolicyEngine,
-    Rule,
     TaskContext,
 )
 from airflow_policyzones.policy.lineage import effective_labels
-from airflow_policyzones.policy.patterns import Namespace
+from airflow_policyzones.policy.vocabulary import Namespace, Outcome, Rule
 from airflow_policyzones.propagation import propagated_labels
 
 if TYPE_CHECKING:
