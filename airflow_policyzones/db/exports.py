@@ -32,15 +32,10 @@ DEFAULT_EXPORT_ROWS = 10_000
 MAX_EXPORT_ROWS = 100_000
 _EXPORT_BATCH = 1_000
 
+_TRY_COLUMNS = ("id", "decided_at", "dag_id", "run_id", "task_id", "map_index", "try_number", "zone")
+"""The leading columns of both exports: the row, when, and the try it is about."""
 EXPORT_COLUMNS = (
-    "id",
-    "decided_at",
-    "dag_id",
-    "run_id",
-    "task_id",
-    "map_index",
-    "try_number",
-    "zone",
+    *_TRY_COLUMNS,
     "mode",
     "outcome",
     "rule",
@@ -54,14 +49,7 @@ EXPORT_COLUMNS = (
 )
 """Columns of the violations export."""
 DECISION_EXPORT_COLUMNS = (
-    "id",
-    "decided_at",
-    "dag_id",
-    "run_id",
-    "task_id",
-    "map_index",
-    "try_number",
-    "zone",
+    *_TRY_COLUMNS,
     "zone_source",
     "mode",
     "outcome",
