@@ -55,7 +55,7 @@ from airflow_policyzones.db.query_errors import AuditQueryError, PolicyUnavailab
 from airflow_policyzones.policy import PolicyEngine, PolicyError
 from airflow_policyzones.policy.diff import SECTIONS
 from airflow_policyzones.policy.models import Credential, CredentialKind
-from airflow_policyzones.policy.vocabulary import MODES, VIOLATION_OUTCOMES, Rule
+from airflow_policyzones.policy.vocabulary import MODES, VIOLATION_OUTCOMES, Outcome, Rule
 from airflow_policyzones.policy_history import (
     UnknownVersion,
     diff_versions,
@@ -71,6 +71,13 @@ from airflow_policyzones.urls import API_PREFIX, URL_PREFIX
 from airflow_policyzones.urls import UI_PREFIX as UI_PREFIX
 
 STATIC_DIR = Path(__file__).parent / "static"
+OUTCOME_LABELS = {
+    Outcome.ALLOW.value: "allowed",
+    Outcome.DENY.value: "blocked",
+    Outcome.DRY_RUN.value: "dry run",
+    Outcome.EXEMPTED.value: "exempted",
+}
+"""How the pages' badges name each outcome."""
 
 _SECURITY_HEADERS = {
     # Pages are framed by the Airflow UI (same origin) and load only their own CSS and script.
@@ -93,6 +100,7 @@ def _templates() -> Environment:
     )
     env.filters["when"] = _when
     env.globals["explain_reason"] = explain_reason
+    env.globals |= {"Rule": Rule, "Outcome": Outcome, "outcome_labels": OUTCOME_LABELS}
     return env
 
 
