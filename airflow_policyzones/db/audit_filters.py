@@ -210,6 +210,8 @@ def _common_clauses(
         clauses.append(model.task_id == filters.task_id)
     if filters.zone is not None:
         clauses.append(model.zone == filters.zone)
+    if filters.outcome is not None:
+        clauses.append(model.outcome == filters.outcome)
     if since is not None:
         clauses.append(model.decided_at >= since)
     if until is not None:
@@ -226,8 +228,6 @@ def violation_select(*, readable: set[str], filters: ViolationFilters) -> sa.Sel
         clauses.append(model.rule == filters.rule)
     if filters.mode is not None:
         clauses.append(model.mode == filters.mode)
-    if filters.outcome is not None:
-        clauses.append(model.outcome == filters.outcome)
     if filters.category is not None:
         check_policy_name("category", filters.category)
         inputs = PolicyZonesDecisionInput
@@ -246,8 +246,6 @@ def decision_select(*, readable: set[str], filters: DecisionFilters) -> sa.Selec
     ``decided_at``, then id). Raises :class:`InvalidQuery` (see the module)."""
     model = PolicyZonesDecision
     clauses = _common_clauses(model, readable=readable, filters=filters)
-    if filters.outcome is not None:
-        clauses.append(model.outcome == filters.outcome)
     if filters.category is not None:
         check_policy_name("category", filters.category)
         inputs = PolicyZonesDecisionInput
