@@ -30,6 +30,8 @@ from typing import Any
 import psycopg2
 import sqlalchemy as sa
 
+from airflow_policyzones.policy.vocabulary import Rule
+
 REPO = Path(__file__).resolve().parent.parent
 DECISIONS = 1_000_000
 VIOLATION_EVERY = 5
@@ -45,18 +47,17 @@ ROUNDS_INDEXED = 14
 ROUNDS_UNINDEXED = 2
 TARGET_P95_MS = 100.0
 SEED = 20261127
-RULES = (
-    "unknown_zone",
-    "unzoned_task",
-    "zone_membership",
-    "category_not_allowed",
-    "unlabeled_input",
-    "consent_missing",
-    "not_aggregated",
-    "unsanctioned_flow",
-    "uncheckable_input",
+RULES = tuple(rule.value for rule in Rule)
+TASK_RULES = tuple(
+    rule.value
+    for rule in (
+        Rule.UNKNOWN_ZONE,
+        Rule.UNZONED_TASK,
+        Rule.ZONE_MEMBERSHIP,
+        Rule.CLAIMS_DIFFER_FROM_PARSED_DAG,
+        Rule.UNDECIDED_RUN,
+    )
 )
-TASK_RULES = RULES[:3]
 """Findings about the task itself: no offending input."""
 DROPPED_TABLES = ("policyzones_violation", "policyzones_decision_input")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -319,12 +320,10 @@ def explain(url: str, dag_ids: set[str]) -> list[str]:
     """
     from sqlalchemy.dialects import postgresql
 
-    from airflow_policyzones.api.read_routes import _after, _violation_query
+    from airflow_policyzones.db.audit_filters import ViolationFilters, violation_select
     from airflow_policyzones.db.models import PolicyZonesViolation
+    from airflow_policyzones.db.paging import keyset_after
 
-    none: dict[str, Any] = dict.fromkeys(
-        ("dag_id", "task_id", "zone", "rule", "mode", "outcome", "category", "since", "until")
-    )
     week_ago = END - timedelta(days=7)
     cases: list[tuple[str, dict[str, Any], int | None]] = [
         ("zone", {"zone": _zone(3)}, None),
@@ -342,13 +341,13 @@ def explain(url: str, dag_ids: set[str]) -> list[str]:
     try:
         with conn.cursor() as cur:
             for title, filters, days_back in cases:
-                query = _violation_query(readable=dag_ids, **(none | filters))
+                query = violation_select(readable=dag_ids, filters=ViolationFilters(**filters))
                 if days_back is not None:
                     cursor_at = END - timedelta(days=days_back)
                     cur.execute(
                         "SELECT max(id) FROM policyzones_violation WHERE decided_at <= %s", (cursor_at,)
                     )
-                    query = query.where(_after(PolicyZonesViolation, (cursor_at, cur.fetchone()[0])))
+                    query = query.where(keyset_after(PolicyZonesViolation, (cursor_at, cur.fetchone()[0])))
                 compiled = query.limit(PAGE + 1).compile(
                     dialect=postgresql.psycopg2.dialect(), compile_kwargs={"render_postcompile": True}
                 )

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_policyzones import __version__
-from airflow_policyzones.api.read_routes import read_router
+from airflow_policyzones.api.audit import include_audit_api
 from airflow_policyzones.api.schema import API_VERSION
 from airflow_policyzones.ui.pages import UI_PREFIX, page_http_error, static_files, ui_router
 
@@ -59,7 +59,7 @@ def create_app() -> FastAPI:
         "decision, violation and label, for the pages in the Airflow UI and for exports.",
     )
     app.include_router(router)
-    app.include_router(read_router(prefix=API_PREFIX))
+    include_audit_api(app, prefix=API_PREFIX)
     app.include_router(ui_router())
     app.mount(UI_PREFIX + "/static", static_files(), name="policyzones-static")
     app.add_exception_handler(StarletteHTTPException, page_http_error)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_policyzones.api.schema import API_VERSION
+from airflow_policyzones.urls import API_VERSION, UI_PREFIX, URL_PREFIX
 
 NAV_ROUTE = "policy-zones"
 TASK_INSTANCE_ROUTE = "policy-decision"
@@ -18,7 +18,7 @@ DAG_ROUTE = "policy-zones-coverage"
 
 @functools.cache
 def _fastapi_app() -> dict[str, Any]:
-    from airflow_policyzones.api.app import URL_PREFIX, create_app
+    from airflow_policyzones.api.app import create_app
 
     return {
         "app": create_app(),
@@ -32,7 +32,7 @@ def _ui_root() -> str:
     from airflow.configuration import conf
 
     base_path = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
-    return f"{base_path}/policyzones/ui"
+    return f"{base_path}{URL_PREFIX}{UI_PREFIX}"
 
 
 def external_views() -> list[dict[str, Any]]:

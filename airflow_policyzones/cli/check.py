@@ -30,12 +30,12 @@ from airflow_policyzones.policy.engine import (
     AssetLabels,
     Decision,
     InputRef,
-    Outcome,
     PolicyEngine,
     TaskContext,
 )
 from airflow_policyzones.policy.flows import FlowFinding, FlowWarning, TaskNode, analyze_flows
 from airflow_policyzones.policy.loader import gc_paused
+from airflow_policyzones.policy.vocabulary import Outcome
 
 ZoneOrigin = Literal["task", "group", "dag", "default", "none", "error"]
 """Where a task's zone came from: its own annotation, a ZoneGroup, the DAG tag, the policy's

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         text = json.dumps(report.model_dump(mode="json"), indent=2) + "\n"
     elif args.format == "html":
-        from airflow_policyzones.api.read_schema import policy_out
+        from airflow_policyzones.db.audit_models import policy_out
         from airflow_policyzones.ui.evidence_report import render_evidence_html
 
         text = render_evidence_html(report, policy=policy_out(engine))

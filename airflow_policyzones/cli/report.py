@@ -54,82 +54,18 @@ from airflow_policyzones.policy.engine import (
     Decision,
     Finding,
     InputRef,
-    Outcome,
     PolicyEngine,
-    Rule,
     TaskContext,
 )
 from airflow_policyzones.policy.flows import FlowFinding, FlowPath, FlowWarning
 from airflow_policyzones.policy.loader import LoadedPolicy
+from airflow_policyzones.policy.vocabulary import RULE_DESCRIPTIONS, Outcome
 
 TOOL_NAME = "policyzones"
 JSON_FORMAT_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_BASE_ID = "%SRCROOT%"
 
-RULE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
-    Rule.UNKNOWN_ZONE.value: (
-        "The task's zone is not defined in the policy.",
-        "A task claims a zone that the policy does not declare, so nothing says what data it may read.",
-    ),
-    Rule.UNZONED_TASK.value: (
-        "The task has no zone.",
-        "A task without a zone reads inputs (or the policy requires every task to have a zone).",
-    ),
-    Rule.ZONE_MEMBERSHIP.value: (
-        "The DAG is not a member of the task's zone.",
-        "Zones list the DAGs that may run in them, so that an author cannot pick the most permissive zone.",
-    ),
-    Rule.CATEGORY_NOT_ALLOWED.value: (
-        "An input carries a data category the zone does not allow.",
-        "The zone's purpose may not use this kind of data.",
-    ),
-    Rule.UNLABELED_INPUT.value: (
-        "An input has no labels and the zone does not accept unlabeled data.",
-        "No catalog entry matches the input, so what it holds is unknown.",
-    ),
-    Rule.CONSENT_MISSING.value: (
-        "An input is not consented for the zone's purpose.",
-        "The zone requires consent for its purpose; read a consent-filtered version of the data.",
-    ),
-    Rule.NOT_AGGREGATED.value: (
-        "An input holds user-level rows and the zone accepts aggregated data only.",
-        "Read the output of an aggregating reclassifier instead.",
-    ),
-    Rule.UNSANCTIONED_FLOW.value: (
-        "An input carries data from a zone that may not flow into this one.",
-        "Data leaves a zone only along sanctioned flows, optionally through named reclassifiers.",
-    ),
-    Rule.UNCHECKABLE_INPUT.value: (
-        "An inlet names no checkable data.",
-        "Inlets that are not Assets (strings, None, run-time AssetAliases) cannot be labelled or checked.",
-    ),
-    Rule.UNDECLARED_INPUT.value: (
-        "A task reads data (in its SQL, or through a hook) that nothing labels.",
-        "The table is neither declared as an inlet nor known to the policy's catalog or propagated labels.",
-    ),
-    Rule.CONNECTION_NOT_ALLOWED.value: (
-        "A task asked for an Airflow connection its zone may not use.",
-        "The api-server refuses the connection's credentials to tries in zones whose purpose may not use "
-        "the data it reaches (policy 'connections:').",
-    ),
-    Rule.VARIABLE_NOT_ALLOWED.value: (
-        "A task asked for an Airflow variable its zone may not use.",
-        "The api-server refuses the variable to tries in zones whose purpose may not use it "
-        "(policy 'variables:').",
-    ),
-    Rule.CLAIMS_DIFFER_FROM_PARSED_DAG.value: (
-        "What a running task claimed (zone, inlets) differs from what the dag-processor parsed.",
-        "The decision service decides on the DAG as parsed (and shown in the UI); a task whose "
-        "runtime claims differ is denied, with both shown.",
-    ),
-    Rule.UNDECIDED_RUN.value: (
-        "A task reported success without a decision that let it run.",
-        "The zone check in the task process was removed or gone around; the api-server records "
-        "the try as failed instead of successful (recorded only, in a dry_run zone).",
-    ),
-}
-"""One SARIF rule per engine rule (a test keeps this in step with :class:`Rule`)."""
 
 IMPORT_ERROR_RULE = "dag_import_error"
 ZONE_ANNOTATION_RULE = "zone_annotation_error"

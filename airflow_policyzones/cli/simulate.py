@@ -21,9 +21,9 @@ Then the new outcome is compared with the recorded one. *Newly blocked*: recorde
 Any other change of outcome (e.g. ``allow`` → ``dry_run``: a violation newly logged) is counted as
 an *other change*. Nothing is written: the command only reads.
 
-**Propagated labels** (optional, kept small on purpose): when the provider's models define
-``PolicyZonesAssetLabels`` and its table exists, each input's *current* propagated labels from
-that table are joined with the new catalog's labels (:func:`~airflow_policyzones.policy.lineage.
+**Propagated labels**: when the database has the current-labels table
+(``policyzones_asset_labels``; ``airflow db migrate`` adds it), each input's *current* propagated
+labels from that table are joined with the new catalog's labels (:func:`~airflow_policyzones.policy.lineage.
 effective_labels`), as the decision service does. These are the labels as propagated under the
 policies that were in force, not re-propagated under the new one. Without the table: catalog only.
 """
@@ -51,13 +51,11 @@ from airflow_policyzones.policy.engine import (
     Decision,
     InputRef,
     LabeledInput,
-    Outcome,
     PolicyEngine,
-    Rule,
     TaskContext,
 )
 from airflow_policyzones.policy.lineage import effective_labels
-from airflow_policyzones.policy.patterns import Namespace
+from airflow_policyzones.policy.vocabulary import Namespace, Outcome, Rule
 from airflow_policyzones.propagation import propagated_labels
 
 if TYPE_CHECKING:

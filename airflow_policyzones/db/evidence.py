@@ -50,7 +50,8 @@ from airflow_policyzones.db.models import (
     PolicyZonesPolicyVersion,
     PolicyZonesViolation,
 )
-from airflow_policyzones.policy.engine import AssetLabels, InputRef, Outcome
+from airflow_policyzones.policy.engine import AssetLabels, InputRef
+from airflow_policyzones.policy.vocabulary import Outcome
 from airflow_policyzones.policy_history import short_version
 from airflow_policyzones.propagation import DerivationHop, derivation_path, render_derivation
 

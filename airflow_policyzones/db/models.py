@@ -1,5 +1,6 @@
-"""The audit and lineage tables: one decision per task-instance try with its inputs and
-violations; the label history of what tries wrote, current labels per asset, reclassifications.
+"""The provider's seven tables: the audit (one decision per task-instance try, its inputs, its
+violations), the lineage (the label history of what tries wrote, the current labels per asset,
+the reclassifications) and the text of every policy version that decided something.
 
 The tables live in Airflow's metadata database but on their own ``MetaData`` (as providers/edge3
 does), so Airflow's own migrations and ``db check-migrations`` never see them and our
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from airflow.models.base import _get_schema, naming_convention
 from airflow.utils.sqlalchemy import UtcDateTime
@@ -35,6 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from airflow_policyzones.policy.vocabulary import Outcome, ViolationOutcome
+
 policyzones_metadata = MetaData(
     schema=_get_schema(),  # type: ignore[no-untyped-call]
     naming_convention=naming_convention,
@@ -52,8 +55,8 @@ INPUT_LEN = 3000
 DIGEST_LEN = 64
 """A sha256 in hex."""
 
-OUTCOMES = ("allow", "deny", "dry_run", "exempted")
-VIOLATION_OUTCOMES = ("deny", "dry_run", "exempted")
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
+VIOLATION_OUTCOMES: tuple[str, ...] = get_args(ViolationOutcome)
 SOURCES = ("api", "in_process")
 INPUT_SOURCES = ("declared", "sql", "observed", "alias")
 """How an input or output became known (the wire schema's ``InputSource``); NULL in rows

@@ -15,9 +15,7 @@ from airflow_policyzones.policy.engine import (
     Finding,
     InputRef,
     LabeledInput,
-    Outcome,
     PolicyEngine,
-    Rule,
     TaskContext,
 )
 from airflow_policyzones.policy.errors import PolicyError, PolicyIssue
@@ -44,6 +42,7 @@ from airflow_policyzones.policy.lineage import (
 )
 from airflow_policyzones.policy.loader import LoadedPolicy, load_policy, load_policy_bytes
 from airflow_policyzones.policy.models import Policy
+from airflow_policyzones.policy.vocabulary import Mode, Namespace, Outcome, Rule
 
 if TYPE_CHECKING:
     from airflow_policyzones.policy.sql import SqlParseError, SqlTables, dialect_for_connection, tables_in_sql
@@ -79,6 +78,8 @@ __all__ = [
     "LabeledInput",
     "LineageError",
     "LoadedPolicy",
+    "Mode",
+    "Namespace",
     "Outcome",
     "PathStep",
     "Policy",

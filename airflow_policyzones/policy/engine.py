@@ -13,16 +13,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from airflow_policyzones.policy.loader import LoadedPolicy, gc_paused, load_policy
-from airflow_policyzones.policy.models import CatalogEntry, Credential, CredentialKind, Mode, Policy
+from airflow_policyzones.policy.models import CatalogEntry, Credential, CredentialKind, Policy
 from airflow_policyzones.policy.patterns import (
     SEPARATORS,
     GlobSet,
-    Namespace,
     RegexList,
     SegmentTrie,
     UriNormalizer,
@@ -31,45 +29,9 @@ from airflow_policyzones.policy.patterns import (
     normalize_table,
     normalize_uri_pattern,
 )
-
-
-class Rule(str, Enum):
-    """Stable rule ids, in the order they are checked (README, "Decision rules")."""
-
-    UNKNOWN_ZONE = "unknown_zone"
-    UNZONED_TASK = "unzoned_task"
-    ZONE_MEMBERSHIP = "zone_membership"
-    CATEGORY_NOT_ALLOWED = "category_not_allowed"
-    UNLABELED_INPUT = "unlabeled_input"
-    CONSENT_MISSING = "consent_missing"
-    NOT_AGGREGATED = "not_aggregated"
-    UNSANCTIONED_FLOW = "unsanctioned_flow"
-    UNCHECKABLE_INPUT = "uncheckable_input"
-    """An inlet that names no checkable data (a string, ``None``, an unresolved AssetAlias)."""
-    UNDECLARED_INPUT = "undeclared_input"
-    """Data a task reads (through its SQL, or a hook while it runs) that is neither declared as an
-    inlet nor known to the policy."""
-    CONNECTION_NOT_ALLOWED = "connection_not_allowed"
-    """A try asked for an Airflow connection its zone may not use (the credentials are refused)."""
-    VARIABLE_NOT_ALLOWED = "variable_not_allowed"
-    """A try asked for an Airflow variable its zone may not use (the value is refused)."""
-    CLAIMS_DIFFER_FROM_PARSED_DAG = "claims_differ_from_parsed_dag"
-    """The zone or inlets a worker claimed for a try are not those of the task the dag-processor
-    parsed (its serialized DAG): the worker's copy of the DAG cannot be believed."""
-    UNDECIDED_RUN = "undecided_run"
-    """A try reported success without a decision that let it run: the check in its task process
-    was removed or gone around (the api-server fails the try instead)."""
-
-
-class Outcome(str, Enum):
-    """What happened to the task: only ``deny`` stops it."""
-
-    ALLOW = "allow"
-    DENY = "deny"
-    DRY_RUN = "dry_run"
-    """Violations found in a dry-run zone: the task runs, the violations are recorded."""
-    EXEMPTED = "exempted"
-    """Every violation is covered by an unexpired exemption."""
+from airflow_policyzones.policy.vocabulary import Mode, Namespace
+from airflow_policyzones.policy.vocabulary import Outcome as Outcome
+from airflow_policyzones.policy.vocabulary import Rule as Rule
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,6 @@
-"""The one error type the policy layer raises, and the located issues it carries.
+"""The error a policy that does not load raises (:class:`PolicyError`), and the located issues it
+carries. (The core's other errors are about what is checked against a policy, not the policy:
+``FlowError``, ``LineageError``, ``SqlParseError``.)
 
 Every problem in a policy file is reported as a :class:`PolicyIssue` that names the file, the
 line, the field path and a fix, so that users never have to read a traceback.

@@ -41,9 +41,7 @@ from airflow_policyzones.policy.engine import (
     Finding,
     InputRef,
     LabeledInput,
-    Outcome,
     PolicyEngine,
-    Rule,
     TaskContext,
 )
 from airflow_policyzones.policy.lineage import (
@@ -53,6 +51,7 @@ from airflow_policyzones.policy.lineage import (
     union_labels,
 )
 from airflow_policyzones.policy.loader import gc_paused
+from airflow_policyzones.policy.vocabulary import Outcome, Rule
 
 StepKind = Literal["catalog", "origin", "reclassifier", "propagated", "unlabeled", "no_inputs"]
 WarningKind = Literal["written_by_several_zones", "reclassifier_outside_zone"]

@@ -14,12 +14,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_policyzones.policy.patterns import check_glob, check_regex
+from airflow_policyzones.policy.vocabulary import Mode, Namespace
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 """Category, zone, purpose and reclassifier names: a letter, then letters, digits, ``_`` or ``-``."""
 
-Mode = Literal["enforce", "dry_run"]
 UnlabeledBehaviour = Literal["deny", "allow"]
 
 
@@ -83,7 +83,7 @@ class CatalogEntry(_Model):
         return value
 
     @property
-    def namespace(self) -> Literal["asset", "table"]:
+    def namespace(self) -> Namespace:
         return "asset" if self.uri is not None or self.uri_regex is not None else "table"
 
     @property

@@ -12,10 +12,11 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 from urllib.parse import unquote
 
-Namespace = Literal["asset", "table"]
+from airflow_policyzones.policy.vocabulary import Namespace
+
 SEPARATORS: dict[Namespace, str] = {"asset": "/", "table": "."}
 _WILDCARD = re.compile(r"[*?\[]")
 

@@ -20,9 +20,11 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import Field, ValidationError
 from sqlalchemy.orm import Session
 
-from airflow_policyzones.api import read_routes
-from airflow_policyzones.api.read_schema import TaskInstanceRef, policy_out
+from airflow_policyzones.api.access import ReadableDagIds
 from airflow_policyzones.config import get_engine
+from airflow_policyzones.db.audit_filters import FilterText
+from airflow_policyzones.db.audit_models import TaskInstanceRef, policy_out
+from airflow_policyzones.db.audit_rows import ti_ref
 from airflow_policyzones.db.evidence import EvidenceQueryError, data_use_evidence
 from airflow_policyzones.db.evidence_models import SOURCE_ORIGIN, DataUseEvidence, FlowCell
 from airflow_policyzones.policy import PolicyEngine, PolicyError
@@ -41,10 +43,10 @@ _EXPORT_HEADERS = {
 class EvidenceFilters(pages._Form):
     """The question: which data (category and/or asset glob), where (zone or purpose), when."""
 
-    category: pages._FilterText = None
+    category: FilterText = None
     asset: Annotated[str | None, Field(min_length=1, max_length=3000)] = None
-    zone: pages._FilterText = None
-    purpose: pages._FilterText = None
+    zone: FilterText = None
+    purpose: FilterText = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -137,9 +139,7 @@ def _parse(request: Request) -> EvidenceFilters:
     return filters
 
 
-def data_use_page(
-    request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
-) -> HTMLResponse:
+def data_use_page(request: Request, session: SessionDep, readable: ReadableDagIds) -> HTMLResponse:
     """The question's form and, once it names data, the answer with its evidence."""
     now = datetime.now(timezone.utc)
     filters, report, problem, status_code = pages._query(
@@ -180,14 +180,12 @@ def _flow_map(report: DataUseEvidence, engine: PolicyEngine) -> str:
 
 
 def _ti_ref(row: Any) -> TaskInstanceRef:
-    return read_routes._ti_ref(row)
+    return ti_ref(row)
 
 
 def _run_ref(*, dag_id: str, run_id: str, task_id: str) -> TaskInstanceRef:
     """An allowed use's last run (the task's page in that run; its tries are on the page)."""
-    return read_routes._ti_ref(
-        _Row(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=-1, try_number=1)
-    )
+    return ti_ref(_Row(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=-1, try_number=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +197,7 @@ class _Row:
     try_number: int
 
 
-def data_use_export(
-    request: Request, session: SessionDep, readable: read_routes.ReadableDagIds, format: str
-) -> Response:
+def data_use_export(request: Request, session: SessionDep, readable: ReadableDagIds, format: str) -> Response:
     """The report as a file: JSON (the report object) or a self-contained HTML page."""
     kind: Literal["json", "html"] = "json" if format == "json" else "html"
     if format not in ("json", "html"):

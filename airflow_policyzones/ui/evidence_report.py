@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from markupsafe import Markup
 
-from airflow_policyzones.api.read_schema import PolicyOut
+from airflow_policyzones.db.audit_models import PolicyOut
 from airflow_policyzones.db.evidence_models import SOURCE_ORIGIN, DataUseEvidence
 from airflow_policyzones.ui.zone_map import ObservedFlow, render_zone_map
 

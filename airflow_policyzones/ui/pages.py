@@ -2,9 +2,10 @@
 
 Airflow 3 shows a plugin's external view in an iframe of its own origin, so these pages are
 authenticated by Airflow's session cookie through the same auth-manager dependencies as the
-JSON API, and they render the same models the API returns (the endpoint functions are called
-directly: one implementation of every filter and permission). Jinja autoescaping escapes all
-data — DAG ids, task ids, inputs and labels are user input.
+JSON API (:mod:`airflow_policyzones.api.access`), and they render the same models the API returns,
+from the same filter models and audit queries (:mod:`airflow_policyzones.db.audit_filters`,
+:mod:`airflow_policyzones.db.audit_queries`): one implementation of every filter and permission.
+Jinja autoescaping escapes all data — DAG ids, task ids, inputs and labels are user input.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
-from urllib.parse import quote, urlencode
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
 
-import sqlalchemy as sa
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -27,14 +27,35 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from airflow_policyzones.api import read_routes
-from airflow_policyzones.api.read_schema import PolicyOut, TaskInstanceRef
+from airflow_policyzones.api.access import ReadableDagIds
+from airflow_policyzones.api.errors import http_exception
 from airflow_policyzones.audit import BLIND_EXPLANATION, blind_decisions
 from airflow_policyzones.config import get_engine
-from airflow_policyzones.db.models import PolicyZonesDecision
+from airflow_policyzones.db.asset_history import asset_labels
+from airflow_policyzones.db.audit_filters import (
+    DEFAULT_UNCHECKED_SINCE,
+    AssetQuery,
+    BlindFilters,
+    CoverageFilters,
+    Paging,
+    UncheckedQuery,
+    ViolationFilters,
+    Window,
+)
+from airflow_policyzones.db.audit_models import PolicyOut, TaskInstanceRef
+from airflow_policyzones.db.audit_queries import (
+    active_policy,
+    blind_report,
+    task_instance_decisions,
+    unchecked_report,
+    violation_page,
+)
+from airflow_policyzones.db.coverage import coverage_report
+from airflow_policyzones.db.query_errors import AuditQueryError, PolicyUnavailable
 from airflow_policyzones.policy import PolicyEngine, PolicyError
 from airflow_policyzones.policy.diff import SECTIONS
 from airflow_policyzones.policy.models import Credential, CredentialKind
+from airflow_policyzones.policy.vocabulary import MODES, VIOLATION_OUTCOMES, Outcome, Rule
 from airflow_policyzones.policy_history import (
     UnknownVersion,
     diff_versions,
@@ -46,10 +67,17 @@ from airflow_policyzones.policy_history import (
 from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
 from airflow_policyzones.ui.derivation import explain_reason
 from airflow_policyzones.ui.zone_map import render_zone_map
+from airflow_policyzones.urls import API_PREFIX, URL_PREFIX
+from airflow_policyzones.urls import UI_PREFIX as UI_PREFIX
 
-UI_PREFIX = "/ui"
-"""Below the plugin app's mount point (``/policyzones``)."""
 STATIC_DIR = Path(__file__).parent / "static"
+OUTCOME_LABELS = {
+    Outcome.ALLOW.value: "allowed",
+    Outcome.DENY.value: "blocked",
+    Outcome.DRY_RUN.value: "dry run",
+    Outcome.EXEMPTED.value: "exempted",
+}
+"""How the pages' badges name each outcome."""
 
 _SECURITY_HEADERS = {
     # Pages are framed by the Airflow UI (same origin) and load only their own CSS and script.
@@ -72,6 +100,7 @@ def _templates() -> Environment:
     )
     env.filters["when"] = _when
     env.globals["explain_reason"] = explain_reason
+    env.globals |= {"Rule": Rule, "Outcome": Outcome, "outcome_labels": OUTCOME_LABELS}
     return env
 
 
@@ -81,8 +110,6 @@ def _when(value: datetime | None) -> str:
 
 def _airflow_base(request: Request) -> str:
     """The Airflow UI's base path: the plugin app's root path without its own mount point."""
-    from airflow_policyzones.api.app import URL_PREFIX
-
     root = str(request.scope.get("root_path", "")).rstrip("/")
     return root.removesuffix(URL_PREFIX) + "/"
 
@@ -108,8 +135,8 @@ def _render(request: Request, template: str, *, status_code: int = 200, **contex
         .get_template(template)
         .render(
             airflow=base,
-            ui_base=base.rstrip("/") + "/policyzones" + UI_PREFIX + "/",
-            api_base=base.rstrip("/") + "/policyzones/api/v1/",
+            ui_base=base.rstrip("/") + URL_PREFIX + UI_PREFIX + "/",
+            api_base=base.rstrip("/") + URL_PREFIX + API_PREFIX + "/",
             current=template.removesuffix(".html"),
             policy_status=_policy_status(),
             short=short,
@@ -122,42 +149,24 @@ def _render(request: Request, template: str, *, status_code: int = 200, **contex
 # --- filters from HTML forms ----------------------------------------------------------------
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_form(model: type[ModelT], request: Request) -> ModelT:
+    """A page's query parameters as ``model``; empty form fields mean "no filter". Raises
+    pydantic's ``ValidationError``."""
+    values = {key: value for key, value in request.query_params.items() if value.strip()}
+    return model.model_validate(values)
+
+
 class _Form(BaseModel):
-    """Query parameters of a page; empty form fields mean "no filter"."""
+    """Query parameters of a page of its own (no list of the read API has them)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     @classmethod
     def parse(cls, request: Request) -> Any:
-        values = {key: value for key, value in request.query_params.items() if value.strip()}
-        return cls.model_validate(values)
-
-
-_FilterText = Annotated[str | None, Field(min_length=1, max_length=250)]
-
-
-class ViolationFilters(_Form):
-    dag_id: _FilterText = None
-    task_id: _FilterText = None
-    zone: _FilterText = None
-    rule: read_routes.RuleValue | None = None
-    mode: read_routes.ModeValue | None = None
-    outcome: read_routes.ViolationOutcome | None = None
-    category: _FilterText = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def query_string(self, **extra: str) -> str:
-        values = {
-            key: value.isoformat() if isinstance(value, datetime) else value
-            for key, value in self.model_dump(exclude_none=True).items()
-        }
-        return urlencode(values | extra)
-
-
-class _Paging(_Form):
-    limit: Annotated[int, Field(ge=1, le=read_routes.MAX_LIMIT)] = read_routes.DEFAULT_LIMIT
-    cursor: Annotated[str | None, Field(max_length=200)] = None
+        return parse_form(cls, request)
 
 
 class TaskInstanceQuery(_Form):
@@ -182,47 +191,47 @@ def _invalid(error: ValidationError) -> HTTPException:
     return HTTPException(422, {"msg": "invalid filter", "problems": problems})
 
 
-FormT = TypeVar("FormT", bound=_Form)
-
-
-def _query(request: Request, form: type[FormT], fetch: Callable[[FormT], Any]) -> tuple[FormT, Any, Any, int]:
+def _query(
+    request: Request, form: type[ModelT], fetch: Callable[[ModelT], Any]
+) -> tuple[ModelT, Any, Any, int]:
     """Parse a page's filters and fetch its rows; a bad filter becomes a message on the page.
 
     Returns (filters, rows or None, problem or None, HTTP status).
     """
     filters = form()
     try:
-        filters = form.parse(request)
+        filters = parse_form(form, request)
         return filters, fetch(filters), None, 200
     except ValidationError as error:
         return filters, None, _invalid(error).detail, 422
+    except AuditQueryError as error:
+        refused = http_exception(error)
+        return filters, None, refused.detail, refused.status_code
     except HTTPException as error:
         return filters, None, error.detail, error.status_code
 
 
 def _policy_or_none() -> tuple[PolicyOut | None, str | None]:
     try:
-        return read_routes.get_policy(), None
-    except HTTPException as error:
-        return None, str(error.detail)
+        return active_policy(), None
+    except PolicyUnavailable as error:
+        return None, str(error)
 
 
 # --- pages ----------------------------------------------------------------------------------
 
 
-def violations_page(
-    request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
-) -> HTMLResponse:
+def violations_page(request: Request, session: SessionDep, readable: ReadableDagIds) -> HTMLResponse:
     """Violations newest first, filterable; each links to its task instance and log."""
     policy, policy_error = _policy_or_none()
     filters, page, problem, status_code = _query(
         request,
         ViolationFilters,
-        lambda filters: read_routes.list_violations(
-            session=session, readable=readable, **_Paging.parse(request).model_dump(), **filters.model_dump()
+        lambda filters: violation_page(
+            session=session, readable=readable, filters=filters, paging=parse_form(Paging, request)
         ),
     )
-    unchecked = read_routes.list_unchecked(session=session, readable=readable, since=None, limit=1)
+    unchecked = unchecked_report(session=session, readable=readable, query=UncheckedQuery(limit=1))
     return _render(
         request,
         "violations.html",
@@ -233,46 +242,31 @@ def violations_page(
         filters=filters,
         results=page,
         problem=problem,
-        rules=get_args(read_routes.RuleValue),
-        modes=get_args(read_routes.ModeValue),
-        outcomes=get_args(read_routes.ViolationOutcome),
+        rules=[rule.value for rule in Rule],
+        modes=MODES,
+        outcomes=[outcome.value for outcome in VIOLATION_OUTCOMES],
         ti_links=_ti_links,
     )
 
 
-class CoverageFilters(_Form):
-    dag_id: _FilterText = None
-    zone: _FilterText = None
-    unzoned_only: bool = False
-    since: Annotated[str | None, Field(max_length=64)] = None
-    """The window of the blind-tasks section (coverage itself has none)."""
+class CoveragePageFilters(CoverageFilters):
+    """The coverage report's filters, and the window of the page's blind-tasks section."""
+
+    since: Window = None
 
 
-class UncheckedFilters(_Form):
-    since: Annotated[str | None, Field(max_length=64)] = None
-    limit: Annotated[int, Field(ge=1, le=read_routes.MAX_UNCHECKED_LIMIT)] = (
-        read_routes.DEFAULT_UNCHECKED_LIMIT
-    )
-
-
-def coverage_page(
-    request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
-) -> HTMLResponse:
+def coverage_page(request: Request, session: SessionDep, readable: ReadableDagIds) -> HTMLResponse:
     """Which DAGs and tasks run in which zone; unzoned, never-decided and blind tasks stand out."""
     policy, _error = _policy_or_none()
     filters, reports, problem, status_code = _query(
         request,
-        CoverageFilters,
+        CoveragePageFilters,
         lambda filters: (
-            read_routes.get_coverage(
-                session=session, readable=readable, **filters.model_dump(exclude={"since"})
-            ),
-            read_routes.list_blind(
+            coverage_report(session=session, readable=readable, filters=filters),
+            blind_report(
                 session=session,
                 readable=readable,
-                until=None,
-                limit=read_routes.DEFAULT_BLIND_LIMIT,
-                **filters.model_dump(),
+                filters=BlindFilters.model_validate(filters.model_dump()),
             ),
         ),
     )
@@ -286,21 +280,17 @@ def coverage_page(
         report=report,
         blind=blind,
         problem=problem,
-        default_since=read_routes.DEFAULT_UNCHECKED_SINCE,
+        default_since=DEFAULT_UNCHECKED_SINCE,
         ti_links=_ti_links,
     )
 
 
-def unchecked_page(
-    request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
-) -> HTMLResponse:
+def unchecked_page(request: Request, session: SessionDep, readable: ReadableDagIds) -> HTMLResponse:
     """Tries that started without a decision: what ``policyzones audit`` reports, in the UI."""
     filters, report, problem, status_code = _query(
         request,
-        UncheckedFilters,
-        lambda filters: read_routes.list_unchecked(
-            session=session, readable=readable, **filters.model_dump()
-        ),
+        UncheckedQuery,
+        lambda filters: unchecked_report(session=session, readable=readable, query=filters),
     )
     return _render(
         request,
@@ -309,24 +299,18 @@ def unchecked_page(
         filters=filters,
         report=report,
         problem=problem,
-        default_since=read_routes.DEFAULT_UNCHECKED_SINCE,
+        default_since=DEFAULT_UNCHECKED_SINCE,
         ti_links=_ti_links,
     )
 
 
-class AssetQuery(_Form):
-    name: Annotated[str, Field(min_length=1, max_length=3000)]
-    namespace: Literal["asset", "table"] = "asset"
-    at: datetime | None = None
-
-
-def asset_page(request: Request, session: SessionDep, readable: read_routes.ReadableDagIds) -> HTMLResponse:
+def asset_page(request: Request, session: SessionDep, readable: ReadableDagIds) -> HTMLResponse:
     """One asset's propagated labels and the writes that made them (optionally as of a moment)."""
     try:
-        query = AssetQuery.parse(request)
+        query = parse_form(AssetQuery, request)
     except ValidationError as error:
         raise _invalid(error) from None
-    report = read_routes.get_asset_labels(session=session, readable=readable, **query.model_dump())
+    report = asset_labels(session=session, readable=readable, query=query)
     return _render(request, "asset.html", query=query, report=report, ti_links=_ti_links)
 
 
@@ -461,35 +445,25 @@ def policy_version_page(request: Request, session: SessionDep) -> HTMLResponse:
 
 def zone_map_svg() -> Response:
     """The zone map alone, as an SVG file (for reviews and documents)."""
-    policy = read_routes.get_policy()
+    policy = active_policy()
     headers = _SECURITY_HEADERS | {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
     return Response(render_zone_map(policy, standalone=True), media_type="image/svg+xml", headers=headers)
 
 
-def task_instance_page(
-    request: Request, session: SessionDep, readable: read_routes.ReadableDagIds
-) -> HTMLResponse:
+def task_instance_page(request: Request, session: SessionDep, readable: ReadableDagIds) -> HTMLResponse:
     """The decisions made for one task instance (every try), with inputs, labels and findings."""
     try:
         query = TaskInstanceQuery.parse(request)
     except ValidationError as error:
         raise _invalid(error) from None
-    decisions = []
-    if query.dag_id in readable:
-        ids = session.scalars(
-            sa.select(PolicyZonesDecision.id)
-            .where(
-                PolicyZonesDecision.dag_id == query.dag_id,
-                PolicyZonesDecision.run_id == query.run_id,
-                PolicyZonesDecision.task_id == query.task_id,
-                PolicyZonesDecision.map_index == query.map_index_value,
-            )
-            .order_by(PolicyZonesDecision.try_number.desc())
-        )
-        decisions = [
-            read_routes.get_decision(decision_id=decision_id, session=session, readable=readable)
-            for decision_id in ids
-        ]
+    decisions = task_instance_decisions(
+        session=session,
+        readable=readable,
+        dag_id=query.dag_id,
+        run_id=query.run_id,
+        task_id=query.task_id,
+        map_index=query.map_index_value,
+    )
     blind = blind_decisions(session=session, decision_ids=[decision.id for decision in decisions])
     return _render(
         request,
@@ -529,9 +503,14 @@ def _is_page(request: Request) -> bool:
 
 
 async def page_http_error(request: Request, error: Exception) -> Response:
-    """Errors on pages are pages (an expired session says how to log in again); API errors stay JSON."""
+    """Errors on pages are pages (an expired session says how to log in again); API errors stay JSON.
+
+    Handles HTTP exceptions, request validation errors and the audit queries' domain errors
+    (answered as :func:`airflow_policyzones.api.errors.http_exception` says)."""
     from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 
+    if isinstance(error, AuditQueryError):
+        error = http_exception(error)
     if isinstance(error, RequestValidationError):
         if not _is_page(request):
             return await request_validation_exception_handler(request, error)

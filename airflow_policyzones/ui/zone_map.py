@@ -14,7 +14,7 @@ from pathlib import Path
 
 from markupsafe import escape
 
-from airflow_policyzones.api.read_schema import PolicyOut
+from airflow_policyzones.db.audit_models import PolicyOut
 
 NODE_WIDTH = 230
 NODE_HEIGHT = 66

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_policyzones.api.read_routes import MAX_BLIND_LIMIT
 from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse, ObservationRequest
 from airflow_policyzones.audit import BLIND_EXPLANATION
+from airflow_policyzones.db.audit_filters import MAX_BLIND_LIMIT
 from airflow_policyzones.policy import PolicyEngine
 from tests.support.airflow_db import Prepared, create_run, reparsed, sync_dags
 from tests.unit.api.test_read_api import auth, bearer, client, ok
@@ -356,21 +356,28 @@ def test_blind_tasks_of_unreadable_dags_are_hidden(
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.api.read_routes import list_blind
+    from airflow_policyzones.db.audit_filters import BlindFilters
+    from airflow_policyzones.db.audit_queries import blind_report
 
     monkeypatch.setattr(get_auth_manager(), "get_authorized_dag_ids", lambda **_: {"blind_plain"})
     assert listed(blind(client, auth["viewer"], **window(seeded))) == ["blind_plain.quiet"]
 
     with create_session() as session:
-        direct = list_blind(
-            session=session, readable={"blind_hidden"}, since=iso(seeded.since), until=seeded.until
+        direct = blind_report(
+            session=session,
+            readable={"blind_hidden"},
+            filters=BlindFilters(since=iso(seeded.since), until=seeded.until),
         )
     assert [(item.dag_id, item.task_id, item.zone) for item in direct.items] == [
         ("blind_hidden", "quiet", None)
     ]
     with create_session() as session:
         assert (
-            list_blind(session=session, readable=set(), since=iso(seeded.since), until=seeded.until).items
+            blind_report(
+                session=session,
+                readable=set(),
+                filters=BlindFilters(since=iso(seeded.since), until=seeded.until),
+            ).items
             == []
         )
 

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_policyzones.api.read_routes import DECISION_EXPORT_COLUMNS, MAX_UNCHECKED_LIMIT
 from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse
+from airflow_policyzones.db.audit_filters import MAX_UNCHECKED_LIMIT
+from airflow_policyzones.db.exports import DECISION_EXPORT_COLUMNS
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.service import Source
 from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, reparsed, sync_dags
@@ -528,13 +529,16 @@ def test_coverage_is_served_when_the_policy_does_not_load(
 
 
 def test_coverage_called_directly(seeded: Seeded, auth: dict[str, str], our_dags: set[str]) -> None:
-    """The UI renders pages from the endpoint functions, without HTTP."""
+    """The UI renders pages from the query layer, without HTTP."""
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.api.read_routes import get_coverage
+    from airflow_policyzones.db.audit_filters import CoverageFilters
+    from airflow_policyzones.db.coverage import coverage_report
 
     with create_session() as session:
-        report = get_coverage(session=session, readable={"cov_ads", "cov_lost"}, zone="ads")
+        report = coverage_report(
+            session=session, readable={"cov_ads", "cov_lost"}, filters=CoverageFilters(zone="ads")
+        )
     assert report.summary.dags == 1
     assert [task.task_id for dag in report.dags for task in dag.tasks] == ["-cmd", "never", "read"]
     read = report.dags[0].tasks[2]
@@ -727,7 +731,8 @@ def test_unchecked_tries_of_unreadable_dags_are_hidden(
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.api.read_routes import list_unchecked
+    from airflow_policyzones.db.audit_filters import UncheckedQuery
+    from airflow_policyzones.db.audit_queries import unchecked_report
 
     run_id = create_run("cov_outsider")
     _start("cov_outsider", run_id, "read", datetime.now(timezone.utc) - timedelta(minutes=5))
@@ -735,7 +740,9 @@ def test_unchecked_tries_of_unreadable_dags_are_hidden(
     assert listed_tries(unchecked(client, auth["viewer"], since="1h")) == []
 
     with create_session() as session:
-        direct = list_unchecked(session=session, readable={"cov_outsider"}, since="1h")
+        direct = unchecked_report(
+            session=session, readable={"cov_outsider"}, query=UncheckedQuery(since="1h")
+        )
     assert [(item.task_instance.dag_id, item.task_instance.run_id) for item in direct.items] == [
         ("cov_outsider", run_id)
     ]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_policyzones.api.read_routes import (
+from airflow_policyzones.api.exports import (
     CHAIN_DECISIONS_HEADER,
     CHAIN_HEAD_HEADER,
     CHAIN_LAST_ID_HEADER,

@@ -21,8 +21,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from airflow_policyzones.api.app import create_app
-from airflow_policyzones.api.read_routes import MAX_LIMIT, RuleValue, encode_cursor
 from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse
+from airflow_policyzones.db.audit_filters import MAX_LIMIT, ViolationFilters
+from airflow_policyzones.db.paging import encode_cursor
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.engine import Rule
 from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
@@ -355,11 +356,11 @@ def test_export_json_bounded_by_max_rows(client: TestClient, seeded: Seeded, aut
 
 
 def test_export_escapes_spreadsheet_formulas() -> None:
-    from airflow_policyzones.api.read_routes import _csv_cell
+    from airflow_policyzones.db.exports import csv_cell
 
-    assert _csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert _csv_cell("recs_dag") == "recs_dag"
-    assert _csv_cell(None) == ""
+    assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert csv_cell("recs_dag") == "recs_dag"
+    assert csv_cell(None) == ""
 
 
 # --- authentication and authorization ---------------------------------------------------------
@@ -471,7 +472,8 @@ def test_a_cursor_for_a_valid_position_works(
 
 
 def test_the_rule_values_match_the_engine() -> None:
-    assert set(RuleValue.__args__) == {rule.value for rule in Rule}
+    accepted = ViolationFilters.model_json_schema()["properties"]["rule"]["anyOf"][0]["enum"]
+    assert set(accepted) == {rule.value for rule in Rule}
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------

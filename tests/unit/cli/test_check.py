@@ -16,8 +16,9 @@ import pytest
 
 from airflow_policyzones.cli.check import _import_failure, dag_line, task_line
 from airflow_policyzones.cli.main import EXIT_OK, EXIT_USAGE, EXIT_VIOLATIONS, main
-from airflow_policyzones.cli.report import EXTRA_RULES, RULE_DESCRIPTIONS
+from airflow_policyzones.cli.report import EXTRA_RULES
 from airflow_policyzones.policy import Rule, load_policy
+from airflow_policyzones.policy.vocabulary import RULE_DESCRIPTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO_ROOT / "dags_examples"

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
-from airflow_policyzones.api.read_routes import DEFAULT_LIMIT
+from airflow_policyzones.db.audit_filters import DEFAULT_LIMIT
 from airflow_policyzones.ui.derivation import PathStep, explain_reason
 from tests.unit.api.test_read_api import PURCHASES, _decide
 from tests.unit.ui.test_pages import decisions_listed, page

@@ -1,6 +1,7 @@
-"""Response models of the read-only audit API (version 1): what the UI and auditors consume.
+"""The read models of the audit (version 1 of the read API): what the audit queries return, the
+read API serves as JSON and the pages render.
 
-Kept apart from :mod:`airflow_policyzones.api.schema`, the worker's wire format, so the two can
+Kept apart from the worker's wire format (:mod:`airflow_policyzones.api.schema`) so the two can
 evolve separately: the worker contract is frozen by deployed workers, this one by API clients.
 """
 
@@ -13,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from airflow_policyzones.policy import PolicyEngine
+
+
+Membership = Literal["member", "not_member", "unknown_zone"]
+"""Whether the policy admits a DAG in its default zone (an unknown zone admits none)."""
 
 
 class _Out(BaseModel):
@@ -187,7 +192,7 @@ class DagCoverageOut(_Out):
     default_zone: str | None = Field(description="From the DAG's policyzone:<zone> tag, else the policy's")
     default_zone_source: Literal["tag", "policy", "none"]
     zone_tag_problem: str | None = Field(description="Why the DAG's zone tags were ignored, if they were")
-    membership: Literal["member", "not_member", "unknown_zone"] | None = Field(
+    membership: Membership | None = Field(
         description="Whether the policy admits the DAG in its default zone; null when the DAG has no "
         "default zone or the policy does not load"
     )

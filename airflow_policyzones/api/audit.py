@@ -1,0 +1,37 @@
+"""The read-only audit API: violations, decisions, the active policy, zone coverage, tries that
+ran unchecked, tasks that ran blind, asset label history and CSV/JSON export.
+
+One router per resource (each module holds its routes and their decorators); this module only
+assembles them, in the order the OpenAPI document lists them, and maps the audit queries' domain
+errors to HTTP at the app's edge (:mod:`airflow_policyzones.api.errors`). Every route is behind
+Airflow's DAG read permission and answers only about the DAGs the user may read
+(:mod:`airflow_policyzones.api.access`). Lists page by keyset on ``(decided_at, id)``, newest
+first (:mod:`airflow_policyzones.db.paging`).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from airflow_policyzones.api import assets, coverage, decisions, exports, policy, reconciliation, violations
+from airflow_policyzones.db.query_errors import AuditQueryError
+from airflow_policyzones.ui.pages import page_http_error
+
+ROUTERS: tuple[APIRouter, ...] = (
+    violations.router,
+    decisions.router,
+    policy.router,
+    coverage.router,
+    reconciliation.router,
+    assets.router,
+    exports.router,
+)
+"""The resources of the read API, in the order of its OpenAPI document."""
+
+
+def include_audit_api(app: FastAPI, *, prefix: str) -> None:
+    """Add the read API's routes to ``app`` below ``prefix`` (e.g. ``/api/v1``), and answer the
+    audit queries' domain errors as HTTP errors: JSON for the API, an error page for the pages."""
+    for router in ROUTERS:
+        app.include_router(router, prefix=prefix)
+    app.add_exception_handler(AuditQueryError, page_http_error)
