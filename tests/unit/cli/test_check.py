@@ -246,7 +246,8 @@ def test_check_writes_the_report_to_a_file(tmp_path: Path, capsys: pytest.Captur
 
 @pytest.mark.integration
 def test_all_allowed_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for name in ("ads_optimization.py", "purchases_reclassify.py"):
+    # evidence.py: the helper the example DAGs import (a DAG folder is on sys.path when parsed).
+    for name in ("ads_optimization.py", "purchases_reclassify.py", "evidence.py"):
         (tmp_path / name).write_text((EXAMPLES / name).read_text(encoding="utf-8"), encoding="utf-8")
 
     code, out, _ = run(capsys, "check", POLICY, str(tmp_path), "--format", "json")
