@@ -24,8 +24,9 @@ from sqlalchemy.exc import IntegrityError
 
 from airflow_policyzones.api.schema import TaskInstanceIdentity
 from airflow_policyzones.db.models import INPUT_LEN, PolicyZonesDecision, decision_of_try
-from airflow_policyzones.policy.engine import Decision, Outcome, PolicyEngine, TaskContext
+from airflow_policyzones.policy.engine import Decision, PolicyEngine, TaskContext
 from airflow_policyzones.policy.models import CredentialKind
+from airflow_policyzones.policy.vocabulary import Outcome
 from airflow_policyzones.service import (
     CREDENTIALS_ONLY,
     _violation_row,

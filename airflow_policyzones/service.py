@@ -38,11 +38,10 @@ from airflow_policyzones.policy.engine import (
     Finding,
     InputRef,
     LabeledInput,
-    Outcome,
     PolicyEngine,
-    Rule,
     TaskContext,
 )
+from airflow_policyzones.policy.vocabulary import Outcome, Rule
 from airflow_policyzones.propagation import explain_derivation, label_observed_writes, with_propagated
 from airflow_policyzones.verification import (
     TryProblem,

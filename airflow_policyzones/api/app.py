@@ -2,8 +2,8 @@
 
 ``GET /api/v1/health`` (no auth) says whether the policy loads here and which version each
 component has loaded (:mod:`airflow_policyzones.policy_status`); the read-only audit API
-(violations, decisions, policy, export; Airflow user auth) is in :mod:`.read_routes`, the pages
-shown in the Airflow UI in :mod:`airflow_policyzones.ui.pages`. Tries reach the decision service
+(violations, decisions, policy, exports, coverage, assets; Airflow user auth) is assembled in
+:mod:`.audit`, the pages shown in the Airflow UI in :mod:`airflow_policyzones.ui.pages`. Tries reach the decision service
 through their task supervisor and the execution API, never through this app
 (:mod:`airflow_policyzones.api.relay`).
 """
@@ -19,12 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_policyzones import __version__
 from airflow_policyzones.api.audit import include_audit_api
-from airflow_policyzones.api.schema import API_VERSION
-from airflow_policyzones.ui.pages import UI_PREFIX, page_http_error, static_files, ui_router
-
-URL_PREFIX = "/policyzones"
-"""Where the plugin mounts the app below the api-server's base URL."""
-API_PREFIX = f"/api/{API_VERSION}"
+from airflow_policyzones.ui.pages import page_http_error, static_files, ui_router
+from airflow_policyzones.urls import API_PREFIX, STATIC_PREFIX
 
 
 def _health(session: SessionDep) -> dict[str, Any]:
@@ -61,7 +57,7 @@ def create_app() -> FastAPI:
     app.include_router(router)
     include_audit_api(app, prefix=API_PREFIX)
     app.include_router(ui_router())
-    app.mount(UI_PREFIX + "/static", static_files(), name="policyzones-static")
+    app.mount(STATIC_PREFIX, static_files(), name="policyzones-static")
     app.add_exception_handler(StarletteHTTPException, page_http_error)
     app.add_exception_handler(RequestValidationError, page_http_error)
     return app

@@ -11,8 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-API_VERSION = "v1"
-
 RELAY_KEY_PREFIX = "__policyzones."
 """XCom keys the decision service answers on: a try asks through its own task supervisor, which
 forwards ``SetXCom``/``GetXCom`` to the execution API with the try's execution token (see

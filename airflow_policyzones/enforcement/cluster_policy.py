@@ -191,7 +191,7 @@ def dag_problems(*, dag: Any, engine: PolicyEngine) -> list[str]:
     decision that has no inputs, so the parse-time check cannot drift from the run-time one.
     Violations in a dry-run zone are not errors here: the zone is being rolled out.
     """
-    from airflow_policyzones.policy.engine import Outcome, Rule
+    from airflow_policyzones.policy.vocabulary import Outcome, Rule
     from airflow_policyzones.zones import ZoneAnnotationError, dag_zone, task_context, zone_of
 
     try:

@@ -29,9 +29,7 @@ from airflow_policyzones.policy.patterns import (
     normalize_table,
     normalize_uri_pattern,
 )
-from airflow_policyzones.policy.vocabulary import Mode, Namespace
-from airflow_policyzones.policy.vocabulary import Outcome as Outcome
-from airflow_policyzones.policy.vocabulary import Rule as Rule
+from airflow_policyzones.policy.vocabulary import Mode, Namespace, Outcome, Rule
 
 
 @dataclass(frozen=True, slots=True)

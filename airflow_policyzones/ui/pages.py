@@ -67,8 +67,7 @@ from airflow_policyzones.policy_history import (
 from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
 from airflow_policyzones.ui.derivation import explain_reason
 from airflow_policyzones.ui.zone_map import render_zone_map
-from airflow_policyzones.urls import API_PREFIX, URL_PREFIX
-from airflow_policyzones.urls import UI_PREFIX as UI_PREFIX
+from airflow_policyzones.urls import API_PREFIX, UI_PREFIX, URL_PREFIX
 
 STATIC_DIR = Path(__file__).parent / "static"
 OUTCOME_LABELS = {

@@ -25,7 +25,7 @@ from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse
 from airflow_policyzones.db.audit_filters import MAX_LIMIT, ViolationFilters
 from airflow_policyzones.db.paging import encode_cursor
 from airflow_policyzones.policy import PolicyEngine
-from airflow_policyzones.policy.engine import Rule
+from airflow_policyzones.policy.vocabulary import Rule
 from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
 
 pytestmark = pytest.mark.integration

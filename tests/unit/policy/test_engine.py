@@ -393,7 +393,7 @@ def test_rules(rules_engine: PolicyEngine, case: Case) -> None:
 
 
 def test_every_rule_id_is_covered_by_the_table() -> None:
-    """Adding a rule to engine.Rule without a test row fails here."""
+    """Adding a rule to vocabulary.Rule without a test row fails here."""
     covered = {rule for param in RULE_CASES for rules in param.values[0].rules for rule in rules}
     covered |= {Rule.UNCHECKABLE_INPUT.value}  # test_uncheckable_input
     covered |= {Rule.UNDECLARED_INPUT.value}  # test_undeclared_sql_input
