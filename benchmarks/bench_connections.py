@@ -49,9 +49,9 @@ def main() -> int:
         from airflow.utils.session import create_session
         from fastapi.testclient import TestClient
 
-        from airflow_policyzones.api.schema import DecisionRequest
         from airflow_policyzones.config import get_engine
-        from airflow_policyzones.service import decide_and_record
+        from airflow_policyzones.db.service import decide_and_record
+        from airflow_policyzones.wire import DecisionRequest
 
         run_id = create_run("ads_dag")
         with create_session() as session:

@@ -8,7 +8,7 @@ In a fresh PostgreSQL metadata database (``airflow db migrate``: Airflow's table
   (:mod:`airflow_policyzones.db.chain`), linked per writer, loaded with ``COPY``; then
   :func:`~airflow_policyzones.db.chain.verify_records` over all of them, ``REPETITIONS_VERIFY``
   times (median). It must find no problem.
-* **chain overhead**: :func:`~airflow_policyzones.service.decide_and_record` (in process, on the
+* **chain overhead**: :func:`~airflow_policyzones.db.service.decide_and_record` (in process, on the
   same database, after the load) for a deny with three violations and for an allow, with rows
   sealed and with sealing swapped for a no-op, alternating on/off every decision
   (``DECISIONS_TIMED`` each); the overhead is the difference of the medians over the median
@@ -365,8 +365,8 @@ def _no_seal(*_args: Any, **_kwargs: Any) -> None:
 def measure_decisions(engine: Any) -> tuple[dict[bool, list[float]], list[float]]:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.api.schema import DecisionRequest
-    from airflow_policyzones.service import decide_and_record
+    from airflow_policyzones.db.service import decide_and_record
+    from airflow_policyzones.wire import DecisionRequest
 
     def request(deny: bool) -> DecisionRequest:
         inputs = (

@@ -6,7 +6,7 @@ other assets; every asset has its current-labels row. A task in the zone that wr
 the 20 assets. Timed, in the same run:
 
 * ``label_lookup`` — the lookup a decision makes: catalog labels united with the propagated ones
-  for the 20 inputs (:func:`airflow_policyzones.propagation.with_propagated`, one query);
+  for the 20 inputs (:func:`airflow_policyzones.db.propagation.with_propagated`, one query);
 * ``decision`` — the whole decision service path (``decide_and_record``: membership, lookup,
   engine, recording, commit) for those 20 inputs, against the baseline of the same decision for
   20 inputs nothing was propagated to.
@@ -127,11 +127,11 @@ def main() -> None:
 def run(policy: Path) -> None:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.api.schema import DecisionRequest
+    from airflow_policyzones.db.propagation import with_propagated
+    from airflow_policyzones.db.service import decide_and_record
     from airflow_policyzones.policy import PolicyEngine
     from airflow_policyzones.policy.engine import InputRef
-    from airflow_policyzones.propagation import with_propagated
-    from airflow_policyzones.service import decide_and_record
+    from airflow_policyzones.wire import DecisionRequest
 
     engine = PolicyEngine.from_file(policy)
     hot = [f"{HOT}{i}" for i in range(INPUTS)]

@@ -14,7 +14,7 @@ Timed in the same run, interleaved (the order alternates every repetition), medi
   :class:`~airflow_policyzones.enforcement.observation.Observer` is installed on Airflow's real
   hook lineage collector (:func:`observe_try`), so every statement ``DbApiHook`` reports is
   analyzed in the PostgreSQL dialect and every table not yet decided in the try is decided by the
-  real decision service in process (:func:`airflow_policyzones.service.decide_observed` through
+  real decision service in process (:func:`airflow_policyzones.db.service.decide_observed` through
   :func:`~airflow_policyzones.enforcement.hook.obtain_observation`, as under ``dag.test()``) on a
   PostgreSQL metadata database migrated with ``airflow db migrate``, each decision recorded and
   committed; then :func:`reconcile`. Each try is a new try with its own recorded pre-execute
@@ -138,15 +138,15 @@ def run(policy: Path) -> None:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk.lineage import get_hook_lineage_collector
 
-    from airflow_policyzones.api.schema import (
+    from airflow_policyzones.enforcement import observation
+    from airflow_policyzones.enforcement.hook import decide_in_process, obtain_observation, orm_available
+    from airflow_policyzones.enforcement.settings import EnforcementSettings
+    from airflow_policyzones.wire import (
         DecisionRequest,
         DecisionResponse,
         ObservationRequest,
         TaskInstanceIdentity,
     )
-    from airflow_policyzones.enforcement import observation
-    from airflow_policyzones.enforcement.hook import decide_in_process, obtain_observation, orm_available
-    from airflow_policyzones.enforcement.settings import EnforcementSettings
 
     assert orm_available(), "the decision service runs in process on the metadata database"
     settings = EnforcementSettings(

@@ -2,7 +2,7 @@
 
 Before it records a decision from a worker (``source="api"``), the decision service reads from
 Airflow's own tables that the try exists and is running, and compares the zone and inlets the
-worker claims with the task the dag-processor serialized (:mod:`airflow_policyzones.verification`).
+worker claims with the task the dag-processor serialized (:mod:`airflow_policyzones.db.verification`).
 This benchmark measures that cost side by side in one run:
 
 * a fresh PostgreSQL metadata database (``airflow db migrate``: Airflow's tables and ours) with
@@ -14,7 +14,7 @@ This benchmark measures that cost side by side in one run:
   SQL from a run created the way the scheduler creates one;
 * the policy of :func:`benchmarks.generate.generate_policy` (200 zones, 2,000 catalog patterns);
   the request claims the owner zone of one catalog entry and one input matching it;
-* then :func:`~airflow_policyzones.service.decide_and_record` as the api-server calls it
+* then :func:`~airflow_policyzones.db.service.decide_and_record` as the api-server calls it
   (``source="api"``, a session per request) for a fresh running try each time, with
   ``verify=True`` and ``verify=False`` alternating (which goes first alternates too),
   ``SAMPLES`` decisions each after ``WARMUP`` pairs. Fresh tries are made beforehand (copies of
@@ -228,8 +228,8 @@ def measure(engine: Any, *, zone: str, uri: str, fresh: int) -> dict[bool, list[
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
 
-    from airflow_policyzones.api.schema import DecisionRequest
-    from airflow_policyzones.service import TryNotRunning, decide_and_record
+    from airflow_policyzones.db.service import TryNotRunning, decide_and_record
+    from airflow_policyzones.wire import DecisionRequest
 
     def request(run_id: str) -> DecisionRequest:
         return DecisionRequest.model_validate(

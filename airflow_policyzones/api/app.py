@@ -1,11 +1,11 @@
 """The provider's app on the api-server, mounted at ``/policyzones`` (see plugin.py).
 
 ``GET /api/v1/health`` (no auth) says whether the policy loads here and which version each
-component has loaded (:mod:`airflow_policyzones.policy_status`); the read-only audit API
+component has loaded (:mod:`airflow_policyzones.db.policy_status`); the read-only audit API
 (violations, decisions, policy, exports, coverage, assets; Airflow user auth) is assembled in
-:mod:`.audit`, the pages shown in the Airflow UI in :mod:`airflow_policyzones.ui.pages`. Tries reach the decision service
-through their task supervisor and the execution API, never through this app
-(:mod:`airflow_policyzones.api.relay`).
+:mod:`.audit`, the pages shown in the Airflow UI in :mod:`airflow_policyzones.ui.pages`. Tries
+reach the decision service through their task supervisor and the execution API, never through
+this app (:mod:`airflow_policyzones.api.relay`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _health(session: SessionDep) -> dict[str, Any]:
     retry) or ``mismatch`` (a component validated against another version); ``problems`` and
     ``warnings`` say it in words, with both versions.
     """
-    from airflow_policyzones.policy_status import policy_status
+    from airflow_policyzones.db.policy_status import policy_status
 
     status_ = policy_status(session=session)
     report = status_.to_dict()

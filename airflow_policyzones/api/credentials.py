@@ -31,7 +31,7 @@ from airflow_policyzones.policy.models import CredentialKind
 
 if TYPE_CHECKING:
     from airflow_policyzones.api.execution_tokens import Receive, Scope, Send
-    from airflow_policyzones.credentials import CredentialVerdict
+    from airflow_policyzones.db.credentials import CredentialVerdict
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str)
     (a refusal, a dry-run or exempted finding) is decided again and recorded in a session."""
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.credentials import check_credential, read_try, verdict_on_read
+    from airflow_policyzones.db.credentials import check_credential, read_try, verdict_on_read
 
     moment = datetime.now(timezone.utc)
     verdict = verdict_on_read(engine, read_try(ti_id), ti_id=ti_id, kind=kind, name=name, now=moment)

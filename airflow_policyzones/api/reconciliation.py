@@ -9,7 +9,7 @@ from airflow.api_fastapi.common.db.common import SessionDep
 from fastapi import Query
 
 from airflow_policyzones.api.access import ReadableDagIds, audit_router
-from airflow_policyzones.audit import BLIND_EXPLANATION
+from airflow_policyzones.db.audit import BLIND_EXPLANATION
 from airflow_policyzones.db.audit_filters import DEFAULT_UNCHECKED_SINCE, BlindFilters, UncheckedQuery
 from airflow_policyzones.db.audit_models import BlindOut, UncheckedOut
 from airflow_policyzones.db.audit_queries import blind_report, unchecked_report

@@ -5,7 +5,7 @@ A task process holds no credential for the api-server: its supervisor holds the 
 token (issued by the scheduler, ``sub`` = the task instance id, good only for that try) and
 forwards the task's ``SetXCom``/``GetXCom`` messages to the execution API with it. The task asks
 the decision service by setting an XCom whose key starts with
-:data:`~airflow_policyzones.api.schema.RELAY_KEY_PREFIX` on its own task instance, then reading it
+:data:`~airflow_policyzones.wire.RELAY_KEY_PREFIX` on its own task instance, then reading it
 back. This root middleware intercepts every such ``POST /execution/xcoms/{dag_id}/{run_id}/
 {task_id}/{key}``:
 
@@ -14,7 +14,7 @@ back. This root middleware intercepts every such ``POST /execution/xcoms/{dag_id
    XCom, so a try can neither ask for another try nor overwrite another try's answer;
 3. it decides for the try *the token names* — its dag, task, run, map index and try number come
    from the task instance row, whatever the request body says;
-4. it hands Airflow's XCom route a :class:`~airflow_policyzones.api.schema.RelayAnswer` in place of
+4. it hands Airflow's XCom route a :class:`~airflow_policyzones.wire.RelayAnswer` in place of
    the request, so the XCom the try reads back is the service's answer and never the request.
 
 What the task's code can reach is therefore what it could reach without the provider: its
@@ -42,7 +42,7 @@ from airflow_policyzones.api.execution_tokens import (
     route_path,
     with_length,
 )
-from airflow_policyzones.api.schema import (
+from airflow_policyzones.wire import (
     RELAY_KEY_PREFIX,
     ConnectionTypeRequest,
     ConnectionTypeResponse,
@@ -163,7 +163,7 @@ def handle(
     instance, 403 another task instance) or :class:`RelayError` (404 no such method, 409/422/503
     from the service).
     """
-    from airflow_policyzones.credentials import lookup_try
+    from airflow_policyzones.db.credentials import lookup_try
 
     found = lookup_try(session, ti_id)
     if found is None:
@@ -218,7 +218,7 @@ def _engine() -> PolicyEngine:
 
 
 def _decide(session: Session, request: BaseModel) -> BaseModel:
-    from airflow_policyzones.service import DecisionRefused, decide_and_record
+    from airflow_policyzones.db.service import DecisionRefused, decide_and_record
 
     assert isinstance(request, DecisionRequest)
     try:
@@ -228,7 +228,7 @@ def _decide(session: Session, request: BaseModel) -> BaseModel:
 
 
 def _observe(session: Session, request: BaseModel) -> BaseModel:
-    from airflow_policyzones.service import DecisionRefused, decide_observed
+    from airflow_policyzones.db.service import DecisionRefused, decide_observed
 
     assert isinstance(request, ObservationRequest)
     try:
@@ -238,7 +238,7 @@ def _observe(session: Session, request: BaseModel) -> BaseModel:
 
 
 def _outputs(session: Session, request: BaseModel) -> BaseModel:
-    from airflow_policyzones.propagation import OutputsRefused, record_outputs
+    from airflow_policyzones.db.propagation import OutputsRefused, record_outputs
 
     assert isinstance(request, OutputsRequest)
     try:

@@ -71,7 +71,7 @@ def _error(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import moment_options
+    from airflow_policyzones.db.audit import moment_options
 
     try:
         bounds = moment_options(since=args.since, until=args.until)

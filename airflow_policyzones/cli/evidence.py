@@ -102,7 +102,7 @@ def _error(command: str, message: str) -> int:
 def _run_history(args: argparse.Namespace) -> int:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.policy_history import (
+    from airflow_policyzones.db.policy_history import (
         UnknownVersion,
         diff_versions,
         policy_text,
@@ -160,7 +160,7 @@ def _run_history(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import moment_options
+    from airflow_policyzones.db.audit import moment_options
     from airflow_policyzones.db.chain import Head, heads_from, verify_records
 
     try:

@@ -358,7 +358,7 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 def _simulate_if_reachable(engine: PolicyEngine, *, since: str, quiet_json: bool) -> int:
     """Run ``simulate`` when this host reaches a metadata database that records decisions."""
-    from airflow_policyzones.audit import moment_option
+    from airflow_policyzones.db.audit import moment_option
 
     try:
         moment = moment_option("--since", since)
@@ -406,7 +406,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
+    from airflow_policyzones.db.policy_status import PolicyStatus, policy_status, short
 
     status: PolicyStatus
     try:
@@ -521,7 +521,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, moment_option, unchecked_tries
+    from airflow_policyzones.db.audit import BLIND_EXPLANATION, blind_tasks, moment_option, unchecked_tries
 
     try:
         since = moment_option("--since", args.since)
@@ -571,7 +571,7 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from airflow_policyzones.audit import moment_option
+    from airflow_policyzones.db.audit import moment_option
 
     loaded = _load(args.policy)
     if loaded is None:

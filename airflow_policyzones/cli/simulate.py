@@ -46,6 +46,7 @@ from airflow_policyzones.db.models import (
     PolicyZonesDecisionInput,
     PolicyZonesViolation,
 )
+from airflow_policyzones.db.propagation import propagated_labels
 from airflow_policyzones.policy.engine import (
     AssetLabels,
     Decision,
@@ -56,7 +57,6 @@ from airflow_policyzones.policy.engine import (
 )
 from airflow_policyzones.policy.lineage import effective_labels
 from airflow_policyzones.policy.vocabulary import Namespace, Outcome, Rule
-from airflow_policyzones.propagation import propagated_labels
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -336,7 +336,7 @@ def _dag_context(session: Session, dag_id: str) -> TaskContext:
     """Membership facts of a DAG from the ``dag`` table, as the decision service reads them."""
     from airflow.models.dag import DagModel, DagTag
 
-    from airflow_policyzones.service import dag_task_context
+    from airflow_policyzones.db.service import dag_task_context
 
     found = session.execute(
         sa.select(DagModel.relative_fileloc, DagModel.owners).where(DagModel.dag_id == dag_id)

@@ -14,11 +14,11 @@ from airflow_policyzones.db.audit_filters import AssetQuery, utc
 from airflow_policyzones.db.audit_models import AssetLabelsOut, LabelEventOut, LabelsOut
 from airflow_policyzones.db.audit_rows import ti_ref
 from airflow_policyzones.db.models import PolicyZonesAssetLabelEvent as Event
+from airflow_policyzones.db.propagation import labels_of
 from airflow_policyzones.db.query_errors import InvalidQuery
 from airflow_policyzones.policy import PolicyError
 from airflow_policyzones.policy.engine import InputRef
 from airflow_policyzones.policy.lineage import union_labels
-from airflow_policyzones.propagation import labels_of
 
 MAX_HISTORY = 500
 """Writes listed at most (newest first); ``truncated`` says when there were more."""

@@ -50,7 +50,7 @@ Window = Annotated[
         f"7d, 12h or 30m; default {DEFAULT_UNCHECKED_SINCE}",
     ),
 ]
-"""The start of a reconciliation window, parsed by :func:`airflow_policyzones.audit.parse_since`."""
+"""The start of a reconciliation window, parsed by :func:`airflow_policyzones.db.audit.parse_since`."""
 
 
 def _listed(values: type[Enum]) -> WithJsonSchema:

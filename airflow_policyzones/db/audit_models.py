@@ -1,7 +1,7 @@
 """The read models of the audit (version 1 of the read API): what the audit queries return, the
 read API serves as JSON and the pages render.
 
-Kept apart from the worker's wire format (:mod:`airflow_policyzones.api.schema`) so the two can
+Kept apart from the worker's wire format (:mod:`airflow_policyzones.wire`) so the two can
 evolve separately: the worker contract is frozen by deployed workers, this one by API clients.
 """
 

@@ -14,8 +14,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, parse_since, unchecked_tries
 from airflow_policyzones.config import get_engine
+from airflow_policyzones.db.audit import BLIND_EXPLANATION, blind_tasks, parse_since, unchecked_tries
 from airflow_policyzones.db.audit_filters import (
     DEFAULT_UNCHECKED_SINCE,
     BlindFilters,

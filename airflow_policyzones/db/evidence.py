@@ -9,8 +9,8 @@ What counts (one rule, :func:`_classify`): each recorded input of the asked data
 of the asked zones is either a **use** (the try ran with it: allowed, exempted, dry-run, or an
 input without a finding of a try denied only later, by a read observed while its body ran) or a
 **blocked attempt** (its finding was a deny, or its try was denied before the body ran).
-Completeness reuses the reconciliation (:mod:`airflow_policyzones.audit`), the chain
-(:mod:`airflow_policyzones.db.chain`) and the lineage (:mod:`airflow_policyzones.propagation`).
+Completeness reuses the reconciliation (:mod:`airflow_policyzones.db.audit`), the chain
+(:mod:`airflow_policyzones.db.chain`) and the lineage (:mod:`airflow_policyzones.db.propagation`).
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ from airflow_policyzones.db.models import (
     PolicyZonesPolicyVersion,
     PolicyZonesViolation,
 )
+from airflow_policyzones.db.policy_history import short_version
+from airflow_policyzones.db.propagation import DerivationHop, derivation_path, render_derivation
 from airflow_policyzones.policy.engine import AssetLabels, InputRef
 from airflow_policyzones.policy.vocabulary import Outcome
-from airflow_policyzones.policy_history import short_version
-from airflow_policyzones.propagation import DerivationHop, derivation_path, render_derivation
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -727,7 +727,7 @@ def _or_every_zone(zones: Sequence[str]) -> list[str | None]:
 
 def _completeness(session: Session, scope: _Scope, *, tally: _Tally, place: str) -> Completeness:
     from airflow_policyzones import config
-    from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks, unchecked_tries
+    from airflow_policyzones.db.audit import BLIND_EXPLANATION, blind_tasks, unchecked_tries
 
     caveats: list[str] = []
     decision = PolicyZonesDecision

@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from airflow_policyzones.credentials import dag_zone, lookup_try, record_server_decision
+from airflow_policyzones.db.credentials import dag_zone, lookup_try, record_server_decision
 from airflow_policyzones.db.models import decision_of_try
-from airflow_policyzones.service import CREDENTIALS_ONLY
+from airflow_policyzones.db.service import CREDENTIALS_ONLY
 
 if TYPE_CHECKING:
     from collections.abc import Callable

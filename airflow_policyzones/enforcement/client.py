@@ -1,10 +1,10 @@
 """The task's client for the decision service: it asks through its own task supervisor.
 
 A task process holds no credential for the api-server (no ``[api_auth] jwt_secret``, no token):
-it sends ``SetXCom`` with a relay key (:class:`~airflow_policyzones.api.schema.RelayMethod`) and
+it sends ``SetXCom`` with a relay key (:class:`~airflow_policyzones.wire.RelayMethod`) and
 the request as value to its supervisor, which forwards it to the execution API with the try's own
 execution token; the api-server's relay (:mod:`airflow_policyzones.api.relay`) decides for the try
-that token names and stores its :class:`~airflow_policyzones.api.schema.RelayAnswer` as that XCom's
+that token names and stores its :class:`~airflow_policyzones.wire.RelayAnswer` as that XCom's
 value; the client reads it back with ``GetXCom``. The supervisor's HTTP client retries connection
 errors and 5xx itself. An answer that is missing, malformed, an error or inconsistent with the
 request raises :class:`DecisionUnavailable`, so the task fails closed with a retryable error.
@@ -18,7 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_policyzones.api.schema import (
+from airflow_policyzones.enforcement.errors import DecisionUnavailable
+from airflow_policyzones.wire import (
     ConnectionTypeRequest,
     ConnectionTypeResponse,
     DecisionRequest,
@@ -30,7 +31,6 @@ from airflow_policyzones.api.schema import (
     RelayMethod,
     TaskInstanceIdentity,
 )
-from airflow_policyzones.enforcement.errors import DecisionUnavailable
 
 _MAX_DETAIL = 600
 _Response = TypeVar("_Response", bound=BaseModel)

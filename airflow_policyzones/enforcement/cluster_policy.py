@@ -8,7 +8,7 @@ bad zone annotation becomes a DAG import error in the UI) and again on the worke
   unknown zone, a DAG that is not a member of its zone, two zone tags or an unzoned task when
   the policy requires zones raise ``AirflowClusterPolicyViolation``. A policy that does not load
   is *not* an import error (that would take every DAG out of Airflow): it is logged, recorded in
-  the serialized DAG (:mod:`airflow_policyzones.policy_status`) and shown in the Policy Zones
+  the serialized DAG (:mod:`airflow_policyzones.db.policy_status`) and shown in the Policy Zones
   pages, and tasks fail closed at run time because the decision service has no policy either.
   Either way the version the DAG was validated against is recorded with it.
 * :func:`task_policy` attaches the pre-execute check (:mod:`.hook`) to every task, chaining any
@@ -103,8 +103,8 @@ def dag_policy(dag: Any) -> None:
         # On the worker the decision service decides; the worker needs no policy file.
         return
     from airflow_policyzones.config import get_engine
+    from airflow_policyzones.db.policy_status import PolicyState, describe_error, file_version, record_on_dag
     from airflow_policyzones.policy import PolicyError
-    from airflow_policyzones.policy_status import PolicyState, describe_error, file_version, record_on_dag
 
     try:
         engine = get_engine(settings.policy_file)

@@ -9,7 +9,7 @@ describes the task-instance try (identity, claimed zone, declared inputs) as a
   service, asked through the task's supervisor with the try's own execution token
   (:mod:`.client`): no policy loaded and no credential held by the task process;
 * under ``dag.test()`` / ``airflow dags test``, where the ORM is open, in process through
-  :func:`airflow_policyzones.service.decide_and_record`, the same code the api-server runs.
+  :func:`airflow_policyzones.db.service.decide_and_record`, the same code the api-server runs.
 
 A deny raises :class:`ZoneViolation` (no retry, the body never runs); dry-run and exempted
 decisions are logged as warnings and the task runs; no decision raises
@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from airflow_policyzones.api.schema import (
+from airflow_policyzones.enforcement.errors import DecisionUnavailable, UncheckableTask, ZoneViolation
+from airflow_policyzones.enforcement.settings import EnforcementSettings, current_settings
+from airflow_policyzones.wire import (
     MAX_INPUTS,
     DecisionRequest,
     DecisionResponse,
@@ -39,8 +41,6 @@ from airflow_policyzones.api.schema import (
     OutputsResponse,
     TaskInstanceIdentity,
 )
-from airflow_policyzones.enforcement.errors import DecisionUnavailable, UncheckableTask, ZoneViolation
-from airflow_policyzones.enforcement.settings import EnforcementSettings, current_settings
 
 if TYPE_CHECKING:
     from airflow_policyzones.enforcement.observation import Observer
@@ -303,7 +303,7 @@ def obtain_observation(request: ObservationRequest, *, settings: EnforcementSett
         from airflow_policyzones.enforcement.client import DecisionClient
 
         return DecisionClient().observe(request)
-    from airflow_policyzones.service import decide_observed
+    from airflow_policyzones.db.service import decide_observed
 
     return _in_process(
         lambda session, engine: decide_observed(
@@ -320,7 +320,7 @@ def obtain_outputs_record(request: OutputsRequest, *, settings: EnforcementSetti
         from airflow_policyzones.enforcement.client import DecisionClient
 
         return DecisionClient().record_outputs(request)
-    from airflow_policyzones.propagation import record_outputs
+    from airflow_policyzones.db.propagation import record_outputs
 
     return _in_process(
         lambda session, engine: record_outputs(session=session, engine=engine, request=request),
@@ -449,9 +449,9 @@ def decide_in_process(request: DecisionRequest, *, settings: EnforcementSettings
     from airflow.utils.session import create_session
 
     from airflow_policyzones.config import get_engine
+    from airflow_policyzones.db.service import decide_and_record
     from airflow_policyzones.enforcement.client import verify_response
     from airflow_policyzones.policy import PolicyError
-    from airflow_policyzones.service import decide_and_record
 
     try:
         engine = get_engine(settings.policy_file)

@@ -33,14 +33,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_policyzones.api.schema import (
-    MAX_INPUTS,
-    DecisionRequest,
-    DecisionResponse,
-    ObservationRequest,
-    ObservedInput,
-    OutputSpec,
-)
 from airflow_policyzones.enforcement.errors import (
     CredentialRefused,
     DecisionUnavailable,
@@ -49,6 +41,14 @@ from airflow_policyzones.enforcement.errors import (
     ZoneViolation,
 )
 from airflow_policyzones.policy.engine import InputRef
+from airflow_policyzones.wire import (
+    MAX_INPUTS,
+    DecisionRequest,
+    DecisionResponse,
+    ObservationRequest,
+    ObservedInput,
+    OutputSpec,
+)
 
 if TYPE_CHECKING:
     from airflow_policyzones.policy.sql import SqlTables

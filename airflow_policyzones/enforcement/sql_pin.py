@@ -29,7 +29,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowTaskTerminated
 
-from airflow_policyzones.api.schema import TaskInstanceIdentity
+from airflow_policyzones.wire import TaskInstanceIdentity
 
 _SHOWN = 200
 """Characters of a statement shown in the failure message."""

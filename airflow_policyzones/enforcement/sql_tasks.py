@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from airflow_policyzones.api.schema import ConnectionTypeRequest, TaskInstanceIdentity
+from airflow_policyzones.wire import ConnectionTypeRequest, TaskInstanceIdentity
 
 if TYPE_CHECKING:
     from airflow_policyzones.policy.sql import SqlTables

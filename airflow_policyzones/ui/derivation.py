@@ -2,7 +2,7 @@
 
 A finding on derived data records how the data got its labels at the end of its reason
 (``<reason>; derived: <asset> (written by <dag>.<task> in <zone>) ← <asset> ... ← <source>``,
-see :func:`airflow_policyzones.propagation.explain_derivation`). The page shows the path as it
+see :func:`airflow_policyzones.db.propagation.explain_derivation`). The page shows the path as it
 was recorded when the decision was made, not as the lineage tables say now, so it is parsed from
 the recorded text rather than recomputed.
 """

@@ -29,9 +29,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_policyzones.api.access import ReadableDagIds
 from airflow_policyzones.api.errors import http_exception
-from airflow_policyzones.audit import BLIND_EXPLANATION, blind_decisions
 from airflow_policyzones.config import get_engine
 from airflow_policyzones.db.asset_history import asset_labels
+from airflow_policyzones.db.audit import BLIND_EXPLANATION, blind_decisions
 from airflow_policyzones.db.audit_filters import (
     DEFAULT_UNCHECKED_SINCE,
     AssetQuery,
@@ -51,12 +51,7 @@ from airflow_policyzones.db.audit_queries import (
     violation_page,
 )
 from airflow_policyzones.db.coverage import coverage_report
-from airflow_policyzones.db.query_errors import AuditQueryError, PolicyUnavailable
-from airflow_policyzones.policy import PolicyEngine, PolicyError
-from airflow_policyzones.policy.diff import SECTIONS
-from airflow_policyzones.policy.models import Credential, CredentialKind
-from airflow_policyzones.policy.vocabulary import MODES, VIOLATION_OUTCOMES, Outcome, Rule
-from airflow_policyzones.policy_history import (
+from airflow_policyzones.db.policy_history import (
     UnknownVersion,
     diff_versions,
     policy_text,
@@ -64,7 +59,12 @@ from airflow_policyzones.policy_history import (
     previous_of,
     resolve,
 )
-from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
+from airflow_policyzones.db.policy_status import PolicyStatus, policy_status, short
+from airflow_policyzones.db.query_errors import AuditQueryError, PolicyUnavailable
+from airflow_policyzones.policy import PolicyEngine, PolicyError
+from airflow_policyzones.policy.diff import SECTIONS
+from airflow_policyzones.policy.models import Credential, CredentialKind
+from airflow_policyzones.policy.vocabulary import MODES, VIOLATION_OUTCOMES, Outcome, Rule
 from airflow_policyzones.ui.derivation import explain_reason
 from airflow_policyzones.ui.zone_map import render_zone_map
 from airflow_policyzones.urls import API_PREFIX, UI_PREFIX, URL_PREFIX

@@ -295,7 +295,7 @@ def backend_params() -> list[object]:
 _PARSED_AS_DAG = """\
 from airflow.sdk import DAG, Asset, task
 
-from airflow_policyzones.verification import record_task_zones
+from airflow_policyzones.db.verification import record_task_zones
 from airflow_policyzones.zones import set_zone
 
 with DAG({dag_id!r}, schedule=None, tags={tags!r}, default_args={{"owner": {owner!r}}}) as dag:

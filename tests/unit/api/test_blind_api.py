@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse, ObservationRequest
-from airflow_policyzones.audit import BLIND_EXPLANATION
+from airflow_policyzones.db.audit import BLIND_EXPLANATION
 from airflow_policyzones.db.audit_filters import MAX_BLIND_LIMIT
 from airflow_policyzones.policy import PolicyEngine
+from airflow_policyzones.wire import DecisionRequest, DecisionResponse, ObservationRequest
 from tests.support.airflow_db import Prepared, create_run, reparsed, sync_dags
 from tests.unit.api.test_read_api import auth, bearer, client, ok
 
@@ -145,7 +145,7 @@ def record(
     DAG version the run's tries run on declares what this try claims (its inlets)."""
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.service import decide_and_record, decide_observed
+    from airflow_policyzones.db.service import decide_and_record, decide_observed
 
     declare(item, run_id)
     identity = {"dag_id": item.dag_id, "task_id": item.task_id, "run_id": run_id, "try_number": try_number}

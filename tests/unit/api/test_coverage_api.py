@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse
 from airflow_policyzones.db.audit_filters import MAX_UNCHECKED_LIMIT
 from airflow_policyzones.db.exports import DECISION_EXPORT_COLUMNS
+from airflow_policyzones.db.service import Source
 from airflow_policyzones.policy import PolicyEngine
-from airflow_policyzones.service import Source
+from airflow_policyzones.wire import DecisionRequest, DecisionResponse
 from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, reparsed, sync_dags
 from tests.unit.api.test_read_api import auth, bearer, client, ok
 
@@ -45,7 +45,7 @@ _DAG_FILES = {
     # policy records them (the server compares what a try claims with them).
     "ads/cov_ads.py": """
         from airflow.sdk import DAG, Asset, task
-        from airflow_policyzones.verification import record_task_zones
+        from airflow_policyzones.db.verification import record_task_zones
         from airflow_policyzones.zones import set_zone, zone_tag
 
         with DAG(
@@ -131,7 +131,7 @@ _DAG_FILES = {
 # cov_ads as it was before: ``read`` ran in recs (set_zone) and declared no inlets.
 _COV_ADS_BEFORE = """
     from airflow.sdk import DAG, task
-    from airflow_policyzones.verification import record_task_zones
+    from airflow_policyzones.db.verification import record_task_zones
     from airflow_policyzones.zones import set_zone, zone_tag
 
     with DAG("cov_ads", schedule=None, tags=[zone_tag("ads")], default_args={"owner": "ads-team"}) as dag:
@@ -190,7 +190,7 @@ def _decide(
 ) -> DecisionResponse:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.service import decide_and_record
+    from airflow_policyzones.db.service import decide_and_record
 
     request = DecisionRequest.model_validate(
         {

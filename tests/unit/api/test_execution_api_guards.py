@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from airflow_policyzones.api.credentials import CredentialGuard, credential_request
-from airflow_policyzones.api.schema import DecisionRequest, TaskInstanceIdentity
 from airflow_policyzones.api.success_guard import SuccessGuard, state_report
 from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesViolation
+from airflow_policyzones.db.service import decide_and_record
 from airflow_policyzones.policy import PolicyEngine
-from airflow_policyzones.service import decide_and_record
+from airflow_policyzones.wire import DecisionRequest, TaskInstanceIdentity
 from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, create_run, parsed_as
 from tests.support.supervisor import execution_token, task_instance_id
 

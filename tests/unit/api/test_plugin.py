@@ -51,8 +51,8 @@ def test_airflows_api_server_app_serves_the_decision_service(
     monkeypatch.setenv("AIRFLOW__POLICYZONES__POLICY_FILE", str(policy_path))
     run_id = create_run("ads_dag")
     parsed_as("ads_dag", run_id, zone="ads", inlets=["s3://lake/raw/purchases/x"])
-    from airflow_policyzones.api.schema import DecisionRequest, TaskInstanceIdentity
     from airflow_policyzones.enforcement.client import DecisionClient
+    from airflow_policyzones.wire import DecisionRequest, TaskInstanceIdentity
     from tests.support.supervisor import TaskSupervisor, task_instance_id
 
     task = TaskInstanceIdentity(dag_id="ads_dag", task_id="read", run_id=run_id, map_index=-1, try_number=1)

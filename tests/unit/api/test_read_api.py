@@ -21,11 +21,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from airflow_policyzones.api.app import create_app
-from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse
 from airflow_policyzones.db.audit_filters import MAX_LIMIT, ViolationFilters
 from airflow_policyzones.db.paging import encode_cursor
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.vocabulary import Rule
+from airflow_policyzones.wire import DecisionRequest, DecisionResponse
 from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def _decide(
 ) -> DecisionResponse:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.service import decide_and_record
+    from airflow_policyzones.db.service import decide_and_record
 
     run_id = create_run(dag_id)
     parsed_as(dag_id, run_id, zone=zone, inlets=inputs)  # the task declares what its try claims

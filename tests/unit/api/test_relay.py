@@ -14,16 +14,16 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from airflow_policyzones.api.relay import DecisionRelay, relay_request
-from airflow_policyzones.api.schema import (
+from airflow_policyzones.db.models import PolicyZonesDecision
+from airflow_policyzones.enforcement.client import DecisionClient
+from airflow_policyzones.enforcement.errors import DecisionUnavailable
+from airflow_policyzones.policy import PolicyEngine
+from airflow_policyzones.wire import (
     ConnectionTypeRequest,
     DecisionRequest,
     RelayMethod,
     TaskInstanceIdentity,
 )
-from airflow_policyzones.db.models import PolicyZonesDecision
-from airflow_policyzones.enforcement.client import DecisionClient
-from airflow_policyzones.enforcement.errors import DecisionUnavailable
-from airflow_policyzones.policy import PolicyEngine
 from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
 from tests.support.supervisor import TaskSupervisor, execution_token, task_instance_id
 

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_policyzones.audit import BLIND_EXPLANATION, blind_tasks
-from airflow_policyzones.audit import parse_since as _parse_since
 from airflow_policyzones.cli.main import EXIT_OK, EXIT_USAGE, EXIT_VIOLATIONS, main
+from airflow_policyzones.db.audit import BLIND_EXPLANATION, blind_tasks
+from airflow_policyzones.db.audit import parse_since as _parse_since
 from airflow_policyzones.policy import PolicyEngine
 from tests.support.airflow_db import create_run
 from tests.support.db_fixtures import backend, engine, policy_path

@@ -111,8 +111,8 @@ def record(
     """Record one decision on a new run's task instance, as the api-server does; (run_id, outcome)."""
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.api.schema import DecisionRequest
-    from airflow_policyzones.service import decide_and_record
+    from airflow_policyzones.db.service import decide_and_record
+    from airflow_policyzones.wire import DecisionRequest
 
     run_id = create_run(dag_id)
     # The task declares what its try claims (the server compares claims with the parsed DAG).

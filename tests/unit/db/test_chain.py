@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_policyzones.api.schema import ObservationRequest
 from airflow_policyzones.db.chain import (
     DECISION_FIELDS,
     VIOLATION_FIELDS,
@@ -30,8 +29,9 @@ from airflow_policyzones.db.chain import (
     violation_digest,
 )
 from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesPolicyVersion, PolicyZonesViolation
+from airflow_policyzones.db.service import decide_observed
 from airflow_policyzones.policy import PolicyEngine
-from airflow_policyzones.service import decide_observed
+from airflow_policyzones.wire import ObservationRequest
 from tests.support.airflow_db import Prepared
 from tests.unit.db.test_service import CLICKS, MIXED, PURCHASES, decide, request_for
 
@@ -269,7 +269,7 @@ def test_a_record_begun_by_a_refused_connection_and_completed_by_the_check_verif
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.credentials import check_credential
+    from airflow_policyzones.db.credentials import check_credential
     from tests.support.airflow_db import TEST_POLICY, create_run
 
     path = tmp_path / "policy.yaml"

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_policyzones.api.schema import OutputsRequest
 from airflow_policyzones.db.evidence import EvidenceQueryError, data_use_evidence
 from airflow_policyzones.db.evidence_models import SOURCE_ORIGIN, DataUseEvidence
+from airflow_policyzones.db.propagation import record_outputs
+from airflow_policyzones.db.service import decide_and_record
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.loader import load_policy_bytes
-from airflow_policyzones.propagation import record_outputs
-from airflow_policyzones.service import decide_and_record
+from airflow_policyzones.wire import OutputsRequest
 from tests.support.airflow_db import Prepared, create_run, parsed_as
 from tests.unit.db.test_propagation import RECLASSIFYING_POLICY
 from tests.unit.db.test_service import CLICKS, PURCHASES, request_for

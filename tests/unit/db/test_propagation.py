@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_policyzones.api.schema import DecisionResponse, OutputsRequest, OutputsResponse
 from airflow_policyzones.db.models import (
     PolicyZonesAssetLabelEvent,
     PolicyZonesAssetLabels,
     PolicyZonesReclassification,
 )
+from airflow_policyzones.db.propagation import OutputsRefused, record_outputs
+from airflow_policyzones.db.service import decide_and_record
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.loader import load_policy_bytes
-from airflow_policyzones.propagation import OutputsRefused, record_outputs
-from airflow_policyzones.service import decide_and_record
+from airflow_policyzones.wire import DecisionResponse, OutputsRequest, OutputsResponse
 from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, parsed_as
 from tests.unit.db.test_service import PURCHASES, request_for
 

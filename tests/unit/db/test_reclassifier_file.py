@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from airflow_policyzones.db.propagation import recorded_dag_files
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.loader import load_policy_bytes
 from airflow_policyzones.policy.models import Reclassifier
-from airflow_policyzones.propagation import recorded_dag_files
 from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, sync_dags
 from tests.unit.db.test_propagation import _session, write
 from tests.unit.db.test_service import PURCHASES, decide, request_for
@@ -57,7 +57,7 @@ def parse(relative: str) -> None:
             f"""\
             from airflow.sdk import DAG, Asset, task
 
-            from airflow_policyzones.verification import record_task_zones
+            from airflow_policyzones.db.verification import record_task_zones
             from airflow_policyzones.zones import set_zone
 
             with DAG({DAG_ID!r}, schedule=None, tags=["ads"]) as dag:

@@ -15,15 +15,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse, InputSpec
 from airflow_policyzones.db.models import (
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
     PolicyZonesViolation,
     as_dict,
 )
-from airflow_policyzones.policy import PolicyEngine
-from airflow_policyzones.service import (
+from airflow_policyzones.db.service import (
     ClaimsMismatch,
     TaskInstanceNotFound,
     TryNotRunning,
@@ -32,6 +30,8 @@ from airflow_policyzones.service import (
     claims_digest,
     decide_and_record,
 )
+from airflow_policyzones.policy import PolicyEngine
+from airflow_policyzones.wire import DecisionRequest, DecisionResponse, InputSpec
 from tests.support.airflow_db import Prepared, create_run, parsed_as
 
 pytestmark = pytest.mark.integration
@@ -741,8 +741,8 @@ def test_claims_equal_to_the_parsed_dag_are_decided_on_their_merits(
 def observe(engine: PolicyEngine, run_id: str) -> DecisionResponse:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.api.schema import ObservationRequest
-    from airflow_policyzones.service import decide_observed
+    from airflow_policyzones.db.service import decide_observed
+    from airflow_policyzones.wire import ObservationRequest
 
     request = ObservationRequest.model_validate(
         {"task": {"dag_id": "ads_dag", "task_id": "read", "run_id": run_id, "try_number": 1}, "inputs": []}

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from airflow_policyzones.api.schema import DecisionRequest, InputSpec, RelayMethod, TaskInstanceIdentity
 from airflow_policyzones.enforcement.client import DecisionClient
 from airflow_policyzones.enforcement.errors import DecisionUnavailable
+from airflow_policyzones.wire import DecisionRequest, InputSpec, RelayMethod, TaskInstanceIdentity
 
 REQUEST = DecisionRequest(
     task=TaskInstanceIdentity(dag_id="pz_dag", task_id="t", run_id="manual__1", map_index=3, try_number=1),

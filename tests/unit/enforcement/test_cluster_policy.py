@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from airflow.exceptions import AirflowClusterPolicyViolation
 
+from airflow_policyzones.db.policy_status import EDGE_KEY, PolicyState, recorded_on_dag
 from airflow_policyzones.enforcement import cluster_policy
 from airflow_policyzones.enforcement.hook import enforcement_hook_info, is_enforcement_hook, make_hook
-from airflow_policyzones.policy_status import EDGE_KEY, PolicyState, recorded_on_dag
 from tests.unit.enforcement.conftest import FIXTURES, POLICY, POLICY_REQUIRE_ZONE, ConfigureSettings
 
 pytestmark = [

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from airflow_policyzones.api.schema import DecisionRequest, DecisionResponse, TaskInstanceIdentity
 from airflow_policyzones.enforcement import hook as hook_module
 from airflow_policyzones.enforcement.errors import DecisionUnavailable, UncheckableTask, ZoneViolation
 from airflow_policyzones.enforcement.hook import (
@@ -23,6 +22,7 @@ from airflow_policyzones.enforcement.hook import (
     obtain_decision,
 )
 from airflow_policyzones.enforcement.settings import EnforcementSettings
+from airflow_policyzones.wire import DecisionRequest, DecisionResponse, TaskInstanceIdentity
 
 PURCHASES = "s3://lake/raw/purchases/daily"
 WATCH = "s3://lake/raw/watch_history/daily"

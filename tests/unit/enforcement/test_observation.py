@@ -12,13 +12,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-from airflow_policyzones.api.schema import (
-    MAX_INPUTS,
-    DecisionRequest,
-    DecisionResponse,
-    ObservationRequest,
-    TaskInstanceIdentity,
-)
 from airflow_policyzones.enforcement.errors import (
     DecisionUnavailable,
     ObservationUnavailable,
@@ -28,6 +21,13 @@ from airflow_policyzones.enforcement.errors import (
 from airflow_policyzones.enforcement.observation import Observer, reconcile
 from airflow_policyzones.policy import PolicyEngine, TaskContext
 from airflow_policyzones.policy.engine import InputRef
+from airflow_policyzones.wire import (
+    MAX_INPUTS,
+    DecisionRequest,
+    DecisionResponse,
+    ObservationRequest,
+    TaskInstanceIdentity,
+)
 from tests.unit.enforcement.conftest import FIXTURES
 
 POLICY = FIXTURES / "dags_hooks" / "policy.yaml"

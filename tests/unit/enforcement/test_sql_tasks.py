@@ -150,7 +150,7 @@ def test_other_tasks_never_import_sqlglot() -> None:
         "with DAG('d', schedule=None):\n"
         "    t = PythonOperator(task_id='t', python_callable=print, outlets=[Asset('s3://x/y')])\n"
         "assert declared_outputs(t)[0].name == 's3://x/y'\n"
-        "from airflow_policyzones.api.schema import TaskInstanceIdentity as I\n"
+        "from airflow_policyzones.wire import TaskInstanceIdentity as I\n"
         "ti = I(dag_id='d', task_id='t', run_id='r', try_number=1)\n"
         "assert _sql_reads(t, where='d.t', identity=ti) == ([], [])\n"
         "print('sqlglot' in sys.modules)\n"

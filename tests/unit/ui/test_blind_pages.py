@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
-from airflow_policyzones.audit import BLIND_EXPLANATION
+from airflow_policyzones.db.audit import BLIND_EXPLANATION
 from airflow_policyzones.policy import PolicyEngine
 from tests.support.airflow_db import create_run
 from tests.unit.api.test_blind_api import PURCHASES, Seeded, Try, finish, our_dags, readable, record, seed

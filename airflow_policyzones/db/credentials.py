@@ -6,7 +6,7 @@ execution token names (``sub`` = task instance id); its zone is the zone of its 
 or, before its pre-execute check has recorded one, the DAG's zone tag (else the policy's default
 zone). A refusal is a violation on the try's decision; a try refused before it has a decision gets
 a decision row holding only that refusal, which its pre-execute check later completes
-(:func:`airflow_policyzones.service.decide_and_record`).
+(:func:`airflow_policyzones.db.service.decide_and_record`).
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import TYPE_CHECKING, TypeAlias
 from sqlalchemy import Executable, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from airflow_policyzones.api.schema import TaskInstanceIdentity
 from airflow_policyzones.db.models import INPUT_LEN, PolicyZonesDecision, decision_of_try
-from airflow_policyzones.policy.engine import Decision, PolicyEngine, TaskContext
-from airflow_policyzones.policy.models import CredentialKind
-from airflow_policyzones.policy.vocabulary import Outcome
-from airflow_policyzones.service import (
+from airflow_policyzones.db.service import (
     CREDENTIALS_ONLY,
     _violation_row,
     dag_task_context,
     is_worse,
     new_decision_row,
 )
+from airflow_policyzones.policy.engine import Decision, PolicyEngine, TaskContext
+from airflow_policyzones.policy.models import CredentialKind
+from airflow_policyzones.policy.vocabulary import Outcome
+from airflow_policyzones.wire import TaskInstanceIdentity
 from airflow_policyzones.zones import ZONE_TAG_PREFIX
 
 if TYPE_CHECKING:

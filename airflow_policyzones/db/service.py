@@ -17,21 +17,22 @@ from typing import TYPE_CHECKING, Literal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from airflow_policyzones.api.schema import (
-    DecisionRequest,
-    DecisionResponse,
-    FindingModel,
-    InputSource,
-    InputSpec,
-    ObservationRequest,
-    TaskInstanceIdentity,
-)
 from airflow_policyzones.db.models import (
     INPUT_LEN,
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
     PolicyZonesViolation,
     decision_of_try,
+)
+from airflow_policyzones.db.propagation import explain_derivation, label_observed_writes, with_propagated
+from airflow_policyzones.db.verification import (
+    TryProblem,
+    TryRecord,
+    claims_difference,
+    find_try,
+    parsed_dag_of_try,
+    parsed_dags,
+    try_problem,
 )
 from airflow_policyzones.policy.engine import (
     Decision,
@@ -42,15 +43,14 @@ from airflow_policyzones.policy.engine import (
     TaskContext,
 )
 from airflow_policyzones.policy.vocabulary import Outcome, Rule
-from airflow_policyzones.propagation import explain_derivation, label_observed_writes, with_propagated
-from airflow_policyzones.verification import (
-    TryProblem,
-    TryRecord,
-    claims_difference,
-    find_try,
-    parsed_dag_of_try,
-    parsed_dags,
-    try_problem,
+from airflow_policyzones.wire import (
+    DecisionRequest,
+    DecisionResponse,
+    FindingModel,
+    InputSource,
+    InputSpec,
+    ObservationRequest,
+    TaskInstanceIdentity,
 )
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def decide_and_record(
     session: the record must be durable before a worker acts on the answer, so pass a session
     without pending work of your own.
 
-    For ``source="api"`` the server verifies before it records (:mod:`airflow_policyzones.verification`):
+    For ``source="api"`` the server verifies before it records (:mod:`airflow_policyzones.db.verification`):
 
     * the try must exist in ``task_instance`` at that try number, 1 or higher, and be ``running``
       (the state Airflow's execution API gives a try its supervisor started), otherwise
@@ -547,7 +547,7 @@ def _violation_row(
 CREDENTIALS_ONLY = "credentials-only"
 """``claims_digest`` of a decision row that records only what the api-server decided on its own,
 without the try's pre-execute check: a connection or variable refused before the check (see
-:mod:`airflow_policyzones.credentials`), or a success refused to a try that was never decided
+:mod:`airflow_policyzones.db.credentials`), or a success refused to a try that was never decided
 (:mod:`airflow_policyzones.db.undecided`). The stored value predates the second use."""
 
 

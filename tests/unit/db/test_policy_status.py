@@ -2,7 +2,7 @@
 
 DAGs are parsed by Airflow's ``DagBag`` with the cluster policy on (as in the dag-processor) and
 written to the database as the dag-processor writes them; the api-server side reads the record
-with the JSON query of :func:`airflow_policyzones.policy_status.dag_processor_states` (SQLite and
+with the JSON query of :func:`airflow_policyzones.db.policy_status.dag_processor_states` (SQLite and
 PostgreSQL).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_policyzones.policy_status import PolicyStatus, policy_status, short
+from airflow_policyzones.db.policy_status import PolicyStatus, policy_status, short
 from tests.support.airflow_db import BUNDLE, backend_params, postgres_database, scoped_env, use_database
 
 pytestmark = pytest.mark.integration

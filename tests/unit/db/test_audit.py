@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from airflow_policyzones.audit import unchecked_tries
+from airflow_policyzones.db.audit import unchecked_tries
 from tests.support.airflow_db import Prepared, sync_dags
 from tests.support.db_fixtures import backend
 

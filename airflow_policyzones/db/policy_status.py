@@ -117,7 +117,7 @@ def record_on_dag(dag: Any, *, state: PolicyState) -> None:
     """Record in ``dag`` (serialized with it) the policy the dag-processor validated it against, and
     the zone of each task zoned on itself or its group (``verification.record_task_zones``: the
     decision service compares what a worker claims with it)."""
-    from airflow_policyzones.verification import record_task_zones
+    from airflow_policyzones.db.verification import record_task_zones
 
     edge_info = getattr(dag, "edge_info", None)
     if isinstance(edge_info, dict):

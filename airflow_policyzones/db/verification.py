@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from airflow_policyzones.api.schema import DecisionRequest, OutputSpec, TaskInstanceIdentity
+    from airflow_policyzones.wire import DecisionRequest, OutputSpec, TaskInstanceIdentity
 
 ZONES_KEY = "policyzones:zones"
 """Key in the serialized DAG's ``edge_info`` under which the dag-processor records task zones."""

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesDecisionInput, PolicyZonesViolation
+from airflow_policyzones.db.service import CREDENTIALS_ONLY
 from airflow_policyzones.policy.vocabulary import Rule
-from airflow_policyzones.service import CREDENTIALS_ONLY
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

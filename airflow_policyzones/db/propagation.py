@@ -20,7 +20,6 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from airflow_policyzones.api.schema import OutputLabels, OutputSpec, OutputsRequest, OutputsResponse
 from airflow_policyzones.db.models import (
     PolicyZonesAssetLabelEvent,
     PolicyZonesAssetLabels,
@@ -30,6 +29,7 @@ from airflow_policyzones.db.models import (
     decision_of_try,
     inputs_by_position,
 )
+from airflow_policyzones.db.verification import describe, find_try, parsed_dags, refused_outputs, try_problem
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.engine import AssetLabels, InputRef, LabeledInput
 from airflow_policyzones.policy.lineage import (
@@ -39,7 +39,7 @@ from airflow_policyzones.policy.lineage import (
     reclassify,
     union_labels,
 )
-from airflow_policyzones.verification import describe, find_try, parsed_dags, refused_outputs, try_problem
+from airflow_policyzones.wire import OutputLabels, OutputSpec, OutputsRequest, OutputsResponse
 
 log = logging.getLogger(__name__)
 
