@@ -19,9 +19,7 @@ def get_provider_info() -> dict[str, Any]:
         "db-managers": ["airflow_policyzones.db.manager.PolicyZonesDBManager"],
         # The entry point `airflow.plugins` loads the plugin; provider-info plugins are listed too
         # (as providers/edge3 does) so that `airflow providers plugins` shows where it comes from.
-        "plugins": [
-            {"name": "policyzones", "plugin-class": "airflow_policyzones.api.plugin.PolicyZonesPlugin"}
-        ],
+        "plugins": [{"name": "policyzones", "plugin-class": "airflow_policyzones.plugin.PolicyZonesPlugin"}],
         "config": {
             "policyzones": {
                 "description": "Policy Zones: purpose limitation for Airflow tasks.\n",

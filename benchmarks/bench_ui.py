@@ -441,7 +441,7 @@ def main() -> None:
         from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
         from fastapi.testclient import TestClient
 
-        from airflow_policyzones.api.app import create_app
+        from airflow_policyzones.webapp import create_app
 
         purge_cached_app()
         manager = init_auth_manager()

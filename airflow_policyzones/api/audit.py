@@ -3,7 +3,8 @@ ran unchecked, tasks that ran blind, asset label history and CSV/JSON export.
 
 One router per resource (each module holds its routes and their decorators); this module only
 assembles them, in the order the OpenAPI document lists them, and maps the audit queries' domain
-errors to HTTP at the app's edge (:mod:`airflow_policyzones.api.errors`). Every route is behind
+errors to HTTP at the app's edge (:mod:`airflow_policyzones.api.errors`, registered by
+:mod:`airflow_policyzones.webapp`). Every route is behind
 Airflow's DAG read permission and answers only about the DAGs the user may read
 (:mod:`airflow_policyzones.api.access`). Lists page by keyset on ``(decided_at, id)``, newest
 first (:mod:`airflow_policyzones.db.paging`).
@@ -14,8 +15,6 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from airflow_policyzones.api import assets, coverage, decisions, exports, policy, reconciliation, violations
-from airflow_policyzones.db.query_errors import AuditQueryError
-from airflow_policyzones.ui.pages import page_http_error
 
 ROUTERS: tuple[APIRouter, ...] = (
     violations.router,
@@ -30,8 +29,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 
 
 def include_audit_api(app: FastAPI, *, prefix: str) -> None:
-    """Add the read API's routes to ``app`` below ``prefix`` (e.g. ``/api/v1``), and answer the
-    audit queries' domain errors as HTTP errors: JSON for the API, an error page for the pages."""
+    """Add the read API's routes to ``app`` below ``prefix`` (e.g. ``/api/v1``); the app maps the
+    audit queries' domain errors to HTTP (:mod:`airflow_policyzones.webapp`)."""
     for router in ROUTERS:
         app.include_router(router, prefix=prefix)
-    app.add_exception_handler(AuditQueryError, page_http_error)

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from airflow_policyzones import __version__
-from airflow_policyzones.cli.doctor import COMPONENTS as DOCTOR_COMPONENTS
 from airflow_policyzones.cli.evidence import add_commands as add_evidence_commands
+from airflow_policyzones.doctor import COMPONENTS as DOCTOR_COMPONENTS
 from airflow_policyzones.policy.engine import InputRef, PolicyEngine, TaskContext
 from airflow_policyzones.policy.errors import PolicyError
 from airflow_policyzones.policy.loader import LoadedPolicy, gc_paused, load_policy
@@ -396,7 +396,7 @@ def _simulate_if_reachable(engine: PolicyEngine, *, since: str, quiet_json: bool
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
-    from airflow_policyzones.cli.doctor import diagnose
+    from airflow_policyzones.doctor import diagnose
 
     found = diagnose(component=args.component)
     for weakness in found:

@@ -396,7 +396,7 @@ def zones_page(request: Request, session: SessionDep) -> HTMLResponse:
             credentials = credential_sections(get_engine())
         except PolicyError:  # changed since: the page shows the policy it has
             credentials = []
-    from airflow_policyzones.cli.doctor import diagnose
+    from airflow_policyzones.doctor import diagnose
 
     return _render(
         request,

@@ -5,9 +5,11 @@
     db (server side)        records, queries, propagation, verification: never the HTTP edge (api),
                             the pages (ui), the command line (cli) or the task side (enforcement)
     enforcement (task side) never the HTTP edge or the pages
+    api (HTTP edge)         never the pages or the CLI; webapp assembles api and ui
 
-and no cycle among module-level imports anywhere in the package. (Imports inside a function,
-which defer an import's cost to the code that needs it, may close a loop within one package.)
+no cycle among module-level imports anywhere in the package, and none among its layers. (Imports
+inside a function, which defer an import's cost to the code that needs it, may close a loop within
+one layer.)
 See docs/architecture.md.
 """
 
@@ -39,6 +41,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "airflow_policyzones.enforcement",
     ),
     "enforcement": ("airflow_policyzones.api", "airflow_policyzones.ui", "airflow_policyzones.cli"),
+    "api": ("airflow_policyzones.ui", "airflow_policyzones.cli", "airflow_policyzones.webapp"),
+    "ui": ("airflow_policyzones.cli", "airflow_policyzones.webapp", "airflow_policyzones.plugin"),
 }
 """Layer (top-level module or package below the root) -> prefixes its modules may not import.
 The core's own modules are allowed within it (checked separately below)."""
@@ -112,6 +116,17 @@ def test_no_module_level_import_cycle() -> None:
     assert _cycles(graph) == []
 
 
+def test_no_cycle_among_layers() -> None:
+    known = modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        for target, _ in imports(name, path):
+            found = owner(target, known) if target.startswith(ROOT) else None
+            if found is not None and layer(found) != layer(name):
+                graph.setdefault(layer(name), set()).add(layer(found))
+    assert _cycles(graph) == []
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan)."""
     index: dict[str, int] = {}
@@ -159,9 +174,9 @@ def test_the_cycle_finder_finds_cycles(graph: dict[str, set[str]], expected: lis
 def test_the_layer_check_sees_a_breach(tmp_path: Path) -> None:
     source = tmp_path / "x.py"
     source.write_text(
-        "from airflow_policyzones.api.app import create_app\ndef f():\n    import airflow.models\n"
+        "from airflow_policyzones.api.relay import DecisionRelay\ndef f():\n    import airflow.models\n"
     )
     assert list(imports("airflow_policyzones.db.x", source)) == [
-        ("airflow_policyzones.api.app.create_app", True),
+        ("airflow_policyzones.api.relay.DecisionRelay", True),
         ("airflow.models", False),
     ]

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_policyzones.api.app import create_app
 from airflow_policyzones.db.audit_filters import MAX_LIMIT, ViolationFilters
 from airflow_policyzones.db.paging import encode_cursor
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.vocabulary import Rule
+from airflow_policyzones.webapp import create_app
 from airflow_policyzones.wire import DecisionRequest, DecisionResponse
 from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
 

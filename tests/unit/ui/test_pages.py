@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
-from airflow_policyzones.api.plugin import PolicyZonesPlugin, external_views
+from airflow_policyzones.plugin import PolicyZonesPlugin, external_views
 from tests.unit.api.test_read_api import PURCHASES, Seeded, bearer, newest_first
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ def test_importing_the_plugin_does_not_build_the_app() -> None:
     """Every Airflow process loads plugins (task processes too): the app is built on demand."""
     code = (
         "import sys\n"
-        "import airflow_policyzones.api.plugin as plugin\n"
-        "assert 'airflow_policyzones.api.app' not in sys.modules, 'app imported'\n"
+        "import airflow_policyzones.plugin as plugin\n"
+        "assert 'airflow_policyzones.webapp' not in sys.modules, 'app imported'\n"
         "assert 'fastapi' not in sys.modules, 'fastapi imported'\n"
         "apps = plugin.PolicyZonesPlugin().fastapi_apps\n"
         "assert [app['url_prefix'] for app in apps] == ['/policyzones']\n"
@@ -35,7 +35,7 @@ def test_airflow_loads_the_plugin_once_with_its_app() -> None:
         p for p in plugins_manager.get_plugin_info({"fastapi_apps", "source"}) if p["name"] == "policyzones"
     ]
     assert len(info) == 1, info
-    assert "airflow_policyzones.api.plugin:PolicyZonesPlugin" in str(info[0]["source"])
+    assert "airflow_policyzones.plugin:PolicyZonesPlugin" in str(info[0]["source"])
     assert [app["url_prefix"] for app in info[0]["fastapi_apps"]] == ["/policyzones"]
     apps, _ = plugins_manager.get_fastapi_plugins()
     assert [app["url_prefix"] for app in apps if app["url_prefix"] == "/policyzones"] == ["/policyzones"]

@@ -18,7 +18,7 @@ DAG_ROUTE = "policy-zones-coverage"
 
 @functools.cache
 def _fastapi_app() -> dict[str, Any]:
-    from airflow_policyzones.api.app import create_app
+    from airflow_policyzones.webapp import create_app
 
     return {
         "app": create_app(),
