@@ -191,7 +191,13 @@ def handle(
         raise RelayError(422, f"the request is not JSON: {error}") from None
     except ValidationError as error:
         raise RelayError(422, f"malformed {method.value} request: {_summary(error)}") from None
-    return run(session, request).model_dump(mode="json")
+    try:
+        return run(session, request).model_dump(mode="json")
+    except Exception as error:
+        status = _refusal_status(error)
+        if status is None:
+            raise
+        raise RelayError(status, str(error)) from None
 
 
 def _describe(where: tuple[str, str, str, int]) -> str:
@@ -218,33 +224,36 @@ def _engine() -> PolicyEngine:
 
 
 def _decide(session: Session, request: BaseModel) -> BaseModel:
-    from airflow_policyzones.db.service import DecisionRefused, decide_and_record
+    from airflow_policyzones.db.service import decide_and_record
 
     assert isinstance(request, DecisionRequest)
-    try:
-        return decide_and_record(session=session, engine=_engine(), request=request, source="api")
-    except DecisionRefused as error:
-        raise RelayError(error.status_code, str(error)) from None
+    return decide_and_record(session=session, engine=_engine(), request=request, source="api")
 
 
 def _observe(session: Session, request: BaseModel) -> BaseModel:
-    from airflow_policyzones.db.service import DecisionRefused, decide_observed
+    from airflow_policyzones.db.service import decide_observed
 
     assert isinstance(request, ObservationRequest)
-    try:
-        return decide_observed(session=session, engine=_engine(), request=request, source="api")
-    except DecisionRefused as error:
-        raise RelayError(error.status_code, str(error)) from None
+    return decide_observed(session=session, engine=_engine(), request=request, source="api")
 
 
 def _outputs(session: Session, request: BaseModel) -> BaseModel:
-    from airflow_policyzones.db.propagation import OutputsRefused, record_outputs
+    from airflow_policyzones.db.propagation import record_outputs
 
     assert isinstance(request, OutputsRequest)
-    try:
-        return record_outputs(session=session, engine=_engine(), request=request)
-    except OutputsRefused as error:
-        raise RelayError(error.status_code, str(error)) from None
+    return record_outputs(session=session, engine=_engine(), request=request)
+
+
+def _refusal_status(error: Exception) -> int | None:
+    """The HTTP status of a domain refusal (``None``: not a refusal). The one place it is chosen."""
+    from airflow_policyzones.db.propagation import OutputsOfUnknownTry, OutputsRefused
+    from airflow_policyzones.db.service import DecisionRefused, TaskInstanceNotFound
+
+    if isinstance(error, (TaskInstanceNotFound, OutputsOfUnknownTry)):
+        return 404
+    if isinstance(error, (DecisionRefused, OutputsRefused)):
+        return 409
+    return None
 
 
 def _connection_type(session: Session, request: BaseModel) -> BaseModel:

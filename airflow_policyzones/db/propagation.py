@@ -45,11 +45,12 @@ log = logging.getLogger(__name__)
 
 
 class OutputsRefused(Exception):
-    """The outputs of this try cannot be recorded (see ``status_code`` for the HTTP answer)."""
+    """The outputs of this try cannot be recorded (nothing is): no decision, a denied try, another
+    report, outputs the server cannot account for, or a try that is not running."""
 
-    def __init__(self, message: str, *, status_code: int) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+
+class OutputsOfUnknownTry(OutputsRefused):
+    """No such task instance at that try."""
 
 
 def with_propagated(
@@ -205,17 +206,16 @@ def record_outputs(
         problem = try_problem(identity, found, what="outputs")
         if problem is not None:
             kind, message = problem
-            raise OutputsRefused(message, status_code=404 if kind == "missing" else 409)
+            raise (OutputsOfUnknownTry if kind == "missing" else OutputsRefused)(message)
     query = decision_of_try(**identity.model_dump())
     decision = session.scalars(query.with_for_update() if verify else query).one_or_none()
     if decision is None:
         raise OutputsRefused(
             "no decision was recorded for this try, so what it read is unknown: outputs are only "
-            "recorded for tries that were checked before they ran",
-            status_code=409,
+            "recorded for tries that were checked before they ran"
         )
     if not decision.allowed:
-        raise OutputsRefused("this try was denied and cannot have written anything", status_code=409)
+        raise OutputsRefused("this try was denied and cannot have written anything")
     moment = now or datetime.now(timezone.utc)
     sources = _sources(request.outputs)
     existing = _events_of(session, decision.id)
@@ -226,8 +226,7 @@ def record_outputs(
             session.rollback()
             raise OutputsRefused(
                 f"the outputs of {describe(identity)} try {identity.try_number} were already reported "
-                f"({', '.join(sorted(event.name for event in existing))}): a try reports what it wrote once",
-                status_code=409,
+                f"({', '.join(sorted(event.name for event in existing))}): a try reports what it wrote once"
             )
         return _response(decision.id, existing, already_recorded=True)
     if source == "api" and verify:
@@ -238,8 +237,7 @@ def record_outputs(
             session.rollback()
             raise OutputsRefused(
                 f"{describe(identity)} try {identity.try_number} reported outputs the server cannot account "
-                f"for, so none is recorded: {'; '.join(refused)}",
-                status_code=409,
+                f"for, so none is recorded: {'; '.join(refused)}"
             )
     outputs = list(sources)
     inputs = _decision_inputs(decision)

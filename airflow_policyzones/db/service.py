@@ -62,25 +62,17 @@ Source = Literal["api", "in_process"]
 class DecisionRefused(Exception):
     """The request cannot be decided for the task-instance try it names (nothing is recorded)."""
 
-    status_code = 409
-
 
 class TaskInstanceNotFound(DecisionRefused):
     """No such task instance: a token holder must not write decisions for arbitrary tasks."""
-
-    status_code = 404
 
 
 class TryNumberMismatch(DecisionRefused):
     """The task instance exists but is at another try: a stale or forged request."""
 
-    status_code = 409
-
 
 class ClaimsMismatch(DecisionRefused):
     """A repeated request for a try claims another zone or other inputs than the recorded one."""
-
-    status_code = 409
 
 
 class TryNotStarted(DecisionRefused):
