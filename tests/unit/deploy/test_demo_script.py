@@ -21,29 +21,32 @@ from typing import Any
 import pytest
 
 from scripts import demo, demo_summary
-from scripts.demo import (
-    EXIT_OK,
-    EXIT_USAGE,
-    DemoError,
-    DemoPaths,
+from scripts.demo import build_parser
+from scripts.deploy.driver import parse_progress
+from scripts.localdemo import outcomes
+from scripts.localdemo.common import EXIT_OK, EXIT_USAGE, DemoError
+from scripts.localdemo.outcomes import (
     Expected,
-    ProcessRecord,
     TaskResult,
-    airflow_settings,
-    build_parser,
-    clean_environment,
-    ensure_port_free,
     expected_outcomes,
     format_task_summary,
-    load_or_create_secret,
+    verdict,
+)
+from scripts.localdemo.processes import (
+    ProcessRecord,
+    ensure_port_free,
     parse_proc_stat,
-    parse_progress,
     process_identity,
     read_records,
     stop_records,
-    verdict,
-    write_env_file,
     write_record,
+)
+from scripts.localdemo.settings import (
+    DemoPaths,
+    airflow_settings,
+    clean_environment,
+    load_or_create_secret,
+    write_env_file,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -192,7 +195,7 @@ def test_expected_outcomes_from_a_check_report() -> None:
     assert expected[("m", "logged")].state == "success"
     assert expected[("m", "logged")].rules == ("category_not_allowed",)
     assert expected[("m", "mapped")].state is None
-    assert demo.dag_files(CHECK_REPORT) == {"d": "d.py", "m": "sub/m.py"}
+    assert outcomes.dag_files(CHECK_REPORT) == {"d": "d.py", "m": "sub/m.py"}
 
 
 @pytest.mark.integration
@@ -201,10 +204,10 @@ def test_expected_outcomes_of_the_example_dags() -> None:
     settings = {
         "AIRFLOW_HOME": os.environ["AIRFLOW_HOME"],
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__POLICYZONES__POLICY_FILE": str(demo.POLICY_FILE),
+        "AIRFLOW__POLICYZONES__POLICY_FILE": str(outcomes.POLICY_FILE),
     }
     env, _ = clean_environment(os.environ, settings)
-    report = demo.policy_check(env)
+    report = outcomes.policy_check(env)
     states = {key: e.state for key, e in expected_outcomes(report).items()}
     assert states == {
         ("ads_optimization_daily", "build_bid_features"): "success",
@@ -223,7 +226,7 @@ def test_expected_outcomes_of_the_example_dags() -> None:
         # Declares nothing: the api-server decides when it asks for its connection (below).
         ("recs_purchase_warehouse", "rank_from_purchase_warehouse"): "success",
     }
-    observed = demo.observed_outcomes(report, env, data=Path("/srv/demo/data"))
+    observed = outcomes.observed_outcomes(report, env, data=Path("/srv/demo/data"))
     assert observed == {
         ("recs_purchase_export", "rank_from_purchase_export"): Expected(
             "recs_purchase_export",
@@ -249,8 +252,8 @@ def test_expected_outcomes_of_the_example_dags() -> None:
 
 
 def test_the_demo_writes_the_files_its_observed_readers_read(tmp_path: Path) -> None:
-    demo.write_data(tmp_path)
-    [relative] = demo.OBSERVED_READS.values()
+    outcomes.write_data(tmp_path)
+    [relative] = outcomes.OBSERVED_READS.values()
     assert (tmp_path / relative).read_text().startswith("user_id,")
 
 
