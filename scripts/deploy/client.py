@@ -71,7 +71,7 @@ class Api:
         try:
             response = self._client.request(method, path, json=body, headers=headers)
         except httpx.TimeoutException:
-            raise TransientError(f"{method} {path}: timed out after {self.timeout:.0f} s") from None
+            raise TransientError(f"{method} {path}: timed out after {self.timeout:g} s") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as error:
             raise TransientError(f"{method} {path}: {error or type(error).__name__}") from None
         if response.is_error:

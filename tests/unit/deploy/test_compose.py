@@ -148,8 +148,8 @@ def test_commands_match_the_native_deployment(services: dict[str, Any]) -> None:
         assert services[component.compose_service]["command"] == " ".join(component.command)
     native = {c.compose_service for c in COMPONENTS}
     assert set(services) == native | set(COMPOSE_ONLY_SERVICES), (
-        "every compose service has a native counterpart in scripts/localdemo/settings.py COMPONENTS, or a reason "
-        "in COMPOSE_ONLY_SERVICES"
+        "every compose service has a native counterpart in scripts/localdemo/settings.py COMPONENTS, "
+        "or a reason in COMPOSE_ONLY_SERVICES"
     )
 
 

@@ -14,7 +14,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import pytest
 
 from scripts import demo, demo_summary
 from scripts.demo import build_parser
-from scripts.deploy.driver import parse_progress
 from scripts.localdemo import outcomes
 from scripts.localdemo.common import EXIT_OK, EXIT_USAGE, DemoError
 from scripts.localdemo.outcomes import (
@@ -302,25 +301,6 @@ def test_a_blocked_task_whose_body_ran_is_a_mismatch() -> None:
     deny = Expected("d", "t", "deny", ("category_not_allowed",))
     assert verdict(TaskResult("d", "t", -1, "failed", 1, body_ran=True), deny) == "MISMATCH: its body ran"
     assert verdict(TaskResult("d", "t", -1, "failed", 1, body_ran=False), deny) == "ok"
-
-
-def test_parse_progress_ignores_what_an_earlier_demo_parsed() -> None:
-    since = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-    before, after = (since - timedelta(minutes=5)).isoformat(), (since + timedelta(seconds=3)).isoformat()
-    files = {"a": "a.py", "b": "b.py", "c": "sub/c.py", "d": "d.py"}
-    dags = [
-        {"dag_id": "a", "last_parsed_time": after.replace("+00:00", "Z"), "is_stale": False},
-        {"dag_id": "b", "last_parsed_time": before, "is_stale": False},
-        {"dag_id": "d", "last_parsed_time": after, "is_stale": True},
-        {"dag_id": "other", "last_parsed_time": after, "is_stale": False},
-    ]
-    errors = [
-        {"filename": "/dags/sub/c.py", "timestamp": after},
-        {"filename": "d.py", "timestamp": before},
-    ]
-    parsed, failed = parse_progress(files, dags, errors, since=since)
-    assert parsed == {"a"}
-    assert failed == {"c": "sub/c.py"}
 
 
 def test_parse_proc_stat_with_an_awkward_process_name() -> None:
