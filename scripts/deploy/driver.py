@@ -115,7 +115,7 @@ class Driver:
                 last_line = line
             if deadline.passed():
                 raise WaitTimeout(
-                    f"gave up after {deadline.seconds:.0f} s {status}"
+                    f"gave up after {deadline.seconds:g} s {status}"
                     + (f"; the api-server did not answer ({no_answer})" if no_answer else "")
                 )
             time.sleep(max(0.0, min(self.interval if interval is None else interval, deadline.remaining())))
@@ -276,7 +276,7 @@ class Driver:
 
     def wait_for_runs(self, runs: Mapping[str, str], *, deadline: Deadline) -> dict[str, str]:
         """Until every run (``dag_id -> run_id``) has finished; ``dag_id -> state``."""
-        what = f"{len(runs)} runs to finish"
+        what = f"the runs of {', '.join(runs)} to finish"
         states: dict[str, str] = {}
 
         def check() -> Pending | Done[dict[str, str]]:
