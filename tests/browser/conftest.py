@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 USER, PASSWORD = "reviewer", "reviewer-password"
+DRIVER_USER, DRIVER_PASSWORD = "e2e-driver", "e2e-driver-password"
+"""The admin the deployment driver triggers the example runs as (the reviewer only views)."""
 EXAMPLE_DAGS = (
     "ads_optimization_daily",
     "purchases_reclassify",
@@ -57,7 +59,7 @@ def deployment() -> Iterator[Deployment]:
         dags = copy_dags(EXAMPLES, root / "dags")
         (dags / ".airflowignore").write_text((EXAMPLES / ".airflowignore").read_text())
         passwords = root / "passwords.json"
-        passwords.write_text(json.dumps({USER: PASSWORD}))
+        passwords.write_text(json.dumps({USER: PASSWORD, DRIVER_USER: DRIVER_PASSWORD}))
         instance = Deployment(
             home=root / "home",
             dags_folder=dags,
@@ -65,9 +67,10 @@ def deployment() -> Iterator[Deployment]:
             policy_file=dags / "policy.yaml",
             extra_env={
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer,{DRIVER_USER}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             },
+            api_login=(DRIVER_USER, DRIVER_PASSWORD),
         )
         try:
             instance.start()

@@ -3,11 +3,12 @@ triggerer as separate processes on PostgreSQL, with LocalExecutor or CeleryExecu
 
 Nothing is mocked: DAGs are parsed by the dag-processor, tasks run in real task-runner
 processes that cannot touch the metadata DB, and decisions reach the api-server over HTTP.
+Health, parsing, triggering and runs go through the api-server with the deployment driver that
+``make demo`` uses too (scripts/deploy/); tests read the rest from the metadata DB.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -16,8 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,13 +25,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from scripts.deploy.client import Api, Deadline
+from scripts.deploy.driver import Driver
+
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW = str(VENV_BIN / "airflow")
 POSTGRES_ADMIN_URL = os.environ.get(
     "PZ_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("PZ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TERMINAL_RUN_STATES = {"success", "failed"}
 
 
 def free_port() -> int:
@@ -72,7 +73,10 @@ class Deployment:
     enforcement: bool = True
     extra_env: Mapping[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    api_login: tuple[str, str] | None = None
+    """The user the driver logs in as; ``None``: a token without credentials (all admins)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    driver: Driver | None = None
 
     @property
     def base_url(self) -> str:
@@ -148,20 +152,21 @@ class Deployment:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.driver = Driver(
+            Api(self.base_url), say=lambda line: print(line, flush=True), check_alive=self._check_alive
+        )
         self.wait_healthy()
+        if self.api_login is None:
+            self.driver.login_all_admins(deadline=Deadline(60))
+        else:
+            self.driver.login(*self.api_login, deadline=Deadline(60))
+
+    def _driver(self) -> Driver:
+        assert self.driver is not None, "the deployment is not started"
+        return self.driver
 
     def wait_healthy(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive()
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(1)
-        raise TimeoutError(f"api-server not healthy after {timeout}s; logs: {self.home}")
+        self._driver().wait_healthy(deadline=Deadline(timeout))
 
     def _check_alive(self) -> None:
         for name, process in self.processes.items():
@@ -181,6 +186,9 @@ class Deployment:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+        if self.driver is not None:
+            self.driver.api.close()
+            self.driver = None
 
     # --- DAGs and runs ---------------------------------------------------------------------------
 
@@ -188,20 +196,8 @@ class Deployment:
         return sa.create_engine(self.db_url)
 
     def wait_for_dags(self, dag_ids: set[str], timeout: float = 180) -> None:
-        """Until the dag-processor has serialized every one of ``dag_ids``."""
-        deadline = time.monotonic() + timeout
-        engine = self.engine()
-        try:
-            while time.monotonic() < deadline:
-                self._check_alive()
-                with engine.connect() as connection:
-                    found = set(connection.execute(sa.text("SELECT dag_id FROM serialized_dag")).scalars())
-                if dag_ids <= found:
-                    return
-                time.sleep(1)
-        finally:
-            engine.dispose()
-        raise TimeoutError(f"DAGs not parsed after {timeout}s: {sorted(dag_ids - found)}; logs: {self.home}")
+        """Until the dag-processor has parsed every one of ``dag_ids``."""
+        self._driver().wait_for_dags(dict.fromkeys(sorted(dag_ids), ""), deadline=Deadline(timeout))
 
     def import_errors(self) -> dict[str, str]:
         engine = self.engine()
@@ -214,59 +210,18 @@ class Deployment:
 
     def trigger(self, dag_id: str, *, conf: dict[str, Any] | None = None) -> str:
         run_id = f"e2e__{dag_id}__{secrets.token_hex(3)}"
-        args = ["dags", "trigger", dag_id, "--run-id", run_id]
-        if conf is not None:
-            args += ["--conf", json.dumps(conf)]
-        self.airflow(*args)
-        return run_id
+        return self._driver().trigger(dag_id, run_id=run_id, conf=conf, deadline=Deadline(300))
 
     def wait_for_runs(self, runs: dict[str, str], timeout: float = 300) -> dict[str, str]:
         """Wait until every (dag_id → run_id) run is finished; returns dag_id → state."""
-        deadline = time.monotonic() + timeout
-        engine = self.engine()
-        states: dict[str, str] = {}
-        try:
-            while time.monotonic() < deadline:
-                self._check_alive()
-                with engine.connect() as connection:
-                    for dag_id, run_id in runs.items():
-                        state = connection.execute(
-                            sa.text("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r"),
-                            {"d": dag_id, "r": run_id},
-                        ).scalar()
-                        states[dag_id] = str(state)
-                if all(state in TERMINAL_RUN_STATES for state in states.values()):
-                    return states
-                time.sleep(1)
-        finally:
-            engine.dispose()
-        raise TimeoutError(f"runs not finished after {timeout}s: {states}; logs: {self.home}")
+        return self._driver().wait_for_runs(runs, deadline=Deadline(timeout))
 
     def wait_for_asset_runs(self, dag_ids: set[str], timeout: float = 300) -> dict[str, tuple[str, str]]:
         """Wait until each asset-scheduled DAG has a finished run; dag_id → (run_id, state)."""
-        deadline = time.monotonic() + timeout
-        engine = self.engine()
-        found: dict[str, tuple[str, str]] = {}
-        try:
-            while time.monotonic() < deadline:
-                self._check_alive()
-                with engine.connect() as connection:
-                    for dag_id in dag_ids - set(found):
-                        row = connection.execute(
-                            sa.text(
-                                "SELECT run_id, state FROM dag_run WHERE dag_id = :d "
-                                "AND run_type = 'asset_triggered' ORDER BY id LIMIT 1"
-                            ),
-                            {"d": dag_id},
-                        ).first()
-                        if row is not None and row.state in TERMINAL_RUN_STATES:
-                            found[dag_id] = (str(row.run_id), str(row.state))
-                if set(found) == dag_ids:
-                    return found
-                time.sleep(1)
-        finally:
-            engine.dispose()
-        raise TimeoutError(f"asset-triggered runs missing after {timeout}s: {sorted(dag_ids - set(found))}")
+        deadline = Deadline(timeout)
+        runs = self._driver().asset_triggered_runs(sorted(dag_ids), deadline=deadline)
+        states = self._driver().wait_for_runs(runs, deadline=deadline)
+        return {dag_id: (run_id, states[dag_id]) for dag_id, run_id in runs.items()}
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
         """(task_id, map_index) → state, try_number, start/end dates."""

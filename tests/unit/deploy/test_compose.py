@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from scripts.demo import (
+from scripts.localdemo.settings import (
     COMPONENTS,
     COMPOSE_ONLY_SERVICES,
     COMPOSE_ONLY_SETTINGS,
@@ -148,8 +148,8 @@ def test_commands_match_the_native_deployment(services: dict[str, Any]) -> None:
         assert services[component.compose_service]["command"] == " ".join(component.command)
     native = {c.compose_service for c in COMPONENTS}
     assert set(services) == native | set(COMPOSE_ONLY_SERVICES), (
-        "every compose service has a native counterpart in scripts/demo.py COMPONENTS, or a reason "
-        "in COMPOSE_ONLY_SERVICES"
+        "every compose service has a native counterpart in scripts/localdemo/settings.py COMPONENTS, "
+        "or a reason in COMPOSE_ONLY_SERVICES"
     )
 
 
@@ -212,7 +212,7 @@ def test_config_keys_are_the_ones_the_demo_sets(tmp_path: Path, common_env: dict
     only_compose = compose_keys - demo_keys - set(COMPOSE_ONLY_SETTINGS)
     only_demo = demo_keys - compose_keys - set(DEMO_ONLY_SETTINGS)
     assert not only_compose and not only_demo, (
-        f"set in docker-compose.yml only: {sorted(only_compose)}; in scripts/demo.py only: "
+        f"set in docker-compose.yml only: {sorted(only_compose)}; in scripts/localdemo/settings.py only: "
         f"{sorted(only_demo)} (set them in both, or give the reason in COMPOSE_ONLY_SETTINGS / "
         "DEMO_ONLY_SETTINGS)"
     )
