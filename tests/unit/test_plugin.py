@@ -11,6 +11,9 @@ from fastapi.testclient import TestClient
 
 from airflow_policyzones.policy import PolicyEngine
 from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
+from tests.support.db_fixtures import backend, engine, policy_path
+
+__all__ = ["backend", "engine", "policy_path"]  # fixtures of the metadata database tests
 
 
 def test_importing_the_plugin_does_not_build_the_app() -> None:
