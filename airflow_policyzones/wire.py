@@ -6,6 +6,8 @@ the server decides with the policy engine, records the decision and answers with
 
 from __future__ import annotations
 
+import base64
+import zlib
 from enum import Enum
 from typing import Any, Literal
 
@@ -15,6 +17,29 @@ RELAY_KEY_PREFIX = "__policyzones."
 """XCom keys the decision service answers on: a try asks through its own task supervisor, which
 forwards ``SetXCom``/``GetXCom`` to the execution API with the try's execution token (see
 :mod:`airflow_policyzones.api.relay`). No XCom with such a key is ever stored as the task sent it."""
+
+
+MAX_INLINE = 3_000
+"""Longest encoded request a relay key carries itself (one ``GetXCom``, nothing stored); a longer
+one is set as the XCom's value and read back (``SetXCom`` then ``GetXCom``)."""
+
+
+def encode_inline(request: bytes) -> str:
+    """``request`` (JSON) as a relay key's suffix: zlib, then URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(zlib.compress(request)).rstrip(b"=").decode("ascii")
+
+
+def decode_inline(payload: str) -> bytes:
+    """The JSON a relay key's suffix carries; raises ``ValueError`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        decompressor = zlib.decompressobj()
+        decoded = decompressor.decompress(raw, 1_000_000)
+    except (ValueError, zlib.error) as error:
+        raise ValueError(f"not a relay payload: {error}") from None
+    if decompressor.unconsumed_tail:
+        raise ValueError("the relay payload decompresses to more than 1 MB")
+    return decoded
 
 
 class RelayMethod(str, Enum):

@@ -118,7 +118,12 @@ def route_path(scope: Scope) -> str:
 
 async def answer(send: Send, status: int, detail: dict[str, Any]) -> None:
     """Answer the request with ``{"detail": detail}`` (the shape of Airflow's own errors)."""
-    body = json.dumps({"detail": detail}).encode()
+    await json_response(send, {"detail": detail}, status=status)
+
+
+async def json_response(send: Send, payload: dict[str, Any], *, status: int = 200) -> None:
+    """Answer the request with ``payload`` as JSON."""
+    body = json.dumps(payload).encode()
     await send(
         {
             "type": "http.response.start",

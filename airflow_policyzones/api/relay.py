@@ -3,19 +3,23 @@ of its own.
 
 A task process holds no credential for the api-server: its supervisor holds the try's execution
 token (issued by the scheduler, ``sub`` = the task instance id, good only for that try) and
-forwards the task's ``SetXCom``/``GetXCom`` messages to the execution API with it. The task asks
-the decision service by setting an XCom whose key starts with
-:data:`~airflow_policyzones.wire.RELAY_KEY_PREFIX` on its own task instance, then reading it
-back. This root middleware intercepts every such ``POST /execution/xcoms/{dag_id}/{run_id}/
-{task_id}/{key}``:
+forwards the task's ``GetXCom``/``SetXCom`` messages to the execution API with it. The task asks
+the decision service for an XCom of its own task instance whose key starts with
+:data:`~airflow_policyzones.wire.RELAY_KEY_PREFIX`:
 
-1. it validates the execution token with the execution API's own validator (no token, no answer);
-2. it finds the token's task instance and refuses (403) a request for any other task instance's
-   XCom, so a try can neither ask for another try nor overwrite another try's answer;
-3. it decides for the try *the token names* — its dag, task, run, map index and try number come
-   from the task instance row, whatever the request body says;
-4. it hands Airflow's XCom route a :class:`~airflow_policyzones.wire.RelayAnswer` in place of
-   the request, so the XCom the try reads back is the service's answer and never the request.
+* ``GET /execution/xcoms/{dag_id}/{run_id}/{task_id}/__policyzones.<method>.<request>`` — the key
+  carries the request (:func:`~airflow_policyzones.wire.encode_inline`); this middleware answers
+  it as Airflow's XCom route answers a read, and nothing is stored;
+* a request too long for a key is set first (``POST`` on ``__policyzones.<method>``): this
+  middleware decides and hands Airflow's XCom route the answer in place of the request, and the
+  task reads it back with a plain ``GET``, which Airflow serves.
+
+Either way the middleware (1) validates the execution token with the execution API's own validator
+(no token, no answer), (2) finds the token's task instance and refuses a request about any other
+one (nothing is stored on that XCom), (3) decides for the try *the token names* — its dag, task,
+run, map index and try number come from the task instance row, whatever the request says — and
+(4) answers with a :class:`~airflow_policyzones.wire.RelayAnswer`. No XCom with a relay key is ever
+stored as a task sent it.
 
 What the task's code can reach is therefore what it could reach without the provider: its
 supervisor, which speaks for its own try only. No worker needs ``[api_auth] jwt_secret``.
@@ -37,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from airflow_policyzones.api.execution_tokens import (
     ExecutionGuard,
     answer,
+    json_response,
     read_body,
     replay,
     route_path,
@@ -51,6 +56,7 @@ from airflow_policyzones.wire import (
     OutputsRequest,
     RelayAnswer,
     RelayMethod,
+    decode_inline,
 )
 
 if TYPE_CHECKING:
@@ -91,16 +97,28 @@ def relay_request(path: str) -> tuple[str, str, str, str] | None:
     return match["dag_id"], match["run_id"], match["task_id"], match["key"]
 
 
+def inline_request(key: str) -> bytes | None:
+    """The request a relay key carries itself (``<prefix><method>.<payload>``), else ``None``."""
+    _, dot, payload = key.removeprefix(RELAY_KEY_PREFIX).partition(".")
+    if not dot:
+        return None
+    try:
+        return decode_inline(payload)
+    except ValueError:
+        return b"\x00"  # not a request: answered 422 like any malformed one
+
+
 class DecisionRelay(ExecutionGuard):
     """Pure ASGI middleware: answers the decision service's XCom keys for the token's own try."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] not in ("POST", "GET"):
             await self.app(scope, receive, send)
             return
         target = relay_request(route_path(scope))
-        if target is None:
-            await self.app(scope, receive, send)
+        inline = target is not None and scope["method"] == "GET" and inline_request(target[3]) is not None
+        if target is None or (scope["method"] == "GET" and not inline):
+            await self.app(scope, receive, send)  # reading back an answer: Airflow's own route
             return
         ti_id = await self._tokens.task_instance_id(scope)
         if ti_id is None:
@@ -115,12 +133,19 @@ class DecisionRelay(ExecutionGuard):
             )
             return
         dag_id, run_id, task_id, key = target
-        body = await read_body(receive)
+        body = inline_request(key) if inline else await read_body(receive)
         where = (dag_id, run_id, task_id, _map_index(scope))
         try:
-            relayed = await run_in_threadpool(_answer, ti_id=ti_id, where=where, key=key, body=body)
+            relayed = await run_in_threadpool(_answer, ti_id=ti_id, where=where, key=key, body=body or b"")
         except ForeignRequest as error:
-            await answer(send, error.status, {"reason": "policyzones_relay", "message": str(error)})
+            if inline:  # a read: nothing would be stored anyway; the try reads why
+                relayed = RelayAnswer(status=error.status, detail=str(error))
+            else:
+                await answer(send, error.status, {"reason": "policyzones_relay", "message": str(error)})
+                return
+        if inline:
+            # Answered as Airflow's XCom route answers a read; nothing is stored.
+            await json_response(send, {"key": key, "value": relayed.model_dump(mode="json")})
             return
         new = relayed.model_dump_json().encode()
         await self.app(with_length(scope, len(new)), replay(new, receive), send)
@@ -177,7 +202,7 @@ def handle(
             f"{_describe(where)}: a try asks the decision service only about itself",
         )
     try:
-        method = RelayMethod(key.removeprefix(RELAY_KEY_PREFIX))
+        method = RelayMethod(key.removeprefix(RELAY_KEY_PREFIX).partition(".")[0])
     except ValueError:
         raise RelayError(404, f"the decision service has no method {key!r}") from None
     model, run = _METHODS[method]

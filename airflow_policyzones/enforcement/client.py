@@ -1,11 +1,12 @@
 """The task's client for the decision service: it asks through its own task supervisor.
 
 A task process holds no credential for the api-server (no ``[api_auth] jwt_secret``, no token):
-it sends ``SetXCom`` with a relay key (:class:`~airflow_policyzones.wire.RelayMethod`) and
-the request as value to its supervisor, which forwards it to the execution API with the try's own
-execution token; the api-server's relay (:mod:`airflow_policyzones.api.relay`) decides for the try
-that token names and stores its :class:`~airflow_policyzones.wire.RelayAnswer` as that XCom's
-value; the client reads it back with ``GetXCom``. The supervisor's HTTP client retries connection
+it asks its supervisor for an XCom whose relay key (:class:`~airflow_policyzones.wire.RelayMethod`)
+carries the request (``GetXCom``; a request too long for a key is first set as that XCom's value
+with ``SetXCom``), and the supervisor forwards it to the execution API with the try's own execution
+token; the api-server's relay (:mod:`airflow_policyzones.api.relay`) decides for the try that
+token names and answers with a :class:`~airflow_policyzones.wire.RelayAnswer` (stored as the XCom's
+value in the two-step form, never the request). The supervisor's HTTP client retries connection
 errors and 5xx itself. An answer that is missing, malformed, an error or inconsistent with the
 request raises :class:`DecisionUnavailable`, so the task fails closed with a retryable error.
 """
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from airflow_policyzones.enforcement.errors import DecisionUnavailable
 from airflow_policyzones.wire import (
+    MAX_INLINE,
     ConnectionTypeRequest,
     ConnectionTypeResponse,
     DecisionRequest,
@@ -30,6 +32,7 @@ from airflow_policyzones.wire import (
     RelayAnswer,
     RelayMethod,
     TaskInstanceIdentity,
+    encode_inline,
 )
 
 _MAX_DETAIL = 600
@@ -99,9 +102,13 @@ class DecisionClient:
             "task_id": identity.task_id,
             "map_index": identity.map_index,
         }
+        inline = encode_inline(request.model_dump_json().encode())
         try:
-            comms.send(SetXCom(value=request.model_dump(mode="json"), **where))
-            stored = comms.send(GetXCom(**where))
+            if len(inline) <= MAX_INLINE:  # the key carries the request: one round trip
+                stored = comms.send(GetXCom(**{**where, "key": f"{method.key}.{inline}"}))
+            else:
+                comms.send(SetXCom(value=request.model_dump(mode="json"), **where))
+                stored = comms.send(GetXCom(**where))
         except AirflowRuntimeError as error:
             raise _server_error(method, error) from error
         value = getattr(stored, "value", None)

@@ -161,14 +161,42 @@ def test_a_try_gets_a_recorded_decision_through_its_supervisor(
     assert not decision.already_recorded
     [row] = recorded(ti.run_id)
     assert (row.task_id, row.try_number, row.source) == ("read", 1, "api")
+    # The request fit in the key: one GetXCom, answered by the relay, nothing stored in Airflow.
+    assert stored_value(api_server, ti, ti_id) is None
+
+    again = client_of(api_server, ti_id).decide(request(ti))
+    assert again.already_recorded and again.decision_id == decision.decision_id
+    assert len(recorded(ti.run_id)) == 1
+
+
+def test_a_request_too_long_for_a_key_is_set_then_read_back(api_server: TestClient) -> None:
+    from airflow.sdk.execution_time.comms import GetXCom, SetXCom
+
+    from airflow_policyzones.wire import MAX_INLINE, encode_inline
+
+    ti, ti_id = running_try()
+    # Many distinct inputs (random names compress badly): longer than a relay key carries.
+    inputs = tuple(f"s3://lake/raw/purchases/{uuid.uuid4().hex}" for _ in range(120))
+    long = request(ti, inputs=inputs)
+    assert len(encode_inline(long.model_dump_json().encode())) > MAX_INLINE
+    supervisor = TaskSupervisor.of_try(api_server, ti_id=ti_id)
+
+    decision = DecisionClient(comms=supervisor).decide(long)
+
+    assert decision.outcome == "deny" and [type(msg) for msg in supervisor.sent] == [SetXCom, GetXCom]
     # What Airflow stored under the key is the service's answer, never the request the task sent.
     stored = stored_value(api_server, ti, ti_id)
     assert stored["status"] == 200 and stored["body"]["decision_id"] == decision.decision_id
     assert "inputs" not in stored["body"]
 
-    again = client_of(api_server, ti_id).decide(request(ti))
-    assert again.already_recorded and again.decision_id == decision.decision_id
-    assert len(recorded(ti.run_id)) == 1
+
+@pytest.mark.parametrize("payload", ["!!not-base64!!", "eJzLSM3JyQcABiwCFQ"])
+def test_a_key_that_carries_no_request_is_answered_422(api_server: TestClient, payload: str) -> None:
+    ti, ti_id = running_try()
+    url = f"{xcom_url(ti)}.{payload}"
+    answer = api_server.get(url, headers={"Authorization": f"Bearer {execution_token(ti_id)}"})
+    assert answer.status_code == 200 and answer.json()["value"]["status"] == 422
+    assert recorded(ti.run_id) == []
 
 
 def test_the_try_is_the_tokens_whatever_the_request_says(api_server: TestClient) -> None:

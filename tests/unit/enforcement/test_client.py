@@ -7,13 +7,23 @@ SDK's own message and error types.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airflow_policyzones.enforcement.client import DecisionClient
 from airflow_policyzones.enforcement.errors import DecisionUnavailable
-from airflow_policyzones.wire import DecisionRequest, InputSpec, RelayMethod, TaskInstanceIdentity
+from airflow_policyzones.wire import (
+    DecisionRequest,
+    InputSpec,
+    RelayMethod,
+    TaskInstanceIdentity,
+    decode_inline,
+    encode_inline,
+)
 
 REQUEST = DecisionRequest(
     task=TaskInstanceIdentity(dag_id="pz_dag", task_id="t", run_id="manual__1", map_index=3, try_number=1),
@@ -63,19 +73,52 @@ def ask(stored: Any = None, **options: Any) -> str:
     return str(caught.value)
 
 
-def test_asks_on_its_own_task_instance_with_the_relay_key_then_reads_the_answer() -> None:
-    from airflow.sdk.execution_time.comms import GetXCom, SetXCom
+def test_asks_on_its_own_task_instance_with_the_request_in_the_relay_key() -> None:
+    from airflow.sdk.execution_time.comms import GetXCom
 
     supervisor = ScriptedSupervisor({"status": 200, "body": decision()})
     answer = DecisionClient(comms=supervisor).decide(REQUEST)
 
     assert answer.decision_id == 7 and answer.allowed
+    [get] = supervisor.sent
+    assert isinstance(get, GetXCom)
+    assert (get.dag_id, get.run_id, get.task_id, get.map_index) == ("pz_dag", "manual__1", "t", 3)
+    prefix, _, payload = get.key.rpartition(".")
+    assert prefix == RelayMethod.DECISIONS.key
+    assert DecisionRequest.model_validate_json(decode_inline(payload)) == REQUEST
+
+
+def test_a_request_too_long_for_a_key_is_set_as_the_value_then_read_back() -> None:
+    from airflow.sdk.execution_time.comms import GetXCom, SetXCom
+
+    long = REQUEST.model_copy(
+        update={
+            "inputs": [
+                InputSpec(namespace="asset", name=f"s3://lake/{i}/{i * 7919 % 10007}") for i in range(900)
+            ]
+        }
+    )
+    supervisor = ScriptedSupervisor({"status": 200, "body": decision()})
+    DecisionClient(comms=supervisor).decide(long)
+
     set_, get = supervisor.sent
     assert isinstance(set_, SetXCom) and isinstance(get, GetXCom)
-    where = ("pz_dag", "manual__1", "t", 3, RelayMethod.DECISIONS.key)
-    assert (set_.dag_id, set_.run_id, set_.task_id, set_.map_index, set_.key) == where
-    assert (get.dag_id, get.run_id, get.task_id, get.map_index, get.key) == where
-    assert set_.value == REQUEST.model_dump(mode="json")
+    assert set_.key == get.key == RelayMethod.DECISIONS.key and set_.map_index == get.map_index == 3
+    assert set_.value == long.model_dump(mode="json")
+
+
+@given(st.binary(max_size=5_000))
+def test_inline_payloads_round_trip(data: bytes) -> None:
+    encoded = encode_inline(data)
+    assert decode_inline(encoded) == data
+    assert set(encoded) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@given(st.text(max_size=200))
+def test_decoding_any_text_gives_bytes_or_a_value_error_only(text: str) -> None:
+    # What the relay reads from a key is attacker-chosen: nothing but ValueError may escape.
+    with contextlib.suppress(ValueError):
+        assert isinstance(decode_inline(text), bytes)
 
 
 def test_a_deny_is_a_decision_not_an_error() -> None:

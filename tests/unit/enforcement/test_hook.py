@@ -220,7 +220,7 @@ def test_in_process_without_a_policy_fails_closed(monkeypatch: pytest.MonkeyPatc
 
 def test_without_the_orm_the_service_is_asked_through_the_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.sdk.execution_time import task_runner
-    from airflow.sdk.execution_time.comms import GetXCom, SetXCom, XComResult
+    from airflow.sdk.execution_time.comms import GetXCom, XComResult
 
     sent: list[Any] = []
 
@@ -233,7 +233,7 @@ def test_without_the_orm_the_service_is_asked_through_the_supervisor(monkeypatch
     monkeypatch.setattr(hook_module, "orm_available", lambda: False)
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Supervisor(), raising=False)
     got = obtain_decision(request_for(), settings=settings())
-    assert got.decision_id == 3 and [type(msg) for msg in sent] == [SetXCom, GetXCom]
+    assert got.decision_id == 3 and [type(msg) for msg in sent] == [GetXCom]
 
 
 # --- the hook: check first, then the author's hook ------------------------------------------------
