@@ -29,7 +29,7 @@ from airflow_policyzones.db.chain import (
     violation_digest,
 )
 from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesPolicyVersion, PolicyZonesViolation
-from airflow_policyzones.db.service import decide_observed
+from airflow_policyzones.db.observed import decide_observed
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.wire import ObservationRequest
 from tests.support.airflow_db import Prepared
