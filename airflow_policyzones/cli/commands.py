@@ -223,7 +223,8 @@ def run_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     from airflow_policyzones.cli.check import DagFolderError, check_dag_folder
-    from airflow_policyzones.cli.report import check_json, check_sarif, dumps, render_text, summary_line
+    from airflow_policyzones.cli.report import check_json, dumps, render_text, summary_line
+    from airflow_policyzones.cli.sarif import check_sarif
 
     progress = _ProgressBar(sys.stderr)
     try:
