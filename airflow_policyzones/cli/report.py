@@ -56,7 +56,7 @@ from airflow_policyzones.policy.engine import (
     PolicyEngine,
     TaskContext,
 )
-from airflow_policyzones.policy.flows import FlowFinding, FlowPath
+from airflow_policyzones.policy.flow_models import FlowFinding, FlowPath
 from airflow_policyzones.policy.loader import LoadedPolicy
 from airflow_policyzones.policy.vocabulary import Outcome
 

@@ -23,7 +23,7 @@ from airflow_policyzones.cli.report import (
     flow_paths,
     task_locations,
 )
-from airflow_policyzones.policy.flows import FlowPath, FlowWarning
+from airflow_policyzones.policy.flow_models import FlowPath, FlowWarning
 from airflow_policyzones.policy.vocabulary import RULE_DESCRIPTIONS, Outcome
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -40,7 +40,7 @@ FLOW_WARNING_RULES: dict[str, tuple[str, str]] = {
         "Its outputs keep the labels of its inputs instead of the labels the policy declares.",
     ),
 }
-"""Flow analysis warnings (:class:`~airflow_policyzones.policy.flows.FlowWarning` kinds): SARIF
+"""Flow analysis warnings (:class:`~airflow_policyzones.policy.flow_models.FlowWarning` kinds): SARIF
 results of level ``warning`` that do not fail the check."""
 EXTRA_RULES: dict[str, tuple[str, str]] = {
     IMPORT_ERROR_RULE: (
