@@ -6,7 +6,7 @@ In a fresh PostgreSQL metadata database (``airflow db migrate``: Airflow's table
 * **verify**: 1,000,000 decision rows and 200,000 violation rows (every fifth decision a deny
   with one violation; 500 DAGs; 90 days), each sealed with the digests the application computes
   (:mod:`airflow_policyzones.db.chain`), linked per writer, loaded with ``COPY``; then
-  :func:`~airflow_policyzones.db.chain.verify_records` over all of them, ``REPETITIONS_VERIFY``
+  :func:`~airflow_policyzones.db.chain_verify.verify_records` over all of them, ``REPETITIONS_VERIFY``
   times (median). It must find no problem.
 * **chain overhead**: :func:`~airflow_policyzones.db.service.decide_and_record` (in process, on the
   same database, after the load) for a deny with three violations and for an allow, with rows
@@ -290,7 +290,7 @@ def load(url: str) -> float:
 def measure_verify() -> tuple[float, int]:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.db.chain import verify_records
+    from airflow_policyzones.db.chain_verify import verify_records
 
     timings = []
     rows = 0

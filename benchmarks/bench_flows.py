@@ -82,7 +82,8 @@ def generate_folder(
     analysis itself, until only the intended violations are left.
     """
     from airflow_policyzones.policy import InputRef, TaskContext
-    from airflow_policyzones.policy.flows import TaskNode, analyze_flows
+    from airflow_policyzones.policy.flow_models import TaskNode
+    from airflow_policyzones.policy.flows import analyze_flows
 
     rng = random.Random(seed)
     zones = policy.zones

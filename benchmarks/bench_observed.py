@@ -14,7 +14,7 @@ Timed in the same run, interleaved (the order alternates every repetition), medi
   :class:`~airflow_policyzones.enforcement.observation.Observer` is installed on Airflow's real
   hook lineage collector (:func:`observe_try`), so every statement ``DbApiHook`` reports is
   analyzed in the PostgreSQL dialect and every table not yet decided in the try is decided by the
-  real decision service in process (:func:`airflow_policyzones.db.service.decide_observed` through
+  real decision service in process (:func:`airflow_policyzones.db.observed.decide_observed` through
   :func:`~airflow_policyzones.enforcement.hook.obtain_observation`, as under ``dag.test()``) on a
   PostgreSQL metadata database migrated with ``airflow db migrate``, each decision recorded and
   committed; then :func:`reconcile`. Each try is a new try with its own recorded pre-execute

@@ -256,7 +256,7 @@ def _decide(session: Session, request: BaseModel) -> BaseModel:
 
 
 def _observe(session: Session, request: BaseModel) -> BaseModel:
-    from airflow_policyzones.db.service import decide_observed
+    from airflow_policyzones.db.observed import decide_observed
 
     assert isinstance(request, ObservationRequest)
     return decide_observed(session=session, engine=_engine(), request=request, source="api")

@@ -33,7 +33,8 @@ from airflow_policyzones.policy.engine import (
     PolicyEngine,
     TaskContext,
 )
-from airflow_policyzones.policy.flows import FlowFinding, FlowWarning, TaskNode, analyze_flows
+from airflow_policyzones.policy.flow_models import FlowFinding, FlowWarning, TaskNode
+from airflow_policyzones.policy.flows import analyze_flows
 from airflow_policyzones.policy.loader import gc_paused
 from airflow_policyzones.policy.vocabulary import Outcome
 

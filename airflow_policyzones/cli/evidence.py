@@ -161,7 +161,7 @@ def _run_history(args: argparse.Namespace) -> int:
 
 def _run_verify(args: argparse.Namespace) -> int:
     from airflow_policyzones.db.audit import moment_options
-    from airflow_policyzones.db.chain import Head, heads_from, verify_records
+    from airflow_policyzones.db.chain_verify import Head, heads_from, verify_records
 
     try:
         bounds = moment_options(since=args.since, until=args.until)

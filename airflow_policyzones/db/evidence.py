@@ -9,46 +9,45 @@ What counts (one rule, :func:`_classify`): each recorded input of the asked data
 of the asked zones is either a **use** (the try ran with it: allowed, exempted, dry-run, or an
 input without a finding of a try denied only later, by a read observed while its body ran) or a
 **blocked attempt** (its finding was a deny, or its try was denied before the body ran).
-Completeness reuses the reconciliation (:mod:`airflow_policyzones.db.audit`), the chain
-(:mod:`airflow_policyzones.db.chain`) and the lineage (:mod:`airflow_policyzones.db.propagation`).
+The records are read by :mod:`airflow_policyzones.db.evidence_queries`; their completeness
+(:mod:`airflow_policyzones.db.evidence_completeness`) reuses the reconciliation
+(:mod:`airflow_policyzones.db.audit`) and the chain (:mod:`airflow_policyzones.db.chain`); derivation
+paths come from the lineage (:mod:`airflow_policyzones.db.propagation`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import aliased
 
-from airflow_policyzones.db.chain import chain_head, chain_start
+from airflow_policyzones.db.evidence_completeness import records_completeness
 from airflow_policyzones.db.evidence_models import (
     SOURCE_ORIGIN,
     AllowedUse,
     Basis,
-    BlindTaskOut,
     BlockedAttempt,
-    ChainHeadOut,
     Completeness,
     DataUseEvidence,
     DerivationStep,
     EvidenceQuery,
     ExemptionRef,
     FlowCell,
-    PolicyVersionInForce,
-    UncheckedTryOut,
+)
+from airflow_policyzones.db.evidence_queries import (
+    Scope,
+    as_utc,
+    count_decisions,
+    use_rows,
+    without_jit,
 )
 from airflow_policyzones.db.models import (
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
-    PolicyZonesPolicyVersion,
-    PolicyZonesViolation,
 )
 from airflow_policyzones.db.policy_history import short_version
 from airflow_policyzones.db.propagation import DerivationHop, derivation_path, render_derivation
@@ -66,7 +65,6 @@ MAX_USES = 500
 """Allowed-use groups listed (most recent first)."""
 MAX_PATHS = 200
 """Derivation paths followed (one per input of the listed uses, most recent first)."""
-MAX_UNCHECKED = 50
 LIMITS = (
     "Only what the provider recorded is here: a read no hook reported, no SQL named and no inlet "
     "declared is invisible; blind tasks and unchecked tries are how such gaps show.",
@@ -109,8 +107,8 @@ def data_use_evidence(
     Raises :class:`EvidenceQueryError` for no data named, an unknown category, zone or purpose
     (the message lists the valid ones), both zone and purpose, or an empty period.
     """
-    moment = _utc(now) if now is not None else datetime.now(timezone.utc)
-    start, end = _utc(since), _utc(until) if until is not None else moment
+    moment = as_utc(now) if now is not None else datetime.now(timezone.utc)
+    start, end = as_utc(since), as_utc(until) if until is not None else moment
     zones = _check(session, policy, category=category, asset=asset, zone=zone, purpose=purpose)
     if end <= start:
         raise EvidenceQueryError(
@@ -118,14 +116,16 @@ def data_use_evidence(
             "give an end after the start (or none: until now)"
         )
     readable = sorted(readable_dag_ids) if readable_dag_ids is not None else None
-    scope = _Scope(start=start, end=end, category=category, asset=asset, zones=zones, readable=readable)
-    with _without_jit(session):
-        rows = _use_rows(session, scope)
+    scope = Scope(start=start, end=end, category=category, asset=asset, zones=zones, readable=readable)
+    with without_jit(session):
+        rows = use_rows(session, scope)
         tally = _tally(rows)
         uses = _uses(session, policy, tally)
-        in_zones = _count_decisions(session, scope, zones=zones) if zones else None
-        completeness = _completeness(session, scope, tally=tally, place=_place(zone, purpose, zones))
-    newest = sorted(tally.blocked, key=lambda row: (_utc(row.decided_at), row.id), reverse=True)
+        in_zones = count_decisions(session, scope, zones=zones) if zones else None
+        completeness = records_completeness(
+            session, scope, decision_digests=tally.decision_digests, place=_place(zone, purpose, zones)
+        )
+    newest = sorted(tally.blocked, key=lambda row: (as_utc(row.decided_at), row.id), reverse=True)
     blocked = [_blocked(row) for row in newest[:MAX_BLOCKED]]
     matrix = _matrix(policy, _unique(rows))
     query = EvidenceQuery(
@@ -162,49 +162,7 @@ def data_use_evidence(
     )
 
 
-@contextmanager
-def _without_jit(session: Session) -> Iterator[None]:
-    """PostgreSQL's JIT off for the report's queries, in the session's transaction only.
-
-    PostgreSQL compiles a query to machine code when its estimated cost is high: the report's
-    queries (correlated EXISTS over 10^5-10^6 rows) are estimated expensive and run in tens of
-    milliseconds from their indexes, while compiling them takes most of a second. The previous
-    setting is restored afterwards (a failed statement aborts the transaction, whose rollback
-    ends the setting too). Other databases: nothing to do.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        yield
-        return
-    previous = session.scalar(sa.text("SELECT current_setting('jit', true)"))
-    if previous is None:  # a server without JIT
-        yield
-        return
-    session.execute(sa.text("SELECT set_config('jit', 'off', true)"))
-    try:
-        yield
-    except sa.exc.DBAPIError:
-        raise
-    except BaseException:
-        session.execute(sa.text("SELECT set_config('jit', :value, true)"), {"value": previous})
-        raise
-    session.execute(sa.text("SELECT set_config('jit', :value, true)"), {"value": previous})
-
-
 # --- the question ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Scope:
-    start: datetime
-    end: datetime
-    category: str | None
-    asset: str | None
-    zones: list[str]
-    readable: list[str] | None
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _check(
@@ -272,142 +230,7 @@ def _what(category: str | None, asset: str | None) -> str:
     return category if category is not None else f"data in assets matching {asset!r}"
 
 
-def _like(pattern: str) -> str:
-    """A ``*``/``?`` glob as a LIKE pattern (``\\`` escapes LIKE's own wildcards)."""
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
-
-
-def _data_filters(scope: _Scope) -> list[sa.ColumnElement[bool]]:
-    decision, inputs = PolicyZonesDecision, PolicyZonesDecisionInput
-    clauses: list[sa.ColumnElement[bool]] = [
-        decision.decided_at >= scope.start,
-        decision.decided_at < scope.end,
-    ]
-    if scope.category is not None:
-        clauses.append(inputs.category == scope.category)
-    if scope.asset:
-        clauses.append(inputs.name.like(_like(scope.asset), escape="\\"))
-    if scope.readable is not None:
-        clauses.append(decision.dag_id.in_(scope.readable))
-    return clauses
-
-
-def _body_ran() -> sa.ColumnElement[bool]:
-    """The decision's deny came from a read observed while the body ran (so the body ran)."""
-    observed = aliased(PolicyZonesViolation)
-    return sa.exists().where(
-        observed.decision_id == PolicyZonesDecision.id,
-        observed.outcome == Outcome.DENY.value,
-        observed.input_source == "observed",
-    )
-
-
 # --- uses and blocked attempts ---------------------------------------------------------------------
-
-
-class _UseRow(NamedTuple):
-    """One recorded input (one category of it) of a decision, with one finding on it (if any)."""
-
-    id: int
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int
-    try_number: int
-    zone: str | None
-    outcome: str
-    decided_at: datetime
-    policy_version: str
-    digest: str | None
-    position: int
-    namespace: str
-    name: str
-    category: str | None
-    consented: tuple[str, ...] | None
-    aggregated: bool | None
-    origins: tuple[str, ...] | None
-    reclassified_by: tuple[str, ...] | None
-    violation_id: int | None
-    finding: str | None
-    rule: str | None
-    rules: tuple[str, ...] | None
-    reason: str | None
-    exemption: str | None
-    ran: bool | None
-
-
-_JSON_FIELDS = frozenset({"consented", "origins", "reclassified_by", "rules"})
-"""List columns of :class:`_UseRow`, read as JSON text and decoded once per distinct value."""
-
-
-@lru_cache(maxsize=4096)
-def _json_list(text: str | None) -> tuple[str, ...] | None:
-    """A JSON list column's text as a tuple (``None`` for SQL or JSON null). Tens of thousands of
-    rows share a handful of label lists: decoding each distinct text once, into an immutable
-    tuple the rows can share, is most of what reading them cost."""
-    if text is None:
-        return None
-    value = json.loads(text)
-    return tuple(value) if value is not None else None
-
-
-def _use_rows(session: Session, scope: _Scope) -> list[_UseRow]:
-    """Each recorded input of the asked data in the asked zones, with its finding (if any).
-
-    One query; rows come back as plain tuples through the session's connection (no ORM row
-    processing), list columns as JSON text decoded by :func:`_json_list`."""
-    decision, inputs, violation = PolicyZonesDecision, PolicyZonesDecisionInput, PolicyZonesViolation
-
-    def text(column: Any, name: str) -> sa.ColumnElement[Any]:
-        return sa.cast(column, sa.Text).label(name)
-
-    query = (
-        sa.select(
-            decision.id,
-            decision.dag_id,
-            decision.task_id,
-            decision.run_id,
-            decision.map_index,
-            decision.try_number,
-            decision.zone,
-            decision.outcome,
-            decision.decided_at,
-            decision.policy_version,
-            decision.digest,
-            inputs.position,
-            inputs.namespace,
-            inputs.name,
-            inputs.category,
-            text(inputs.consented, "consented"),
-            inputs.aggregated,
-            text(inputs.origins, "origins"),
-            text(inputs.reclassified_by, "reclassified_by"),
-            violation.id.label("violation_id"),
-            violation.outcome.label("finding"),
-            violation.rule,
-            text(violation.rules, "rules"),
-            violation.reason,
-            violation.exemption,
-            sa.case((decision.outcome == Outcome.DENY.value, _body_ran()), else_=sa.false()).label("ran"),
-        )
-        .join(decision, decision.id == inputs.decision_id)
-        .outerjoin(violation, sa.and_(violation.decision_id == decision.id, violation.input == inputs.name))
-        .where(*_data_filters(scope))
-        .order_by(decision.id, inputs.position)
-    )
-    if scope.zones:
-        query = query.where(decision.zone.in_(scope.zones))
-    result = session.connection().execute(query)
-    assert tuple(result.keys()) == _UseRow._fields, result.keys()
-    lists = [index for index, key in enumerate(_UseRow._fields) if key in _JSON_FIELDS]
-    rows = []
-    for row in result:
-        values = list(row)
-        for index in lists:
-            values[index] = _json_list(values[index])
-        rows.append(_UseRow._make(values))
-    return rows
 
 
 def _classify(outcome: str, finding: str | None, ran: bool | None) -> Basis | None:
@@ -459,7 +282,7 @@ def _blocked(row: Any) -> BlockedAttempt:
         map_index=row.map_index,
         try_number=row.try_number,
         zone=row.zone,
-        decided_at=_utc(row.decided_at),
+        decided_at=as_utc(row.decided_at),
         input=row.name,
         rule=row.rule,
         rules=list(row.rules or ([row.rule] if row.rule else [])),
@@ -534,7 +357,7 @@ def _uses(session: Session, policy: PolicyEngine, tally: _Tally) -> list[Allowed
     latest: dict[tuple[str, str], datetime] = {}
     for group in groups:
         key = (group.row.namespace, group.row.name)
-        moment = _utc(group.last.decided_at)
+        moment = as_utc(group.last.decided_at)
         if key in latest or len(latest) < MAX_PATHS:
             latest[key] = max(moment, latest.get(key, moment))
     paths: dict[tuple[str, str], tuple[list[DerivationHop], bool]] = {}
@@ -575,8 +398,8 @@ def _uses(session: Session, policy: PolicyEngine, tally: _Tally) -> list[Allowed
                 exemption=exemption,
                 runs=len(group.runs),
                 tries=group.tries,
-                first_at=_utc(group.first.decided_at),
-                last_at=_utc(group.last.decided_at),
+                first_at=as_utc(group.first.decided_at),
+                last_at=as_utc(group.last.decided_at),
                 first_decision_id=group.first.id,
                 last_decision_id=group.last.id,
                 last_run_id=group.last.run_id,
@@ -588,7 +411,7 @@ def _uses(session: Session, policy: PolicyEngine, tally: _Tally) -> list[Allowed
                         written_by=f"{hop.write.dag_id}.{hop.write.task_id}" if hop.write else None,
                         zone=hop.write.zone if hop.write else None,
                         reclassifier=hop.write.reclassifier if hop.write else None,
-                        recorded_at=_utc(hop.write.recorded_at) if hop.write else None,
+                        recorded_at=as_utc(hop.write.recorded_at) if hop.write else None,
                     )
                     for hop in hops
                 ],
@@ -662,201 +485,6 @@ def _forbidden(policy: PolicyEngine, *, origin: str, zone: str, category: str, v
         return False
     labels = AssetLabels(origins=frozenset({origin}), reclassified_by=via)
     return bool(policy.unsanctioned_origins(zone=zone, labels=labels))
-
-
-# --- completeness ----------------------------------------------------------------------------------
-
-
-def _count_decisions(session: Session, scope: _Scope, *, zones: Sequence[str] = ()) -> int:
-    decision = PolicyZonesDecision
-    query = (
-        sa.select(sa.func.count())
-        .select_from(decision)
-        .where(decision.decided_at >= scope.start, decision.decided_at < scope.end)
-    )
-    if zones:
-        query = query.where(decision.zone.in_(list(zones)))
-    if scope.readable is not None:
-        query = query.where(decision.dag_id.in_(scope.readable))
-    return int(session.scalar(query) or 0)
-
-
-def _versions(session: Session, scope: _Scope) -> list[PolicyVersionInForce]:
-    """The policy versions that decided something in the period (every DAG's decisions), first
-    use first, each with its first and last use and how many decisions it made."""
-    decision = PolicyZonesDecision
-    query = (
-        sa.select(
-            decision.policy_version,
-            sa.func.min(decision.decided_at),
-            sa.func.max(decision.decided_at),
-            sa.func.count(),
-        )
-        .where(decision.decided_at >= scope.start, decision.decided_at < scope.end)
-        .group_by(decision.policy_version)
-    )
-    used = list(session.execute(query))
-    stored = (
-        set(
-            session.scalars(
-                sa.select(PolicyZonesPolicyVersion.version).where(
-                    PolicyZonesPolicyVersion.version.in_([row[0] for row in used])
-                )
-            )
-        )
-        if used
-        else set()
-    )
-    versions = [
-        PolicyVersionInForce(
-            version=version,
-            short=short_version(version),
-            first_used_at=_utc(first),
-            last_used_at=_utc(last),
-            decisions=int(count),
-            text_stored=version in stored,
-        )
-        for version, first, last, count in used
-    ]
-    return sorted(versions, key=lambda item: (item.first_used_at, item.version))
-
-
-def _or_every_zone(zones: Sequence[str]) -> list[str | None]:
-    return [*zones] if zones else [None]
-
-
-def _completeness(session: Session, scope: _Scope, *, tally: _Tally, place: str) -> Completeness:
-    from airflow_policyzones import config
-    from airflow_policyzones.db.audit import BLIND_EXPLANATION, blind_tasks, unchecked_tries
-
-    caveats: list[str] = []
-    decision = PolicyZonesDecision
-    versions = _versions(session, scope)
-    # The versions count every decision of the period: without a DAG filter their sum is the count.
-    in_period = (
-        sum(item.decisions for item in versions)
-        if scope.readable is None
-        else _count_decisions(session, scope)
-    )
-    first = session.scalar(sa.select(sa.func.min(decision.decided_at)))
-    first_at = _utc(first) if first is not None else None
-    if first_at is None:
-        caveats.append(
-            "No decision was ever recorded in this database: the provider is not installed on the "
-            "components that run tasks, or enforcement never ran."
-        )
-    elif scope.end <= first_at:
-        caveats.append(
-            f"The whole period lies before the provider's first recorded decision ({first_at.isoformat()}): "
-            "it was not installed (or not recording) then, so the records say nothing about it."
-        )
-    enabled = config.enabled()
-    if not enabled:
-        caveats.append(
-            "[policyzones] enabled is False where this report ran: if the components that run tasks "
-            "are configured the same way, nothing is checked or recorded there."
-        )
-    readable = scope.readable
-    unchecked = [
-        item
-        for item in unchecked_tries(session=session, since=scope.start, dag_ids=readable)
-        if item.start_date is None or _utc(item.start_date) < scope.end
-    ]
-    notes: list[str] = []
-    if first_at is not None and scope.start < first_at < scope.end:
-        gap = f"The period starts before the provider's first recorded decision ({first_at.isoformat()})"
-        early = [
-            item for item in unchecked if item.start_date is not None and _utc(item.start_date) < first_at
-        ]
-        if early:
-            caveats.append(f"{gap}, and {len(early):,} task tries started before it: they ran unchecked.")
-        else:
-            notes.append(
-                f"{gap}; no task try Airflow still records started before it (tries removed by "
-                "`airflow db clean` would not show)."
-            )
-    if unchecked:
-        caveats.append(
-            f"{len(unchecked):,} task tr{'y' if len(unchecked) == 1 else 'ies'} started in the period "
-            "without a decision (enforcement off, or code that got around the check): what they read "
-            "is not in the records, whatever their zone."
-        )
-    blind = [
-        task
-        for zone_name in _or_every_zone(scope.zones)
-        for task in blind_tasks(
-            session=session, since=scope.start, until=scope.end, dag_ids=readable, zone=zone_name
-        )
-    ]
-    if blind:
-        caveats.append(
-            f"{len(blind):,} task{'' if len(blind) == 1 else 's'} in {place} finished tries without a "
-            f"known read ({BLIND_EXPLANATION}): what they read is not in the records."
-        )
-    start = chain_start(session=session)
-    first_chained = start[0] if start is not None else None
-    digests = sorted(tally.decision_digests.items())
-    chained = [digest for _, digest in digests if digest is not None]
-    unchained = len(digests) - len(chained)
-    if unchained:
-        caveats.append(
-            f"{unchained:,} of the decisions used were recorded before the hash chain started "
-            "(no digest): they cannot be verified."
-        )
-    since_text = scope.start.isoformat()
-    until_text = scope.end.isoformat()
-    chain = ChainHeadOut(
-        head=chain_head(chained),
-        decisions=len(chained),
-        unchained_decisions=unchained,
-        last_id=digests[-1][0] if digests else None,
-        chain_started_at=_utc(start[1]) if start is not None else None,
-        first_chained_id=first_chained,
-        verify_command=f"policyzones verify-records --since {since_text} --until {until_text}",
-    )
-    statement = (
-        "No gap found: every try that started in the period has a decision, none ran blind in "
-        f"{place}, enforcement is on where this report ran, the period lies within the records and "
-        "every decision used is chained. The answer covers what the provider checked (see the limits)."
-        if not caveats
-        else f"The answer is only as strong as these records: {len(caveats)} gap"
-        f"{'' if len(caveats) == 1 else 's'} below weaken{'s' if len(caveats) == 1 else ''} it."
-    )
-    return Completeness(
-        complete=not caveats,
-        statement=statement,
-        caveats=caveats,
-        notes=notes,
-        decisions_in_period=in_period,
-        first_decision_at=first_at,
-        enforcement_enabled=enabled,
-        unchecked_tries=len(unchecked),
-        unchecked=[
-            UncheckedTryOut(
-                dag_id=item.dag_id,
-                task_id=item.task_id,
-                run_id=item.run_id,
-                map_index=item.map_index,
-                try_number=item.try_number,
-                state=item.state,
-                start_date=_utc(item.start_date) if item.start_date is not None else None,
-            )
-            for item in unchecked[:MAX_UNCHECKED]
-        ],
-        blind_tasks=[
-            BlindTaskOut(
-                dag_id=task.dag_id,
-                task_id=task.task_id,
-                zone=task.zone,
-                blind_tries=task.blind_tries,
-                tries_with_reads=task.tries_with_reads,
-                last_decision_id=task.decision_id,
-            )
-            for task in blind
-        ],
-        policy_versions=versions,
-        chain=chain,
-    )
 
 
 # --- the verdict -----------------------------------------------------------------------------------

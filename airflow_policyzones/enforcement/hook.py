@@ -303,7 +303,7 @@ def obtain_observation(request: ObservationRequest, *, settings: EnforcementSett
         from airflow_policyzones.enforcement.client import DecisionClient
 
         return DecisionClient().observe(request)
-    from airflow_policyzones.db.service import decide_observed
+    from airflow_policyzones.db.observed import decide_observed
 
     return _in_process(
         lambda session, engine: decide_observed(

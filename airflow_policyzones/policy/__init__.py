@@ -19,7 +19,7 @@ from airflow_policyzones.policy.engine import (
     TaskContext,
 )
 from airflow_policyzones.policy.errors import PolicyError, PolicyIssue
-from airflow_policyzones.policy.flows import (
+from airflow_policyzones.policy.flow_models import (
     FlowError,
     FlowFinding,
     FlowPath,
@@ -27,8 +27,8 @@ from airflow_policyzones.policy.flows import (
     FlowWarning,
     PathStep,
     TaskNode,
-    analyze_flows,
 )
+from airflow_policyzones.policy.flows import analyze_flows
 from airflow_policyzones.policy.lineage import (
     UNLABELED,
     LineageError,

@@ -145,7 +145,8 @@ def record(
     DAG version the run's tries run on declares what this try claims (its inlets)."""
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.db.service import decide_and_record, decide_observed
+    from airflow_policyzones.db.observed import decide_observed
+    from airflow_policyzones.db.service import decide_and_record
 
     declare(item, run_id)
     identity = {"dag_id": item.dag_id, "task_id": item.task_id, "run_id": run_id, "try_number": try_number}

@@ -16,7 +16,7 @@ import pytest
 
 from airflow_policyzones.cli.check import _import_failure, dag_line, task_line
 from airflow_policyzones.cli.main import EXIT_OK, EXIT_USAGE, EXIT_VIOLATIONS, main
-from airflow_policyzones.cli.report import EXTRA_RULES
+from airflow_policyzones.cli.sarif import EXTRA_RULES
 from airflow_policyzones.policy import Rule, load_policy
 from airflow_policyzones.policy.vocabulary import RULE_DESCRIPTIONS
 

@@ -455,11 +455,11 @@ class _Terminal(io.StringIO):
 def test_progress_on_a_terminal_and_examples_cut_short(
     seeded: Seeded, new_policy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_policyzones.cli import main as cli_main
+    from airflow_policyzones.cli import commands as cli_commands
 
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    monkeypatch.setattr(cli_main, "PROGRESS_MIN_DECISIONS", 1)
+    monkeypatch.setattr(cli_commands, "PROGRESS_MIN_DECISIONS", 1)
 
     code, out, _ = simulate(capsys, str(new_policy), "--since", "30d", "--examples", "0")
 

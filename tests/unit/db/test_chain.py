@@ -22,14 +22,13 @@ import sqlalchemy as sa
 from airflow_policyzones.db.chain import (
     DECISION_FIELDS,
     VIOLATION_FIELDS,
-    Verification,
     decision_digest,
     forget_process_state,
-    verify_records,
     violation_digest,
 )
+from airflow_policyzones.db.chain_verify import Verification, verify_records
 from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesPolicyVersion, PolicyZonesViolation
-from airflow_policyzones.db.service import decide_observed
+from airflow_policyzones.db.observed import decide_observed
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.wire import ObservationRequest
 from tests.support.airflow_db import Prepared

@@ -306,7 +306,7 @@ def test_pre_chain_rows_and_deleted_dags_are_reported(
 def test_policy_versions_and_chain_head(backend: Prepared, policy: PolicyEngine, day: datetime) -> None:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.db.chain import verify_records
+    from airflow_policyzones.db.chain_verify import verify_records
 
     decide(policy, "recs_dag", zone="recs", inputs=[PURCHASES], at=day + timedelta(hours=1))
     report = ask(policy, day, category="purchase_events", zone="recs")

@@ -218,7 +218,7 @@ def insert_unchained_records(url: str) -> tuple[int, int]:
 def check_unchained_records(url: str, ids: tuple[int, int]) -> None:
     from sqlalchemy.orm import Session
 
-    from airflow_policyzones.db.chain import verify_records
+    from airflow_policyzones.db.chain_verify import verify_records
     from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesViolation
 
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)

@@ -741,7 +741,7 @@ def test_claims_equal_to_the_parsed_dag_are_decided_on_their_merits(
 def observe(engine: PolicyEngine, run_id: str) -> DecisionResponse:
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.db.service import decide_observed
+    from airflow_policyzones.db.observed import decide_observed
     from airflow_policyzones.wire import ObservationRequest
 
     request = ObservationRequest.model_validate(

@@ -22,13 +22,8 @@ from airflow_policyzones.policy import (
     TaskContext,
     load_policy_bytes,
 )
-from airflow_policyzones.policy.flows import (
-    FlowError,
-    FlowReport,
-    PathStep,
-    TaskNode,
-    analyze_flows,
-)
+from airflow_policyzones.policy.flow_models import FlowError, FlowReport, PathStep, TaskNode
+from airflow_policyzones.policy.flows import analyze_flows
 from airflow_policyzones.policy.lineage import (
     ReclassifierSpec,
     at_least_as_restricted,
