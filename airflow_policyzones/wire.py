@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_policyzones.policy.vocabulary import Mode, Namespace
+
 RELAY_KEY_PREFIX = "__policyzones."
 """XCom keys the decision service answers on: a try asks through its own task supervisor, which
 forwards ``SetXCom``/``GetXCom`` to the execution API with the try's execution token (see
@@ -69,7 +71,8 @@ MAX_INPUTS = 1_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings are the fields' descriptions in the OpenAPI document.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class TaskInstanceIdentity(_Strict):
@@ -85,7 +88,7 @@ class TaskInstanceIdentity(_Strict):
 class InputSpec(_Strict):
     """A declared input as the worker saw it (the server normalizes it again)."""
 
-    namespace: Literal["asset", "table"]
+    namespace: Namespace
     name: str = Field(min_length=1, max_length=3000)
 
 
@@ -119,7 +122,7 @@ class DecisionResponse(_Strict):
     outcome: Literal["allow", "deny", "dry_run", "exempted"]
     allowed: bool
     zone: str | None
-    mode: Literal["enforce", "dry_run"] | None
+    mode: Mode | None
     policy_version: str
     findings: list[FindingModel]
     already_recorded: bool = False
@@ -161,7 +164,7 @@ class OutputsRequest(_Strict):
 
 
 class OutputLabels(_Strict):
-    namespace: Literal["asset", "table"]
+    namespace: Namespace
     name: str
     categories: list[str]
     consented: list[str]

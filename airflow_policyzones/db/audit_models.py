@@ -21,7 +21,8 @@ Membership = Literal["member", "not_member", "unknown_zone"]
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    # Attribute docstrings are the fields' descriptions in the OpenAPI document.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
 
 class TaskInstanceRef(_Out):
