@@ -472,9 +472,9 @@ def _load(
     """The decision recorded for this try, if any (as a response with ``already_recorded``); the
     row itself when it records only refused connections or variables (to be completed).
 
-    A repeat that claims something else than the recorded request is refused: otherwise code
-    holding the shared JWT secret could record an 'allow' with no inputs for another task's try
-    before that task asks.
+    A repeat that claims something else than the recorded request is refused: otherwise the try's
+    own code could ask first with claims of its choice (an 'allow' with no inputs) and have the
+    task's real check handed that answer.
     """
     row = session.scalar(decision_of_try(**identity.model_dump()))
     if row is None or row.claims_digest == CREDENTIALS_ONLY:
