@@ -116,8 +116,8 @@ class DecisionRelay(ExecutionGuard):
             await self.app(scope, receive, send)
             return
         target = relay_request(route_path(scope))
-        inline = target is not None and scope["method"] == "GET" and inline_request(target[3]) is not None
-        if target is None or (scope["method"] == "GET" and not inline):
+        inline = inline_request(target[3]) if target is not None and scope["method"] == "GET" else None
+        if target is None or (scope["method"] == "GET" and inline is None):
             await self.app(scope, receive, send)  # reading back an answer: Airflow's own route
             return
         ti_id = await self._tokens.task_instance_id(scope)
@@ -133,17 +133,17 @@ class DecisionRelay(ExecutionGuard):
             )
             return
         dag_id, run_id, task_id, key = target
-        body = inline_request(key) if inline else await read_body(receive)
+        body = inline if inline is not None else await read_body(receive)
         where = (dag_id, run_id, task_id, _map_index(scope))
         try:
-            relayed = await run_in_threadpool(_answer, ti_id=ti_id, where=where, key=key, body=body or b"")
+            relayed = await run_in_threadpool(_answer, ti_id=ti_id, where=where, key=key, body=body)
         except ForeignRequest as error:
-            if inline:  # a read: nothing would be stored anyway; the try reads why
+            if inline is not None:  # a read: nothing would be stored anyway; the try reads why
                 relayed = RelayAnswer(status=error.status, detail=str(error))
             else:
                 await answer(send, error.status, {"reason": "policyzones_relay", "message": str(error)})
                 return
-        if inline:
+        if inline is not None:
             # Answered as Airflow's XCom route answers a read; nothing is stored.
             await json_response(send, {"key": key, "value": relayed.model_dump(mode="json")})
             return
