@@ -71,8 +71,10 @@ MAX_INPUTS = 1_000
 
 
 class _Strict(BaseModel):
-    # Attribute docstrings are the fields' descriptions in the OpenAPI document.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Field descriptions are given with ``Field(description=...)``, not as attribute docstrings:
+    # pydantic finds those by walking the stack and calling ``inspect.getmodule`` per class, which
+    # costs ~0.1 s in a task process that has Airflow loaded. Models are built on first use.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class TaskInstanceIdentity(_Strict):
@@ -99,11 +101,17 @@ class DecisionRequest(_Strict):
     zone: str | None = Field(default=None, max_length=100)
     zone_source: Literal["task", "group", "dag", "none"] = "none"
     inputs: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
-    uncheckable: list[str] = Field(default_factory=list, max_length=MAX_INPUTS)
-    """Inlets that name no checkable data, described by the worker."""
-    sql_reads: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
-    """Tables the task's rendered SQL reads (SQL operators): checked like inlets when the policy
-    knows them, an ``undeclared_input`` violation when neither an inlet nor the policy does."""
+    uncheckable: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_INPUTS,
+        description="Inlets that name no checkable data, described by the worker.",
+    )
+    sql_reads: list[InputSpec] = Field(
+        default_factory=list,
+        max_length=MAX_INPUTS,
+        description="Tables the task's rendered SQL reads (SQL operators): checked like inlets when "
+        "the policy knows them, an ``undeclared_input`` violation when neither an inlet nor the policy does.",
+    )
 
 
 class FindingModel(_Strict):
@@ -125,8 +133,10 @@ class DecisionResponse(_Strict):
     mode: Mode | None
     policy_version: str
     findings: list[FindingModel]
-    already_recorded: bool = False
-    """True when this try had been decided before (a retried request, a resumed deferral)."""
+    already_recorded: bool = Field(
+        default=False,
+        description="True when this try had been decided before (a retried request, a resumed deferral).",
+    )
 
 
 class OutputSpec(InputSpec):
@@ -149,10 +159,16 @@ class ObservationRequest(_Strict):
 
     task: TaskInstanceIdentity
     inputs: list[ObservedInput] = Field(default_factory=list, max_length=MAX_INPUTS)
-    uncheckable: list[str] = Field(default_factory=list, max_length=MAX_INPUTS)
-    """Reads that cannot be named (SQL the analysis refuses), described by the worker."""
-    outputs: list[OutputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
-    """What the same statements wrote: labeled at once, since they already ran."""
+    uncheckable: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_INPUTS,
+        description="Reads that cannot be named (SQL the analysis refuses), described by the worker.",
+    )
+    outputs: list[OutputSpec] = Field(
+        default_factory=list,
+        max_length=MAX_INPUTS,
+        description="What the same statements wrote: labeled at once, since they already ran.",
+    )
 
 
 class OutputsRequest(_Strict):
@@ -190,9 +206,10 @@ class ConnectionTypeRequest(_Strict):
 
 
 class ConnectionTypeResponse(_Strict):
-    conn_type: str | None
-    """``None``: no such connection where the api-server looks (its secrets backends, environment,
-    metadata database); the SQL is then read as generic SQL."""
+    conn_type: str | None = Field(
+        description="``None``: no such connection where the api-server looks (its secrets backends, "
+        "environment, metadata database); the SQL is then read as generic SQL."
+    )
 
 
 class RelayAnswer(_Strict):

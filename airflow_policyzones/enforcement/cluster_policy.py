@@ -60,10 +60,15 @@ def _warm_up() -> None:
     if not _TASK_LAUNCHERS.intersection(sys.argv[1:3]):
         return
     try:
-        import airflow.sdk.execution_time.comms  # noqa: F401  (the client's SetXCom/GetXCom)
+        # The client's SetXCom/GetXCom; the hook-lineage collector that observed reads wrap.
+        import airflow.sdk.execution_time.comms
+        import airflow.sdk.lineage  # noqa: F401
 
         import airflow_policyzones.enforcement.client
         import airflow_policyzones.enforcement.hook
+        import airflow_policyzones.enforcement.observation
+        import airflow_policyzones.enforcement.sql_pin
+        import airflow_policyzones.enforcement.sql_tasks
         import airflow_policyzones.zones  # noqa: F401
     except Exception:  # pragma: no cover - a missing optional import only costs time later
         return
