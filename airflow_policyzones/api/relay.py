@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from airflow_policyzones.api.execution_tokens import Receive, Scope, Send
+    from airflow_policyzones.db.verification import FoundTry
     from airflow_policyzones.policy import PolicyEngine
 
 log = logging.getLogger(__name__)
@@ -188,12 +189,12 @@ def handle(
     instance, 403 another task instance) or :class:`RelayError` (404 no such method, 409/422/503
     from the service).
     """
-    from airflow_policyzones.db.credentials import lookup_try
+    from airflow_policyzones.db.verification import lookup_try
 
     found = lookup_try(session, ti_id)
     if found is None:
         raise ForeignRequest(404, f"no task instance {ti_id}: the try may have been cleared or deleted")
-    identity = found[0]
+    identity = found.identity
     own = (identity.dag_id, identity.run_id, identity.task_id, identity.map_index)
     if where != own:
         raise ForeignRequest(
@@ -217,7 +218,7 @@ def handle(
     except ValidationError as error:
         raise RelayError(422, f"malformed {method.value} request: {_summary(error)}") from None
     try:
-        return run(session, request).model_dump(mode="json")
+        return run(session, request, found).model_dump(mode="json")
     except Exception as error:
         status = _refusal_status(error)
         if status is None:
@@ -248,21 +249,21 @@ def _engine() -> PolicyEngine:
         ) from None
 
 
-def _decide(session: Session, request: BaseModel) -> BaseModel:
+def _decide(session: Session, request: BaseModel, found: FoundTry) -> BaseModel:
     from airflow_policyzones.db.service import decide_and_record
 
     assert isinstance(request, DecisionRequest)
-    return decide_and_record(session=session, engine=_engine(), request=request, source="api")
+    return decide_and_record(session=session, engine=_engine(), request=request, source="api", found=found)
 
 
-def _observe(session: Session, request: BaseModel) -> BaseModel:
+def _observe(session: Session, request: BaseModel, found: FoundTry) -> BaseModel:
     from airflow_policyzones.db.observed import decide_observed
 
     assert isinstance(request, ObservationRequest)
     return decide_observed(session=session, engine=_engine(), request=request, source="api")
 
 
-def _outputs(session: Session, request: BaseModel) -> BaseModel:
+def _outputs(session: Session, request: BaseModel, found: FoundTry) -> BaseModel:
     from airflow_policyzones.db.propagation import record_outputs
 
     assert isinstance(request, OutputsRequest)
@@ -281,7 +282,7 @@ def _refusal_status(error: Exception) -> int | None:
     return None
 
 
-def _connection_type(session: Session, request: BaseModel) -> BaseModel:
+def _connection_type(session: Session, request: BaseModel, found: FoundTry) -> BaseModel:
     """The type of a connection where the api-server finds connections; its credentials never
     leave the server, and asking is not a use (the zone check applies when a try fetches it)."""
     from airflow.models.connection import Connection
@@ -294,7 +295,7 @@ def _connection_type(session: Session, request: BaseModel) -> BaseModel:
     return ConnectionTypeResponse(conn_type=str(found.conn_type or "") or None)
 
 
-_METHODS: dict[RelayMethod, tuple[type[BaseModel], Callable[[Session, BaseModel], BaseModel]]] = {
+_METHODS: dict[RelayMethod, tuple[type[BaseModel], Callable[[Session, BaseModel, FoundTry], BaseModel]]] = {
     RelayMethod.DECISIONS: (DecisionRequest, _decide),
     RelayMethod.OBSERVATIONS: (ObservationRequest, _observe),
     RelayMethod.OUTPUTS: (OutputsRequest, _outputs),

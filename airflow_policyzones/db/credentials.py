@@ -12,25 +12,22 @@ a decision row holding only that refusal, which its pre-execute check later comp
 from __future__ import annotations
 
 import contextlib
-import functools
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Executable, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from airflow_policyzones.db.models import INPUT_LEN, PolicyZonesDecision, decision_of_try
 from airflow_policyzones.db.service import (
     CREDENTIALS_ONLY,
     _violation_row,
-    dag_task_context,
     is_worse,
     new_decision_row,
 )
-from airflow_policyzones.policy.engine import Decision, PolicyEngine, TaskContext
+from airflow_policyzones.db.verification import FoundTry, lookup_try
+from airflow_policyzones.policy.engine import Decision, PolicyEngine
 from airflow_policyzones.policy.models import CredentialKind
 from airflow_policyzones.policy.vocabulary import Outcome
 from airflow_policyzones.wire import TaskInstanceIdentity
@@ -39,10 +36,6 @@ from airflow_policyzones.zones import ZONE_TAG_PREFIX
 if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.orm import Session
-
-FoundTry: TypeAlias = "tuple[TaskInstanceIdentity, TaskContext, tuple[str | None, str] | None]"
-"""What :func:`lookup_try` finds: the try's identity, what zone membership is decided on, and
-its recorded ``(zone, zone_source)`` if it has a decision row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +102,7 @@ def check_credential(
     if not verdict.to_record:
         session.rollback()
         return verdict
-    identity, task, recorded = found
+    identity, task, recorded = found.identity, found.task, found.recorded
     decision = verdict.decision
     for attempt in range(2):
         row = session.scalar(decision_of_try(**identity.model_dump()).with_for_update())
@@ -160,7 +153,7 @@ def verdict_on_read(
             problem=f"{kind} {name!r} is restricted by the zone policy and the token names no current "
             f"task instance ({ti_id}), so no zone can be established",
         )
-    _, task, recorded = found
+    task, recorded = found.task, found.recorded
     zone = recorded[0] if recorded is not None else dag_zone(task.tags)
     decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=now)
     return CredentialVerdict(
@@ -196,74 +189,6 @@ def _driver_autocommit(connection: Connection) -> Iterator[None]:
     finally:
         if not dbapi.closed:
             dbapi.autocommit = False
-
-
-def lookup_try(session: Session | Connection, ti_id: str) -> FoundTry | None:
-    """The try an execution token names (``ti_id``, its ``sub``): its identity, what zone
-    membership is decided on, and its recorded ``(zone, zone_source)`` if it has a decision row.
-    One query (a row per DAG tag); ``None`` for no such task instance."""
-    try:
-        key = uuid.UUID(ti_id)
-    except ValueError:
-        return None
-    rows = session.execute(_try_statement(), {"ti_id": key}).all()
-    if not rows:
-        return None
-    found = rows[0]
-    identity = TaskInstanceIdentity(
-        dag_id=found.dag_id,
-        task_id=found.task_id,
-        run_id=found.run_id,
-        map_index=found.map_index,
-        try_number=found.try_number,
-    )
-    tags = [row.name for row in rows if row.name is not None]
-    task = dag_task_context(
-        dag_id=found.dag_id,
-        task_id=found.task_id,
-        relative_fileloc=found.relative_fileloc,
-        owners=found.owners,
-        tags=tags,
-    )
-    return identity, task, (found.zone, found.zone_source) if found.id is not None else None
-
-
-@functools.cache
-def _try_statement() -> Executable:
-    """Built once: constructing this five-table select costs more than running it."""
-    from airflow.models.dag import DagModel, DagTag
-    from airflow.models.taskinstance import TaskInstance
-
-    decision = PolicyZonesDecision
-    statement = (
-        select(
-            TaskInstance.dag_id,
-            TaskInstance.task_id,
-            TaskInstance.run_id,
-            TaskInstance.map_index,
-            TaskInstance.try_number,
-            DagModel.relative_fileloc,
-            DagModel.owners,
-            decision.id,
-            decision.zone,
-            decision.zone_source,
-            DagTag.name,
-        )
-        .outerjoin(DagModel, DagModel.dag_id == TaskInstance.dag_id)
-        .outerjoin(DagTag, DagTag.dag_id == TaskInstance.dag_id)
-        .outerjoin(
-            decision,
-            and_(
-                decision.dag_id == TaskInstance.dag_id,
-                decision.task_id == TaskInstance.task_id,
-                decision.run_id == TaskInstance.run_id,
-                decision.map_index == TaskInstance.map_index,
-                decision.try_number == TaskInstance.try_number,
-            ),
-        )
-        .where(TaskInstance.id == bindparam("ti_id"))
-    )
-    return statement
 
 
 def dag_zone(tags: frozenset[str]) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
@@ -26,9 +26,11 @@ from airflow_policyzones.db.models import (
 )
 from airflow_policyzones.db.propagation import explain_derivation, with_propagated
 from airflow_policyzones.db.verification import (
+    FoundTry,
     TryProblem,
     TryRecord,
     claims_difference,
+    dag_task_context,
     find_try,
     parsed_dag_of_try,
     parsed_dags,
@@ -90,6 +92,7 @@ def decide_and_record(
     source: Source,
     now: datetime | None = None,
     verify: bool = True,
+    found: FoundTry | None = None,
 ) -> DecisionResponse:
     """Decide ``request`` with ``engine`` and record the decision, once per task-instance try.
 
@@ -111,12 +114,19 @@ def decide_and_record(
 
     ``source="in_process"`` (``dag.test()``) decides on the DAG object that was parsed in the same
     process, so neither is checked. ``verify=False`` skips both (the benchmark measures their
-    cost side by side; nothing else passes it).
+    cost side by side; nothing else passes it). ``found`` is the try as the caller read it in
+    this session (:func:`~airflow_policyzones.db.verification.lookup_try`, the relay's lookup of
+    the execution token's task instance): it is not read again.
     """
     identity = request.task
-    found = _verify_task_instance(session, identity) if source == "api" and verify else None
+    if found is not None and found.identity != identity:
+        raise ValueError(f"the request is about {_describe(identity)}, the try found is another one")
+    record = found.record if found is not None else None
+    checked = _verify_task_instance(session, identity, record) if source == "api" and verify else None
     digest = claims_digest(request)
-    stored = _load(session, identity, digest=digest)
+    # A try that had no decision row when it was found has nothing to load (a row recorded since
+    # then makes the insert below fail, and the stored decision is loaded there).
+    stored = _load(session, identity, digest=digest) if found is None or found.recorded is not None else None
     if isinstance(stored, DecisionResponse):
         return stored
     pending_seen = stored is not None
@@ -128,25 +138,25 @@ def decide_and_record(
     refs = [*(item.ref for item in labeled), *undeclared]
     sources: dict[InputRef, InputSource] = {ref: "declared" if ref in declared else "sql" for ref in refs}
     decision = engine.decide(
-        task=_task_context(session, identity),
+        task=found.task if found is not None else _task_context(session, identity),
         zone=request.zone,
         inputs=labeled,
         uncheckable=request.uncheckable,
         undeclared=undeclared,
         now=moment,
     )
-    if found is not None:
+    if checked is not None:
         # The try's own DAG version (cached) settles the common case; otherwise compare with it and
         # the DAG's latest version, which also names both in the message.
         own = (
-            parsed_dag_of_try(session, dag_version_id=found.dag_version_id)
-            if found.dag_version_id is not None
+            parsed_dag_of_try(session, dag_version_id=checked.dag_version_id)
+            if checked.dag_version_id is not None
             else None
         )
         if own is None or claims_difference(request, parsed=[own], inputs=declared_refs) is not None:
             difference = claims_difference(
                 request,
-                parsed=parsed_dags(session, dag_id=identity.dag_id, dag_version_id=found.dag_version_id),
+                parsed=parsed_dags(session, dag_id=identity.dag_id, dag_version_id=checked.dag_version_id),
                 inputs=declared_refs,
             )
             if difference is not None:
@@ -188,9 +198,12 @@ def _aware(now: datetime | None) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def _verify_task_instance(session: Session, identity: TaskInstanceIdentity) -> TryRecord:
-    """The task instance of ``identity``, which must be running at that try (1 or higher)."""
-    found = find_try(session, identity)
+def _verify_task_instance(
+    session: Session, identity: TaskInstanceIdentity, found: TryRecord | None = None
+) -> TryRecord:
+    """The task instance of ``identity`` (read unless ``found`` is given), which must be running at
+    that try (1 or higher)."""
+    found = find_try(session, identity) if found is None else found
     problem = try_problem(identity, found, what="a decision")
     if problem is not None:
         kind, message = problem
@@ -250,20 +263,6 @@ def _task_context(session: Session, identity: TaskInstanceIdentity) -> TaskConte
         relative_fileloc=relative_fileloc,
         owners=owners,
         tags=tags,
-    )
-
-
-def dag_task_context(
-    *, dag_id: str, task_id: str, relative_fileloc: str | None, owners: str | None, tags: Iterable[str]
-) -> TaskContext:
-    """Membership identity from a ``dag`` row's columns: shared with the coverage report, so that
-    both judge a DAG's membership from the same facts."""
-    return TaskContext(
-        dag_id=dag_id,
-        task_id=task_id,
-        dag_file=relative_fileloc or None,
-        tags=frozenset(tags),
-        owners=frozenset(owner.strip() for owner in (owners or "").split(",") if owner.strip()),
     )
 
 

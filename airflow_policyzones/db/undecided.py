@@ -14,9 +14,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from airflow_policyzones.db.credentials import dag_zone, lookup_try, record_server_decision
+from airflow_policyzones.db.credentials import dag_zone, record_server_decision
 from airflow_policyzones.db.models import decision_of_try
 from airflow_policyzones.db.service import CREDENTIALS_ONLY
+from airflow_policyzones.db.verification import lookup_try
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +45,7 @@ def check_success(
     found = lookup_try(session, ti_id)
     if found is None:
         return None
-    identity, task, _ = found
+    identity, task = found.identity, found.task
     row = session.scalar(decision_of_try(**identity.model_dump()).with_for_update())
     decided = row is not None and row.claims_digest != CREDENTIALS_ONLY
     if decided and row is not None and row.allowed:

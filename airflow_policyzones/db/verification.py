@@ -22,23 +22,28 @@ and hash: a DAG version's serialized DAG does not change once a task instance ru
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import Executable, and_, bindparam, select
 
-from airflow_policyzones.policy.engine import InputRef
+from airflow_policyzones.db.models import PolicyZonesDecision
+from airflow_policyzones.policy.engine import InputRef, TaskContext
+from airflow_policyzones.wire import TaskInstanceIdentity
 
 if TYPE_CHECKING:
     from uuid import UUID
 
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
-    from airflow_policyzones.wire import DecisionRequest, OutputSpec, TaskInstanceIdentity
+    from airflow_policyzones.wire import DecisionRequest, OutputSpec
 
 ZONES_KEY = "policyzones:zones"
 """Key in the serialized DAG's ``edge_info`` under which the dag-processor records task zones."""
@@ -76,6 +81,106 @@ def find_try(session: Session, identity: TaskInstanceIdentity) -> TryRecord | No
         return None
     try_number, state, dag_version_id = found
     return TryRecord(try_number=try_number, state=_state(state), dag_version_id=dag_version_id)
+
+
+class FoundTry(NamedTuple):
+    """The try an execution token names, as :func:`lookup_try` reads it in one query."""
+
+    identity: TaskInstanceIdentity
+    task: TaskContext
+    """What zone membership is decided on (the DAG's tags, file and owners)."""
+    recorded: tuple[str | None, str] | None
+    """The ``(zone, zone_source)`` of its decision row, ``None`` when it has none."""
+    record: TryRecord
+
+
+def lookup_try(session: Session | Connection, ti_id: str) -> FoundTry | None:
+    """The try whose task instance id is ``ti_id`` (an execution token's ``sub``); ``None`` for no
+    such task instance. One query (a row per DAG tag)."""
+    try:
+        key = uuid.UUID(ti_id)
+    except ValueError:
+        return None
+    rows = session.execute(_try_statement(), {"ti_id": key}).all()
+    if not rows:
+        return None
+    found = rows[0]
+    identity = TaskInstanceIdentity(
+        dag_id=found.dag_id,
+        task_id=found.task_id,
+        run_id=found.run_id,
+        map_index=found.map_index,
+        try_number=found.try_number,
+    )
+    task = dag_task_context(
+        dag_id=found.dag_id,
+        task_id=found.task_id,
+        relative_fileloc=found.relative_fileloc,
+        owners=found.owners,
+        tags=[row.name for row in rows if row.name is not None],
+    )
+    return FoundTry(
+        identity=identity,
+        task=task,
+        recorded=(found.zone, found.zone_source) if found.id is not None else None,
+        record=TryRecord(
+            try_number=found.try_number, state=_state(found.state), dag_version_id=found.dag_version_id
+        ),
+    )
+
+
+@functools.cache
+def _try_statement() -> Executable:
+    """Built once: constructing this five-table select costs more than running it."""
+    from airflow.models.dag import DagModel, DagTag
+    from airflow.models.taskinstance import TaskInstance
+
+    decision = PolicyZonesDecision
+    return (
+        select(
+            TaskInstance.dag_id,
+            TaskInstance.task_id,
+            TaskInstance.run_id,
+            TaskInstance.map_index,
+            TaskInstance.try_number,
+            TaskInstance.state,
+            TaskInstance.dag_version_id,
+            DagModel.relative_fileloc,
+            DagModel.owners,
+            decision.id,
+            decision.zone,
+            decision.zone_source,
+            DagTag.name,
+        )
+        .outerjoin(DagModel, DagModel.dag_id == TaskInstance.dag_id)
+        .outerjoin(DagTag, DagTag.dag_id == TaskInstance.dag_id)
+        .outerjoin(
+            decision,
+            and_(
+                decision.dag_id == TaskInstance.dag_id,
+                decision.task_id == TaskInstance.task_id,
+                decision.run_id == TaskInstance.run_id,
+                decision.map_index == TaskInstance.map_index,
+                decision.try_number == TaskInstance.try_number,
+            ),
+        )
+        .where(TaskInstance.id == bindparam("ti_id"))
+    )
+
+
+def dag_task_context(
+    *, dag_id: str, task_id: str, relative_fileloc: str | None, owners: str | None, tags: Iterable[str]
+) -> TaskContext:
+    """Membership identity from a ``dag`` row's columns: shared by the decision service, the
+    credential check and the coverage report, so that all judge a DAG's membership from the same
+    facts."""
+    return TaskContext(
+        dag_id=dag_id,
+        task_id=task_id,
+        dag_file=relative_fileloc or None,
+        tags=frozenset(tags),
+        owners=frozenset(owner.strip() for owner in (owners or "").split(",") if owner.strip()),
+    )
 
 
 def _state(state: object) -> str | None:

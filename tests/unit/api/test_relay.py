@@ -169,6 +169,30 @@ def test_a_try_gets_a_recorded_decision_through_its_supervisor(
     assert len(recorded(ti.run_id)) == 1
 
 
+def test_the_relay_reads_the_try_once_per_decision(api_server: TestClient) -> None:
+    """The try the token names is read once, and the decision reuses what was read (its state, DAG
+    version and membership facts): each further read was a round trip on every task start."""
+    from airflow import settings
+
+    ti, ti_id = running_try()
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    sa.event.listen(settings.engine, "before_cursor_execute", seen)
+    try:
+        decision = client_of(api_server, ti_id).decide(request(ti))
+    finally:
+        sa.event.remove(settings.engine, "before_cursor_execute", seen)
+
+    assert decision.outcome == "deny" and not decision.already_recorded
+    selects = [statement for statement in statements if statement.startswith("select")]
+    assert len([s for s in selects if " task_instance" in s]) == 1, selects
+    assert len([s for s in selects if " dag_tag" in s]) == 1, selects
+    assert len(recorded(ti.run_id)) == 1
+
+
 def test_a_request_too_long_for_a_key_is_set_then_read_back(api_server: TestClient) -> None:
     from airflow.sdk.execution_time.comms import GetXCom, SetXCom
 
