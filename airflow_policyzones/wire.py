@@ -73,8 +73,8 @@ MAX_INPUTS = 1_000
 class _Strict(BaseModel):
     # Field descriptions are given with ``Field(description=...)``, not as attribute docstrings:
     # pydantic finds those by walking the stack and calling ``inspect.getmodule`` per class, which
-    # costs ~0.1 s in a task process that has Airflow loaded. Models are built on first use.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # costs ~0.1 s in a task process that has Airflow loaded.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TaskInstanceIdentity(_Strict):
