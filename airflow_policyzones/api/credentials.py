@@ -108,7 +108,8 @@ def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str)
     (a refusal, a dry-run or exempted finding) is decided again and recorded in a session."""
     from airflow.utils.session import create_session
 
-    from airflow_policyzones.db.credentials import check_credential, read_try, verdict_on_read
+    from airflow_policyzones.db.credentials import check_credential, verdict_on_read
+    from airflow_policyzones.db.tries import read_try
 
     moment = datetime.now(timezone.utc)
     verdict = verdict_on_read(engine, read_try(ti_id), ti_id=ti_id, kind=kind, name=name, now=moment)

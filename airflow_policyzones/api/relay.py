@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from airflow_policyzones.api.execution_tokens import Receive, Scope, Send
-    from airflow_policyzones.db.verification import FoundTry
+    from airflow_policyzones.db.tries import FoundTry
     from airflow_policyzones.policy import PolicyEngine
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def handle(
     instance, 403 another task instance) or :class:`RelayError` (404 no such method, 409/422/503
     from the service).
     """
-    from airflow_policyzones.db.verification import lookup_try
+    from airflow_policyzones.db.tries import lookup_try
 
     found = lookup_try(session, ti_id)
     if found is None:

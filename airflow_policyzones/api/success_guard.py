@@ -9,7 +9,8 @@ Airflow a ``failed`` state instead (same end date): the try fails, emits no asse
 triggers nothing downstream. In a ``dry_run`` zone the success stands and the violation is recorded.
 
 Every other request costs one method and path comparison; a success report costs reading its small
-body, the token validation and one query.
+body, the token validation and one query outside a transaction (a try without an allowing decision
+is then judged under a row lock).
 """
 
 from __future__ import annotations
@@ -93,8 +94,12 @@ class SuccessGuard(ExecutionGuard):
 def _check(*, ti_id: str) -> Decision | None:
     from airflow.utils.session import create_session
 
+    from airflow_policyzones.db.tries import read_try
     from airflow_policyzones.db.undecided import check_success
 
+    found = read_try(ti_id)  # one statement, no transaction: the common case ends here
+    if found is None or found.allowed:
+        return None
     with create_session() as session:
         return check_success(session=session, load_engine=config.get_engine, ti_id=ti_id)
 

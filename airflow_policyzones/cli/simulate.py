@@ -336,7 +336,7 @@ def _dag_context(session: Session, dag_id: str) -> TaskContext:
     """Membership facts of a DAG from the ``dag`` table, as the decision service reads them."""
     from airflow.models.dag import DagModel, DagTag
 
-    from airflow_policyzones.db.verification import dag_task_context
+    from airflow_policyzones.db.tries import dag_task_context
 
     found = session.execute(
         sa.select(DagModel.relative_fileloc, DagModel.owners).where(DagModel.dag_id == dag_id)

@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesDecisionInput, PolicyZonesViolation
-from airflow_policyzones.db.service import CREDENTIALS_ONLY
+from airflow_policyzones.db.models import (
+    CREDENTIALS_ONLY,
+    PolicyZonesDecision,
+    PolicyZonesDecisionInput,
+    PolicyZonesViolation,
+)
 from airflow_policyzones.policy.vocabulary import Rule
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from airflow_policyzones.db.audit_models import (
     TaskCoverageOut,
 )
 from airflow_policyzones.db.models import PolicyZonesDecision
-from airflow_policyzones.db.verification import dag_task_context
+from airflow_policyzones.db.tries import dag_task_context
 from airflow_policyzones.policy import PolicyEngine, PolicyError
 from airflow_policyzones.policy.vocabulary import Rule
 from airflow_policyzones.zones import ZoneAnnotationError, dag_zone

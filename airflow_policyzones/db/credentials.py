@@ -11,22 +11,19 @@ a decision row holding only that refusal, which its pre-execute check later comp
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
-from airflow_policyzones.db.models import INPUT_LEN, PolicyZonesDecision, decision_of_try
+from airflow_policyzones.db.models import CREDENTIALS_ONLY, INPUT_LEN, PolicyZonesDecision, decision_of_try
 from airflow_policyzones.db.service import (
-    CREDENTIALS_ONLY,
     _violation_row,
     is_worse,
     new_decision_row,
 )
-from airflow_policyzones.db.verification import FoundTry, lookup_try
+from airflow_policyzones.db.tries import FoundTry, lookup_try
 from airflow_policyzones.policy.engine import Decision, PolicyEngine
 from airflow_policyzones.policy.models import CredentialKind
 from airflow_policyzones.policy.vocabulary import Outcome
@@ -34,7 +31,6 @@ from airflow_policyzones.wire import TaskInstanceIdentity
 from airflow_policyzones.zones import ZONE_TAG_PREFIX
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
 
@@ -159,36 +155,6 @@ def verdict_on_read(
     return CredentialVerdict(
         allowed=decision.allowed, kind=kind, name=name, zone=decision.zone, decision=decision
     )
-
-
-def read_try(ti_id: str) -> FoundTry | None:
-    """:func:`lookup_try` on a pooled connection of Airflow's engine instead of in a session: the
-    statement alone, in the driver's autocommit mode where that costs no round trip (psycopg2:
-    the pool's ping and the select, without BEGIN and ROLLBACK). For a read that nothing follows
-    in the same transaction."""
-    from airflow import settings
-
-    if settings.engine is None:
-        raise RuntimeError("Airflow's database engine is not configured (settings.engine is None)")
-    with settings.engine.connect() as connection, _driver_autocommit(connection):
-        return lookup_try(connection, ti_id)
-
-
-@contextlib.contextmanager
-def _driver_autocommit(connection: Connection) -> Iterator[None]:
-    """psycopg2's ``autocommit`` attribute, set and restored the way SQLAlchemy's own pre-ping does
-    (the isolation-level execution option would send ``SET`` statements both ways); other drivers
-    keep their transaction."""
-    dbapi = connection.connection.dbapi_connection
-    if connection.dialect.driver != "psycopg2" or dbapi is None or dbapi.autocommit:
-        yield
-        return
-    dbapi.autocommit = True
-    try:
-        yield
-    finally:
-        if not dbapi.closed:
-            dbapi.autocommit = False
 
 
 def dag_zone(tags: frozenset[str]) -> str | None:

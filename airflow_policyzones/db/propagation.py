@@ -29,7 +29,8 @@ from airflow_policyzones.db.models import (
     decision_of_try,
     inputs_by_position,
 )
-from airflow_policyzones.db.verification import describe, find_try, parsed_dags, refused_outputs, try_problem
+from airflow_policyzones.db.tries import describe, find_try, try_problem
+from airflow_policyzones.db.verification import parsed_dags, refused_outputs
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.policy.engine import AssetLabels, InputRef, LabeledInput
 from airflow_policyzones.policy.lineage import (

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from airflow_policyzones.db.models import (
+    CREDENTIALS_ONLY,
     INPUT_LEN,
     PolicyZonesDecision,
     PolicyZonesDecisionInput,
@@ -25,17 +26,15 @@ from airflow_policyzones.db.models import (
     decision_of_try,
 )
 from airflow_policyzones.db.propagation import explain_derivation, with_propagated
-from airflow_policyzones.db.verification import (
+from airflow_policyzones.db.tries import (
     FoundTry,
     TryProblem,
     TryRecord,
-    claims_difference,
     dag_task_context,
     find_try,
-    parsed_dag_of_try,
-    parsed_dags,
     try_problem,
 )
+from airflow_policyzones.db.verification import claims_difference, parsed_dag_of_try, parsed_dags
 from airflow_policyzones.policy.engine import (
     Decision,
     Finding,
@@ -419,13 +418,6 @@ def _violation_row(
         decided_at=row.decided_at,
         input_source=input_source,
     )
-
-
-CREDENTIALS_ONLY = "credentials-only"
-"""``claims_digest`` of a decision row that records only what the api-server decided on its own,
-without the try's pre-execute check: a connection or variable refused before the check (see
-:mod:`airflow_policyzones.db.credentials`), or a success refused to a try that was never decided
-(:mod:`airflow_policyzones.db.undecided`). The stored value predates the second use."""
 
 
 def _complete(pending: PolicyZonesDecision, row: PolicyZonesDecision) -> PolicyZonesDecision:

@@ -15,9 +15,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from airflow_policyzones.db.credentials import dag_zone, record_server_decision
-from airflow_policyzones.db.models import decision_of_try
-from airflow_policyzones.db.service import CREDENTIALS_ONLY
-from airflow_policyzones.db.verification import lookup_try
+from airflow_policyzones.db.models import CREDENTIALS_ONLY, decision_of_try
+from airflow_policyzones.db.tries import lookup_try
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from airflow_policyzones.db.service import CREDENTIALS_ONLY
+from airflow_policyzones.db.models import CREDENTIALS_ONLY
 from tests.e2e.deployment import VENV_BIN, Deployment
 
 pytestmark = pytest.mark.e2e
