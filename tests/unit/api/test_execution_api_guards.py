@@ -368,12 +368,26 @@ def test_a_try_without_a_decision_is_failed_instead_and_the_refusal_recorded(cli
 
 
 def test_a_try_whose_decision_allowed_it_succeeds(client: TestClient, policy: PolicyEngine) -> None:
+    from airflow import settings
+
     identity, ti_id = _ti("recs_dag")
     _decide(identity, "recs", policy)
+    statements: list[str] = []
 
-    assert _report(client, ti_id).status_code == 204
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    sa.event.listen(settings.engine, "before_cursor_execute", seen)
+    try:
+        assert _report(client, ti_id).status_code == 204
+    finally:
+        sa.event.remove(settings.engine, "before_cursor_execute", seen)
+
     assert _state(ti_id) == "success"
     assert _violations(identity) == []
+    # The common case costs the guard one read (the try with its decision), nothing locked.
+    ours = [statement for statement in statements if "policyzones_decision" in statement]
+    assert len(ours) == 1 and "for update" not in ours[0], ours
 
 
 def test_a_denied_try_that_reports_success_is_failed(client: TestClient, policy: PolicyEngine) -> None:
