@@ -202,6 +202,24 @@ def prepared_database(backend: str) -> Prepared:
 
 
 @contextlib.contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """The SQL statements Airflow's engine runs inside the block (the api-server's middlewares and
+    routes included), whitespace collapsed and lower case, in order."""
+    from airflow import settings
+
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    sa.event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(settings.engine, "before_cursor_execute", record)
+
+
+@contextlib.contextmanager
 def scoped_env(**values: str) -> Iterator[None]:
     """Set environment variables for a ``with`` block, then restore what was there."""
     previous = {key: os.environ.get(key) for key in values}

@@ -22,7 +22,7 @@ from airflow_policyzones.db.models import PolicyZonesDecision, PolicyZonesViolat
 from airflow_policyzones.db.service import decide_and_record
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.wire import DecisionRequest, TaskInstanceIdentity
-from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, create_run, parsed_as
+from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, create_run, parsed_as, statements_run
 from tests.support.supervisor import execution_token, task_instance_id
 
 pytestmark = pytest.mark.integration
@@ -368,20 +368,11 @@ def test_a_try_without_a_decision_is_failed_instead_and_the_refusal_recorded(cli
 
 
 def test_a_try_whose_decision_allowed_it_succeeds(client: TestClient, policy: PolicyEngine) -> None:
-    from airflow import settings
-
     identity, ti_id = _ti("recs_dag")
     _decide(identity, "recs", policy)
-    statements: list[str] = []
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()).lower())
-
-    sa.event.listen(settings.engine, "before_cursor_execute", seen)
-    try:
+    with statements_run() as statements:
         assert _report(client, ti_id).status_code == 204
-    finally:
-        sa.event.remove(settings.engine, "before_cursor_execute", seen)
 
     assert _state(ti_id) == "success"
     assert _violations(identity) == []

@@ -24,7 +24,7 @@ from airflow_policyzones.wire import (
     RelayMethod,
     TaskInstanceIdentity,
 )
-from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as
+from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as, statements_run
 from tests.support.supervisor import TaskSupervisor, execution_token, task_instance_id
 
 pytestmark = pytest.mark.integration
@@ -172,19 +172,10 @@ def test_a_try_gets_a_recorded_decision_through_its_supervisor(
 def test_the_relay_reads_the_try_once_per_decision(api_server: TestClient) -> None:
     """The try the token names is read once, and the decision reuses what was read (its state, DAG
     version and membership facts): each further read was a round trip on every task start."""
-    from airflow import settings
-
     ti, ti_id = running_try()
-    statements: list[str] = []
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()).lower())
-
-    sa.event.listen(settings.engine, "before_cursor_execute", seen)
-    try:
+    with statements_run() as statements:
         decision = client_of(api_server, ti_id).decide(request(ti))
-    finally:
-        sa.event.remove(settings.engine, "before_cursor_execute", seen)
 
     assert decision.outcome == "deny" and not decision.already_recorded
     selects = [statement for statement in statements if statement.startswith("select")]
