@@ -260,10 +260,10 @@ def _observe(session: Session, request: BaseModel, found: FoundTry) -> BaseModel
     from airflow_policyzones.db.observed import decide_observed
 
     assert isinstance(request, ObservationRequest)
-    return decide_observed(session=session, engine=_engine(), request=request, source="api")
+    return decide_observed(session=session, engine=_engine(), request=request, source="api", found=found)
 
 
-def _outputs(session: Session, request: BaseModel, found: FoundTry) -> BaseModel:
+def _outputs(session: Session, request: BaseModel, _found: FoundTry) -> BaseModel:
     from airflow_policyzones.db.propagation import record_outputs
 
     assert isinstance(request, OutputsRequest)
@@ -282,7 +282,7 @@ def _refusal_status(error: Exception) -> int | None:
     return None
 
 
-def _connection_type(session: Session, request: BaseModel, found: FoundTry) -> BaseModel:
+def _connection_type(session: Session, request: BaseModel, _found: FoundTry) -> BaseModel:
     """The type of a connection where the api-server finds connections; its credentials never
     leave the server, and asking is not a use (the zone check applies when a try fetches it)."""
     from airflow.models.connection import Connection

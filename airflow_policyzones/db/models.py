@@ -62,18 +62,18 @@ INPUT_SOURCES = ("declared", "sql", "observed", "alias")
 """How an input or output became known (the wire schema's ``InputSource``); NULL in rows
 recorded before sources were recorded."""
 
-# Integer on SQLite: only "INTEGER PRIMARY KEY" autoincrements there.
 CREDENTIALS_ONLY = "credentials-only"
 """``claims_digest`` of a decision row that records only what the api-server decided on its own,
 without the try's pre-execute check: a connection or variable refused before the check (see
 :mod:`airflow_policyzones.db.credentials`), or a success refused to a try that was never decided
 (:mod:`airflow_policyzones.db.undecided`). The stored value predates the second use."""
 
-
 OBSERVED_DENY = "outcome = 'deny' AND input_source = 'observed'"
 """The violations a partial index on ``decision_id`` covers: denies of reads observed while a
 body ran (few rows). Whether a denied try's body ran is asked of every denied decision a
 data-use report reads (see :mod:`airflow_policyzones.db.evidence`)."""
+
+# Integer on SQLite: only "INTEGER PRIMARY KEY" autoincrements there.
 _PK = BigInteger().with_variant(Integer(), "sqlite")
 
 

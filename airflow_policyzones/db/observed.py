@@ -35,6 +35,8 @@ from airflow_policyzones.wire import DecisionResponse, ObservationRequest
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from airflow_policyzones.db.tries import FoundTry
+
 
 def decide_observed(
     *,
@@ -43,6 +45,7 @@ def decide_observed(
     request: ObservationRequest,
     source: Source,
     now: datetime | None = None,
+    found: FoundTry | None = None,
 ) -> DecisionResponse:
     """Decide what a running try's hooks read, as part of the try's recorded decision.
 
@@ -57,11 +60,13 @@ def decide_observed(
 
     Raises :class:`DecisionRefused` when the try has no decision yet or was denied (409), and, for
     ``source="api"``, when the try does not exist at that number or is not running (as for
-    :func:`decide_and_record`).
+    :func:`decide_and_record`, which also says what ``found`` saves).
     """
     identity = request.task
+    if found is not None and found.identity != identity:
+        raise ValueError(f"the request is about {_describe(identity)}, the try found is another one")
     if source == "api":
-        _verify_task_instance(session, identity)
+        _verify_task_instance(session, identity, found.record if found is not None else None)
     row = session.scalars(decision_of_try(**identity.model_dump()).with_for_update()).one_or_none()
     if row is None:
         raise DecisionRefused(
@@ -94,7 +99,7 @@ def decide_observed(
     undeclared = [item.ref for item in labeled if item.labels is None]
     labeled = [item for item in labeled if item.labels is not None]
     decision = engine.decide(
-        task=_task_context(session, identity),
+        task=found.task if found is not None else _task_context(session, identity),
         zone=row.zone,
         inputs=labeled,
         uncheckable=uncheckable,

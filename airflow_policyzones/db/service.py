@@ -114,7 +114,7 @@ def decide_and_record(
     ``source="in_process"`` (``dag.test()``) decides on the DAG object that was parsed in the same
     process, so neither is checked. ``verify=False`` skips both (the benchmark measures their
     cost side by side; nothing else passes it). ``found`` is the try as the caller read it in
-    this session (:func:`~airflow_policyzones.db.verification.lookup_try`, the relay's lookup of
+    this session (:func:`~airflow_policyzones.db.tries.lookup_try`, the relay's lookup of
     the execution token's task instance): it is not read again.
     """
     identity = request.task
