@@ -22,6 +22,7 @@ from airflow_policyzones.db.service import (
     _input_rows,
     _refs,
     _response,
+    _same_try,
     _task_context,
     _verify_task_instance,
     _violation_row,
@@ -63,10 +64,9 @@ def decide_observed(
     :func:`decide_and_record`, which also says what ``found`` saves).
     """
     identity = request.task
-    if found is not None and found.identity != identity:
-        raise ValueError(f"the request is about {_describe(identity)}, the try found is another one")
+    _same_try(identity, found)
     if source == "api":
-        _verify_task_instance(session, identity, found.record if found is not None else None)
+        _verify_task_instance(session, identity, found)
     row = session.scalars(decision_of_try(**identity.model_dump()).with_for_update()).one_or_none()
     if row is None:
         raise DecisionRefused(
@@ -99,7 +99,7 @@ def decide_observed(
     undeclared = [item.ref for item in labeled if item.labels is None]
     labeled = [item for item in labeled if item.labels is not None]
     decision = engine.decide(
-        task=found.task if found is not None else _task_context(session, identity),
+        task=_task_context(session, identity, found),
         zone=row.zone,
         inputs=labeled,
         uncheckable=uncheckable,

@@ -118,10 +118,8 @@ def decide_and_record(
     the execution token's task instance): it is not read again.
     """
     identity = request.task
-    if found is not None and found.identity != identity:
-        raise ValueError(f"the request is about {_describe(identity)}, the try found is another one")
-    record = found.record if found is not None else None
-    checked = _verify_task_instance(session, identity, record) if source == "api" and verify else None
+    _same_try(identity, found)
+    checked = _verify_task_instance(session, identity, found) if source == "api" and verify else None
     digest = claims_digest(request)
     # A try that had no decision row when it was found has nothing to load (a row recorded since
     # then makes the insert below fail, and the stored decision is loaded there).
@@ -137,7 +135,7 @@ def decide_and_record(
     refs = [*(item.ref for item in labeled), *undeclared]
     sources: dict[InputRef, InputSource] = {ref: "declared" if ref in declared else "sql" for ref in refs}
     decision = engine.decide(
-        task=found.task if found is not None else _task_context(session, identity),
+        task=_task_context(session, identity, found),
         zone=request.zone,
         inputs=labeled,
         uncheckable=request.uncheckable,
@@ -197,18 +195,24 @@ def _aware(now: datetime | None) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
+def _same_try(identity: TaskInstanceIdentity, found: FoundTry | None) -> None:
+    """Refuse a try the caller found (``found``) that is not the one a request names."""
+    if found is not None and found.identity != identity:
+        raise ValueError(f"the request is about {_describe(identity)}, the try found is another one")
+
+
 def _verify_task_instance(
-    session: Session, identity: TaskInstanceIdentity, found: TryRecord | None = None
+    session: Session, identity: TaskInstanceIdentity, found: FoundTry | None = None
 ) -> TryRecord:
-    """The task instance of ``identity`` (read unless ``found`` is given), which must be running at
-    that try (1 or higher)."""
-    found = find_try(session, identity) if found is None else found
-    problem = try_problem(identity, found, what="a decision")
+    """The task instance of ``identity`` (read unless the caller ``found`` it), which must be
+    running at that try (1 or higher)."""
+    record = find_try(session, identity) if found is None else found.record
+    problem = try_problem(identity, record, what="a decision")
     if problem is not None:
         kind, message = problem
         raise _TRY_ERRORS[kind](message)
-    assert found is not None
-    return found
+    assert record is not None
+    return record
 
 
 _TRY_ERRORS: dict[TryProblem, type[DecisionRefused]] = {
@@ -241,20 +245,25 @@ def _describe(identity: TaskInstanceIdentity) -> str:
     )
 
 
-def _task_context(session: Session, identity: TaskInstanceIdentity) -> TaskContext:
-    """Membership identity from the metadata DB: tags, file relative to its bundle, owners.
+def _task_context(
+    session: Session, identity: TaskInstanceIdentity, found: FoundTry | None = None
+) -> TaskContext:
+    """Membership identity from the metadata DB: tags, file relative to its bundle, owners (as the
+    caller ``found`` them with the try, else read here).
 
     A DAG the database does not know gets only its dag_id: fewer selectors can match, so a
     missing row can deny but never admit.
     """
+    if found is not None:
+        return found.task
     from airflow.models.dag import DagModel, DagTag
 
-    found = session.execute(
+    dag_row = session.execute(
         select(DagModel.relative_fileloc, DagModel.owners).where(DagModel.dag_id == identity.dag_id)
     ).first()
-    if found is None:
+    if dag_row is None:
         return TaskContext(dag_id=identity.dag_id, task_id=identity.task_id)
-    relative_fileloc, owners = found
+    relative_fileloc, owners = dag_row
     tags = session.scalars(select(DagTag.name).where(DagTag.dag_id == identity.dag_id)).all()
     return dag_task_context(
         dag_id=identity.dag_id,
