@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_policyzones.policy.loader import LoadedPolicy, gc_paused, load_policy
-from airflow_policyzones.policy.models import CatalogEntry, Credential, CredentialKind, Policy
+from airflow_policyzones.policy.models import CatalogEntry, Credential, CredentialKind, Policy, credential_key
 from airflow_policyzones.policy.patterns import (
     SEPARATORS,
     GlobSet,
@@ -383,18 +383,21 @@ class _Credentials:
                 zones=frozenset(spec.zones) if spec.zones else None,
             )
             self.entries.append((pattern, compiled))
-            if _GLOB_CHARS.search(pattern) is None:
-                self.exact[pattern] = (pattern, compiled)
+            key = credential_key(pattern)
+            if _GLOB_CHARS.search(key) is None:
+                self.exact[key] = (pattern, compiled)
             else:
-                self.globs.append((re.compile(fnmatch.translate(pattern)), pattern, compiled))
+                self.globs.append((re.compile(fnmatch.translate(key)), pattern, compiled))
 
     def find(self, name: str) -> tuple[str, _CompiledCredential] | None:
-        """The pattern that matches ``name`` and what it says (patterns never overlap)."""
-        found = self.exact.get(name)
+        """The pattern that matches ``name`` (compared as :func:`credential_key` forms) and what it
+        says (patterns never overlap)."""
+        key = credential_key(name)
+        found = self.exact.get(key)
         if found is not None:
             return found
         for regex, pattern, compiled in self.globs:
-            if regex.match(name) is not None:
+            if regex.match(key) is not None:
                 return pattern, compiled
         return None
 

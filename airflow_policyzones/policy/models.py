@@ -238,6 +238,20 @@ class Exemption(_Model):
 CredentialKind = Literal["connection", "variable"]
 
 
+def credential_key(name: str) -> str:
+    """The form in which a connection id or variable key (or a pattern of them) is matched: upper
+    case, without trailing spaces.
+
+    Every spelling Airflow's secrets lookup serves as the same connection must match the same
+    pattern: the environment-variables backend reads ``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<KEY>``
+    with the id upper-cased (``WAREHOUSE_RAW`` and ``Warehouse_Raw`` are ``warehouse_raw``), and
+    MySQL's default collations compare ``'warehouse_raw '`` equal to ``'warehouse_raw'``. Matching
+    an exact spelling only would serve a restricted connection under another spelling as an
+    unlisted one.
+    """
+    return name.rstrip(" ").upper()
+
+
 class Credential(_Model):
     """What an Airflow connection or variable gives access to, and so which zones may obtain it.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from airflow_policyzones.policy.errors import Severity
-from airflow_policyzones.policy.models import Policy
+from airflow_policyzones.policy.models import Policy, credential_key
 from airflow_policyzones.policy.patterns import (
     UriNormalizer,
     UriPattern,
@@ -217,11 +217,12 @@ def check_references(
         what = "connection id" if section == "connections" else "variable key"
         for index, first in enumerate(valid):
             for second in valid[index + 1 :]:
-                if globs_overlap(first, second):
+                if globs_overlap(credential_key(first), credential_key(second)):
                     problems.append(
                         ReferenceProblem(
                             (section, second),
-                            f"{section} patterns {first!r} and {second!r} overlap: some {what} matches both",
+                            f"{section} patterns {first!r} and {second!r} overlap: some {what} matches "
+                            "both (ids match in any case, without trailing spaces)",
                             "make the patterns disjoint (each id must match at most one pattern), "
                             "e.g. list the exact id and narrow the glob",
                         )

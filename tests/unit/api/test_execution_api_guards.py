@@ -196,6 +196,32 @@ def test_a_zone_that_may_not_use_the_data_never_gets_the_credentials(
     assert len(_violations(identity)) == 1  # one finding per try and connection
 
 
+def test_another_spelling_of_a_restricted_id_is_refused_the_same_way(
+    client: TestClient, policy: PolicyEngine
+) -> None:
+    """Airflow's environment-variables backend serves ``AIRFLOW_CONN_WAREHOUSE_RAW`` for any case
+    of the id (and ``AIRFLOW_VAR_ADS_BUDGET`` for any case of the key): each spelling is the
+    restricted connection, not an unlisted one."""
+    identity, ti_id = _ti("recs_dag")
+    _decide(identity, "recs", policy)
+
+    for path in (
+        "/execution/connections/WAREHOUSE_RAW",
+        "/execution/connections/Warehouse_Raw",
+        "/execution/connections/warehouse_raw%20",
+        "/execution/variables/ADS_BUDGET",
+    ):
+        response = client.get(path, headers=_token(ti_id))
+        assert response.status_code == 403, (path, response.text)
+        assert "s3cret" not in response.text and "1000" not in response.text
+    assert [rule for rule, _, _ in _violations(identity)] == [
+        "connection_not_allowed",
+        "connection_not_allowed",
+        "connection_not_allowed",
+        "variable_not_allowed",
+    ]
+
+
 def test_a_zone_that_may_use_it_gets_it(client: TestClient, policy: PolicyEngine) -> None:
     identity, ti_id = _ti("ads_dag")
     _decide(identity, "ads", policy)

@@ -3,10 +3,13 @@ validation (located errors) and the engine's decision for one (zone, connection 
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_policyzones.policy import Outcome, PolicyEngine, PolicyError, TaskContext, load_policy_bytes
 from airflow_policyzones.policy.patterns import globs_overlap
@@ -111,6 +114,17 @@ ENGINE = engine()
          ("connection_not_allowed", "unknown_zone")),
         ("connection", "warehouse_raw", "ads_daily", None, "deny",
          ("connection_not_allowed", "unzoned_task")),
+        # another spelling of a listed id is the same connection (Airflow's environment-variables
+        # backend serves AIRFLOW_CONN_WAREHOUSE_RAW for each of them; MySQL ignores trailing spaces)
+        ("connection", "WAREHOUSE_RAW", "recs_daily", "content_recommendations", "deny",
+         ("connection_not_allowed", "category_not_allowed")),
+        ("connection", "Warehouse_Raw  ", "recs_daily", "content_recommendations", "deny",
+         ("connection_not_allowed", "category_not_allowed")),
+        ("connection", "LAKE_WATCH_EU", "ads_daily", "ads_optimization", "deny",
+         ("connection_not_allowed", "category_not_allowed")),
+        ("connection", "Slack_Ads", "ads_daily", "ads_optimization", "allow", ()),
+        ("variable", "ADS_BUDGET", "recs_daily", "content_recommendations", "deny",
+         ("variable_not_allowed",)),
         # an exemption whose asset glob names the connection
         ("connection", "warehouse_raw", "recs_backfill", "content_recommendations", "exempted",
          ("connection_not_allowed", "category_not_allowed")),
@@ -153,6 +167,8 @@ def test_restricts_only_what_may_be_refused() -> None:
     assert ENGINE.restricts(kind="connection", name="warehouse_raw")
     assert ENGINE.restricts(kind="connection", name="lake_watch_x")
     assert not ENGINE.restricts(kind="connection", name="postgres_default")
+    for spelling in ("WAREHOUSE_RAW", "Warehouse_raw", "warehouse_raw ", "LAKE_WATCH_X"):
+        assert ENGINE.restricts(kind="connection", name=spelling), spelling
     assert ENGINE.restricts(kind="variable", name="anything")  # unlisted_variables: deny
 
 
@@ -196,6 +212,12 @@ def _error(text: str) -> str:
         ("      slack_ads:\n", '      "warehouse_*":\n',
          ["inline.yaml:39:3", "connections.warehouse_*",
           "patterns 'warehouse_raw' and 'warehouse_*' overlap", "fix: make the patterns disjoint"]),
+        ("      slack_ads:\n", '      "WAREHOUSE_RAW":\n',
+         ["inline.yaml:39:3", "connections.WAREHOUSE_RAW",
+          "patterns 'warehouse_raw' and 'WAREHOUSE_RAW' overlap", "ids match in any case"]),
+        ("      slack_ads:\n", '      "Lake_Watch_??":\n',
+         ["inline.yaml:39:3", "connections.Lake_Watch_??",
+          "patterns 'lake_watch_*' and 'Lake_Watch_??' overlap"]),
         ("      slack_ads:\n        zones: [ads_optimization]",
          "      slack_ads:\n        zones: [ads_optimization]\n        categories: [watch_history]",
          ["connections.slack_ads", "give either 'zones' or what it reaches"]),
@@ -237,3 +259,43 @@ def test_located_errors(old: str, new: str, expected: list[str]) -> None:
 def test_globs_overlap(first: str, second: str, overlap: bool) -> None:
     assert globs_overlap(first, second) is overlap
     assert globs_overlap(second, first) is overlap
+
+
+# Ids as DAG authors write them, with characters whose case mapping is irregular.
+_ID_CHARS = st.sampled_from(list("abcxyzABCXYZ019_-.:ßıİſ"))
+
+
+@given(
+    name=st.text(_ID_CHARS, min_size=1, max_size=12),
+    pattern_kind=st.sampled_from(["exact", "prefix", "suffix"]),
+    flips=st.lists(st.booleans(), min_size=12, max_size=12),
+    spaces=st.integers(min_value=0, max_value=2),
+)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_spelling_airflow_serves_as_one_id_matches_its_pattern(
+    name: str, pattern_kind: str, flips: list[bool], spaces: int
+) -> None:
+    """Whatever a task asks for that Airflow's environment-variables backend reads as the same
+    ``AIRFLOW_CONN_<ID>`` (and MySQL compares equal) matches the pattern the listed id matches."""
+    pattern = {"exact": name, "prefix": name[:3] + "*", "suffix": "*" + name[-3:]}[pattern_kind]
+    if not pattern.strip(" *") or pattern.endswith(" "):
+        return
+    policy = engine(
+        POLICY.split("    connections:")[0]
+        + f"    connections:\n      {json.dumps(pattern)}:\n        zones: [ads_optimization]\n"
+    )
+    variant = (
+        "".join((char.swapcase() if flip else char) for char, flip in zip(name, flips, strict=False))
+        + " " * spaces
+    )
+    assert policy.restricts(kind="connection", name=name)
+    if f"AIRFLOW_CONN_{variant.rstrip(' ').upper()}" == f"AIRFLOW_CONN_{name.upper()}":
+        assert policy.restricts(kind="connection", name=variant), (pattern, variant)
+        decision = policy.decide_credential(
+            kind="connection",
+            name=variant,
+            task=TaskContext(dag_id="recs_daily", task_id="t"),
+            zone="content_recommendations",
+            now=NOW,
+        )
+        assert decision.outcome is Outcome.DENY, (pattern, variant)
