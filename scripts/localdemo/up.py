@@ -40,6 +40,7 @@ from scripts.localdemo.outcomes import (
     TaskResult,
     dag_files,
     expected_outcomes,
+    format_doctor,
     format_task_summary,
     mismatch_hint,
     observed_outcomes,
@@ -442,20 +443,13 @@ class Demo:
                     check=False,
                 )
             except (OSError, subprocess.TimeoutExpired) as error:
-                say(f"{label} DID NOT RUN: {error}")
+                say(f"{label} DID NOT RUN: {error}")  # not a weakness found, but none ruled out
                 found += 1
                 continue
-            lines = proc.stdout.strip().splitlines()
-            if proc.returncode in (0, 1) and lines:
-                say(f"{label} {lines[-1]}")
-                for line in lines[:-1]:  # each weakness: `code: what`, then `    fix: how`
-                    say(f"    {line}")
-                found += sum(not line.startswith(" ") for line in lines[:-1]) or proc.returncode
-            else:
-                say(f"{label} FAILED (exit {proc.returncode})")
-                for line in (proc.stderr or proc.stdout).strip().splitlines()[-15:]:
-                    say(f"    | {line}")
-                found += 1
+            lines, weaknesses = format_doctor(label, proc.returncode, proc.stdout, proc.stderr)
+            for line in lines:
+                say(line)
+            found += weaknesses
         return found
 
     def run(self) -> int:
@@ -502,7 +496,7 @@ class Demo:
             )
         self.banner()
         self.print_evidence()
-        return EXIT_FAILED if (mismatches and self.args.strict) else EXIT_OK
+        return EXIT_FAILED if ((mismatches or weaknesses) and self.args.strict) else EXIT_OK
 
     def banner(self) -> None:
         step("Airflow is running")
