@@ -39,7 +39,10 @@ wait_for() {
 
 start_postgres() {
   need pg_isready postgresql-client
-  postgres_up && return 0
+  if postgres_up; then
+    echo "PostgreSQL: running on $PG_HOST:$PG_PORT"
+    return 0
+  fi
   need pg_ctlcluster postgresql-common
   local version
   version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)"
@@ -55,7 +58,10 @@ connections on $PG_HOST:$PG_PORT after ${WAIT_SECONDS} s (see /var/log/postgresq
 
 start_redis() {
   need redis-cli redis-tools
-  redis_up && return 0
+  if redis_up; then
+    echo "Redis: running on $REDIS_HOST:$REDIS_PORT"
+    return 0
+  fi
   need redis-server redis-server
   mkdir -p /var/lib/redis /var/log/redis
   local command=(redis-server --daemonize yes --bind "$REDIS_HOST" -::1 --port "$REDIS_PORT" --save ""
