@@ -15,7 +15,7 @@ DEMO_ARGS ?=
 
 help:
 	@echo "make demo   set up, start Airflow locally, run every example DAG, print decisions and violations"
-	@echo "make demo-stop  stop the Airflow services make demo started"
+	@echo "make demo-stop  stop the Airflow services make demo started (not PostgreSQL, Redis)"
 	@echo "make test   set up, then lint (ruff, mypy strict) and run the whole test suite"
 	@echo "make bench  run the benchmarks (medians and ratios against baselines)"
 	@echo "make bench-ui  time the violations API on 1M decisions / 200k violations in PostgreSQL"
@@ -34,10 +34,13 @@ browser-deps:
 	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-# `make demo`: a real local Airflow 3 (api-server, scheduler, dag-processor, triggerer; SQLite,
-# LocalExecutor) in .demo/, every example DAG triggered, a summary of task states, decisions and
-# violations; the UI stays up at http://localhost:8080. Options: make demo DEMO_ARGS='--port 8081'
-# (see `$(PY) scripts/demo.py up --help`). `make demo-stop` stops exactly what it started.
+# `make demo`: a real local Airflow 3 (api-server, scheduler, dag-processor, triggerer and a Celery
+# worker; CeleryExecutor, PostgreSQL, Redis, which scripts/services.sh starts when they are not
+# running) in .demo/, every example DAG triggered, a summary of task states, decisions and
+# violations, and `policyzones doctor` in the worker's and the api-server's environment; the UI
+# stays up at http://localhost:8080. Options: make demo DEMO_ARGS='--port 8081' (see
+# `$(PY) scripts/demo.py up --help`). `make demo-stop` stops exactly the Airflow services it
+# started (PostgreSQL and Redis keep running).
 demo: install
 	@$(PY) scripts/demo.py up $(DEMO_ARGS)
 

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """``make demo`` / ``make demo-stop``: the example DAGs on a real, local Airflow 3 deployment.
 
-``up`` initialises an isolated Airflow home under ``.demo/`` (SQLite, LocalExecutor,
-SimpleAuthManager), runs ``airflow db migrate``, starts the same components as
-``docker-compose.yml`` (api-server, scheduler, dag-processor, triggerer) in the background, waits
-until they are healthy, unpauses and triggers every example DAG through the REST API, waits for
-the runs, and prints what happened: each task's final state next to what the policy predicts
+``up`` starts the machine's PostgreSQL and Redis when they are not running
+(``scripts/services.sh``), creates the demo's database (``policyzones_demo``), initialises an
+isolated Airflow home under ``.demo/`` (CeleryExecutor, SimpleAuthManager), runs
+``airflow db migrate``, starts the same components as ``docker-compose.yml`` (api-server,
+scheduler, dag-processor, triggerer, celery worker) in the background, waits until they are
+healthy, unpauses and triggers every example DAG through the REST API, waits for the runs, and
+prints what happened: each task's final state next to what the policy predicts
 (``policyzones check``), then the decisions and violations recorded in the metadata database
-(``scripts/demo_summary.py``). The UI stays up at http://localhost:8080.
+(``scripts/demo_summary.py``), then ``policyzones doctor`` in the celery worker's environment
+(which holds neither the JWT secret nor the database URL) and the api-server's. The UI stays up at
+http://localhost:8080.
 
 ``stop`` stops exactly the processes ``up`` started: their process groups, recorded in
-``.demo/pids/`` with each process's start time, so a recycled pid is never signalled.
+``.demo/pids/`` with each process's start time, so a recycled pid is never signalled. PostgreSQL
+and Redis are the machine's and keep running.
 
 The parts live in ``scripts/localdemo/`` (settings and environment, processes, expected outcomes,
 the ``up`` orchestration); ``up`` drives Airflow through the deployment driver the end-to-end tests
@@ -119,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--reset", action="store_true", help="start from an empty Airflow home")
     up.add_argument(
-        "--strict", action="store_true", help="exit 1 when a task does not end as the policy says"
+        "--strict",
+        action="store_true",
+        help="exit 1 when a task does not end as the policy says, or the doctor finds a weakness",
     )
     up.set_defaults(handler=cmd_up)
     stop = sub.add_parser("stop", help="stop the services `up` started (and nothing else)")

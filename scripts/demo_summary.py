@@ -5,7 +5,7 @@ Reads the provider's audit tables (``policyzones_decision``, ``policyzones_viola
 SQLAlchemy, by reflection, so it needs neither Airflow nor the provider and works against any
 deployment's database::
 
-    python scripts/demo_summary.py                                  # the make-demo SQLite database
+    python scripts/demo_summary.py                                  # the make-demo database
     python scripts/demo_summary.py --db-url postgresql+psycopg2://airflow:airflow@localhost/airflow
     python scripts/demo_summary.py --run-id manual__2026-... --run-id ...
 
@@ -23,7 +23,8 @@ from typing import Any
 
 DECISION_TABLE = "policyzones_decision"
 VIOLATION_TABLE = "policyzones_violation"
-DEFAULT_DEMO_DB = Path(__file__).resolve().parent.parent / ".demo" / "airflow-home" / "airflow.db"
+DEFAULT_DEMO_DB_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/policyzones_demo"
+"""``make demo``'s metadata database (scripts/localdemo/settings.py; a test keeps them equal)."""
 
 Row = Mapping[str, Any]
 
@@ -133,7 +134,7 @@ def missing_tables_note(missing: Iterable[str]) -> str:
 
 
 def default_db_url() -> str:
-    return os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{DEFAULT_DEMO_DB}"
+    return os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or DEFAULT_DEMO_DB_URL
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -214,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--db-url",
         default=None,
         help="SQLAlchemy URL of the metadata database (default: $AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, "
-        "else the make-demo SQLite database)",
+        "else the make-demo database)",
     )
     parser.add_argument(
         "--run-id", action="append", default=[], help="only these DAG runs (repeatable; default: latest)"

@@ -200,6 +200,18 @@ def format_task_summary(
     return format_table(headers, rows), mismatches
 
 
+def format_doctor(label: str, returncode: int, stdout: str, stderr: str) -> tuple[list[str], int]:
+    """What ``policyzones doctor`` said, under ``label``, and how many weaknesses that counts (a
+    doctor that failed counts as one: it ruled nothing out)."""
+    lines = stdout.strip().splitlines()
+    if returncode in (0, 1) and lines:
+        # The last line sums up; before it, each weakness is `code: what` then `    fix: how`.
+        weaknesses = sum(not line.startswith(" ") for line in lines[:-1])
+        return [f"{label} {lines[-1]}", *(f"    {line}" for line in lines[:-1])], weaknesses or returncode
+    tail = (stderr.strip() or stdout.strip() or "(no output)").splitlines()[-15:]
+    return [f"{label} FAILED (exit {returncode})", *(f"    | {line}" for line in tail)], 1
+
+
 def mismatch_hint(plugin_status: str) -> str:
     if plugin_status == "missing":
         return (

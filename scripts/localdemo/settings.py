@@ -1,8 +1,9 @@
 """The demo's Airflow: its files (``.demo/``), its components and the environment they run in.
 
 The environment of every Airflow command and service the demo starts is built here, and only
-here: :func:`airflow_settings` (the ``AIRFLOW__*`` configuration) and :func:`clean_environment`
-(the caller's environment without its own Airflow settings, plus those).
+here: :func:`airflow_settings` (the ``AIRFLOW__*`` configuration), :func:`clean_environment`
+(the caller's environment without its own Airflow settings, plus those) and
+:func:`task_environment` (what the Celery worker, where task code runs, gets of it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from scripts.localdemo.common import DAGS_DIR, DEMO_USER, POLICY_FILE, SIMPLE_AUTH_MANAGER
+
+POSTGRES_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+"""The machine's PostgreSQL (trust auth), as scripts/services.sh starts it and the tests use it."""
+DEMO_DATABASE = "policyzones_demo"
+"""The demo's metadata database on it (``--reset`` drops and recreates it)."""
+BROKER_URL = "redis://127.0.0.1:6379/1"
+RESULT_BACKEND = "redis://127.0.0.1:6379/2"
+"""Celery's broker and result backend: the machine's Redis (database 0 is the end-to-end tests')."""
 
 EVIDENCE_ENV = "POLICYZONES_EVIDENCE_DIR"
 DATA_ENV = "POLICYZONES_DEMO_DATA_DIR"
@@ -39,6 +48,8 @@ class Component:
     name: str
     command: tuple[str, ...]
     compose_service: str
+    runs_tasks: bool = False
+    """Task code runs in it: it gets :func:`task_environment`, not the services' environment."""
 
 
 COMPONENTS: tuple[Component, ...] = (
@@ -46,20 +57,30 @@ COMPONENTS: tuple[Component, ...] = (
     Component("scheduler", ("scheduler",), "airflow-scheduler"),
     Component("dag-processor", ("dag-processor",), "airflow-dag-processor"),
     Component("triggerer", ("triggerer",), "airflow-triggerer"),
+    Component("celery-worker", ("celery", "worker"), "airflow-worker", runs_tasks=True),
 )
 
 COMPOSE_ONLY_SERVICES: Mapping[str, str] = {
-    "postgres": "the demo uses an embedded SQLite database",
-    "redis": "Celery's broker; the demo's LocalExecutor needs none",
+    "postgres": "the demo uses the machine's PostgreSQL (scripts/services.sh starts it), database "
+    f"{DEMO_DATABASE}",
+    "redis": "the demo uses the machine's Redis (scripts/services.sh starts it)",
     "airflow-init": "the demo runs `airflow db migrate` itself before starting the services",
-    "airflow-worker": "`celery worker`; the demo's LocalExecutor runs tasks inside the scheduler",
     "airflow-cli": "a debug-profile container for `airflow` commands; natively: source .demo/demo.env",
 }
 """docker-compose services with no native counterpart, and why (checked by the compose test)."""
 
+WITHHELD_FROM_TASKS: Mapping[str, str] = {
+    "AIRFLOW__API_AUTH__JWT_SECRET": "signs execution tokens: the scheduler signs each try's and the "
+    "api-server verifies it; a task holding it could sign one for any task instance. Blanked, not "
+    "removed: airflow.cfg holds a generated one",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "the metadata database (connections, decisions): the task "
+    "supervisor talks to the api-server's execution API only. Removed, so that Airflow's default "
+    "applies (an empty SQLite file in the Airflow home): importing Airflow fails on an empty URL",
+}
+"""What the Celery worker (where task code runs) does not get of the services' environment, and
+why; ``policyzones doctor --component worker`` reports a worker that has them."""
+
 COMPOSE_ONLY_SETTINGS: Mapping[str, str] = {
-    "AIRFLOW__CELERY__BROKER_URL": "CeleryExecutor only",
-    "AIRFLOW__CELERY__RESULT_BACKEND": "CeleryExecutor only",
     "AIRFLOW__CORE__FERNET_KEY": "kept as in Airflow's compose file; the demo's airflow.cfg generates one",
     "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "the scheduler container's healthcheck polls it",
     "AIRFLOW__API__SECRET_KEY": "containers must share it (log requests to Celery workers); the demo's "
@@ -86,7 +107,8 @@ class DemoPaths:
         return self.root / "airflow-home"
 
     @property
-    def database(self) -> Path:
+    def sqlite_leftover(self) -> Path:
+        """The SQLite database the demo used before it ran on PostgreSQL (removed when found)."""
         return self.home / "airflow.db"
 
     @property
@@ -122,12 +144,19 @@ class DemoPaths:
         return self.home / "simple_auth_manager_passwords.json.generated"
 
 
-def sqlite_url(database: Path) -> str:
-    return f"sqlite:///{database}"
+def database_url(name: str = DEMO_DATABASE) -> str:
+    """A database of the machine's PostgreSQL (``postgres``: where databases are created)."""
+    return f"{POSTGRES_SERVER}/{name}"
 
 
 def airflow_settings(
-    *, paths: DemoPaths, port: int, jwt_secret: str, dags_dir: Path = DAGS_DIR, policy: Path = POLICY_FILE
+    *,
+    paths: DemoPaths,
+    port: int,
+    jwt_secret: str,
+    database: str = DEMO_DATABASE,
+    dags_dir: Path = DAGS_DIR,
+    policy: Path = POLICY_FILE,
 ) -> dict[str, str]:
     """The demo's Airflow configuration, as environment variables (absolute paths throughout).
 
@@ -139,12 +168,15 @@ def airflow_settings(
         "AIRFLOW_HOME": str(paths.home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir.resolve()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{DEMO_USER}:admin",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{local}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite_url(paths.database),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(database),
+        "AIRFLOW__CELERY__BROKER_URL": BROKER_URL,
+        # Not a `db+` URL: the workers would hold the metadata database's credentials.
+        "AIRFLOW__CELERY__RESULT_BACKEND": RESULT_BACKEND,
         "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
         "AIRFLOW__POLICYZONES__ENABLED": "True",
         "AIRFLOW__POLICYZONES__POLICY_FILE": str(policy.resolve()),
@@ -170,6 +202,13 @@ def clean_environment(
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")]) if env.get("PATH") else bin_dir
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env, dropped
+
+
+def task_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The Celery worker's environment: the services' ``env`` without ``WITHHELD_FROM_TASKS``."""
+    task_env = {k: v for k, v in env.items() if k != "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"}
+    task_env["AIRFLOW__API_AUTH__JWT_SECRET"] = ""
+    return task_env
 
 
 def load_or_create_secret(path: Path) -> str:

@@ -7,9 +7,11 @@ an api-server that answers late until each wait's deadline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -38,6 +40,7 @@ from scripts.localdemo.outcomes import (
     TaskResult,
     dag_files,
     expected_outcomes,
+    format_doctor,
     format_task_summary,
     mismatch_hint,
     observed_outcomes,
@@ -52,15 +55,37 @@ from scripts.localdemo.processes import (
     stop_records,
     write_record,
 )
+from scripts.localdemo.services import ensure_services, flush_celery, prepare_database
 from scripts.localdemo.settings import (
+    BROKER_URL,
     COMPONENTS,
     DEMO_CONNECTIONS,
+    DEMO_DATABASE,
+    RESULT_BACKEND,
+    WITHHELD_FROM_TASKS,
+    Component,
     DemoPaths,
     airflow_settings,
     clean_environment,
+    database_url,
     load_or_create_secret,
+    task_environment,
     write_env_file,
 )
+
+WORKER_CONCURRENCY = 4
+"""Tasks the Celery worker runs at once (Airflow's default, 16 processes, is a lot for 2 cores)."""
+
+
+def sqlite_tables(path: Path) -> int:
+    """How many tables the SQLite database ``path`` holds (0: none, or no such file)."""
+    if not path.is_file():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            return int(connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+    except sqlite3.Error:
+        return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -83,6 +108,7 @@ class Demo:
         self.driver = Driver(Api(f"http://127.0.0.1:{self.port}"), say=say, check_alive=self.check_alive)
         self.started: dict[str, subprocess.Popen[bytes]] = {}
         self.env: dict[str, str] = {}
+        self.task_env: dict[str, str] = {}
         self.settings: dict[str, str] = {}
         self.services_started_at = datetime.now(timezone.utc)
         self.asset_scheduled: list[str] = []
@@ -140,25 +166,37 @@ class Demo:
             raise DemoError("no `airflow` command next to this Python; run `make demo` (it installs it)")
         return found
 
+    def environment(self, component: Component) -> dict[str, str]:
+        """The environment ``component`` runs in: the services', or the tasks' (the worker)."""
+        return self.task_env if component.runs_tasks else self.env
+
     # -- steps
 
     def prepare(self) -> dict[str, Any]:
         step(f"Preparing an isolated Airflow home in {rel(self.paths.home)}")
         if self.args.reset and self.paths.home.exists():
-            say(f"  --reset: removing {rel(self.paths.home)} (database, logs, generated passwords)")
+            say(f"  --reset: removing {rel(self.paths.home)} (configuration, logs, generated passwords)")
             shutil.rmtree(self.paths.home)
+        if sqlite_tables(self.paths.sqlite_leftover):
+            # The metadata database of a demo that ran on SQLite: the celery worker's database URL
+            # is Airflow's default, this file, which must not hold a deployment's connections.
+            say(f"  removing {rel(self.paths.sqlite_leftover)} (the SQLite database of an earlier demo)")
+        self.paths.sqlite_leftover.unlink(missing_ok=True)
         for directory in (self.paths.home, self.paths.logs, self.paths.pids):
             directory.mkdir(parents=True, exist_ok=True)
         secret = load_or_create_secret(self.paths.jwt_secret)
         self.settings = airflow_settings(paths=self.paths, port=self.port, jwt_secret=secret)
         self.env, dropped = clean_environment(os.environ, self.settings)
+        self.task_env = task_environment(self.env)
         if dropped:
             say(f"  ignoring your own Airflow settings for the demo: {', '.join(dropped)}")
         write_env_file(self.paths.env_file, self.settings)
         write_data(self.paths.data)
         say(f"  DAG folder      {rel(DAGS_DIR)}")
         say(f"  policy          {rel(POLICY_FILE)}")
-        say(f"  database        {rel(self.paths.database)} (SQLite), LocalExecutor")
+        say(f"  database        {DEMO_DATABASE} (PostgreSQL), CeleryExecutor")
+        say(f"  Celery          broker {BROKER_URL}, results {RESULT_BACKEND}")
+        say(f"  celery worker   runs the tasks, without {', '.join(sorted(WITHHELD_FROM_TASKS))}")
         say(f"  settings        {rel(self.paths.env_file)}")
         say(f"  data            {rel(self.paths.data)} (files example tasks read through object storage)")
 
@@ -178,6 +216,18 @@ class Demo:
             f"{summary.get('dags')} DAGs, {summary.get('tasks')} tasks -> {counts}"
         )
         return report
+
+    def prepare_services(self) -> None:
+        step("PostgreSQL (metadata database) and Redis (Celery's broker and results)")
+        ensure_services()
+        if self.args.reset:
+            say(
+                f"  --reset: dropping the database {DEMO_DATABASE}; "
+                f"emptying Redis {BROKER_URL} and {RESULT_BACKEND}"
+            )
+            flush_celery()
+        created = prepare_database(reset=self.args.reset)
+        say(f"  database {DEMO_DATABASE} {'created' if created else 'exists'} ({database_url()})")
 
     def migrate(self) -> None:
         step("airflow db migrate")
@@ -203,12 +253,14 @@ class Demo:
             argv = [self.airflow_bin(), *component.command]
             if component.name == "api-server":
                 argv += ["--host", self.host, "--port", str(self.port)]
+            if component.name == "celery-worker":
+                argv += ["--concurrency", str(WORKER_CONCURRENCY)]
             log = self.log_path(component.name).open("wb")
             try:
                 proc = subprocess.Popen(
                     argv,
                     cwd=REPO_ROOT,
-                    env=self.env,
+                    env=self.environment(component),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -368,6 +420,38 @@ class Demo:
         if proc.returncode != 0:
             say(f"  (policyzones evidence failed with exit code {proc.returncode})")
 
+    def print_doctor(self) -> int:
+        """``policyzones doctor`` run in the celery worker's exact environment (every check) and in
+        the api-server's (the checks that concern it); returns how many weaknesses it found."""
+        step("policyzones doctor: what weakens enforcement here (in each component's environment)")
+        policyzones = str(Path(sys.executable).parent / "policyzones")
+        found = 0
+        for component in COMPONENTS:
+            if not (component.runs_tasks or component.name == "api-server"):
+                continue
+            checks = "worker" if component.runs_tasks else "api-server"
+            label = f"  doctor ({component.name.replace('-', ' ')}'s environment, --component {checks}):"
+            try:
+                proc = subprocess.run(
+                    [policyzones, "doctor", "--component", checks],
+                    cwd=REPO_ROOT,
+                    env=self.environment(component),
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.args.startup_timeout,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as error:
+                say(f"{label} DID NOT RUN: {error}")  # not a weakness found, but none ruled out
+                found += 1
+                continue
+            lines, weaknesses = format_doctor(label, proc.returncode, proc.stdout, proc.stderr)
+            for line in lines:
+                say(line)
+            found += weaknesses
+        return found
+
     def run(self) -> int:
         report = self.prepare()
         step("Stopping a previous demo, if one is running")
@@ -375,6 +459,7 @@ class Demo:
             say("  none running")
         stop_records(self.paths.pids)
         ensure_port_free(self.host, self.port)
+        self.prepare_services()
         self.migrate()
         self.start()
         try:
@@ -402,9 +487,16 @@ class Demo:
             say()
             say(f"  {mismatches} task(s) did not end as the policy says. {mismatch_hint(plugin_status)}")
         self.print_decisions(runs)
+        weaknesses = self.print_doctor()
+        if weaknesses:
+            say()
+            say(
+                f"  The doctor found {weaknesses} weakness(es) in the demo's deployment "
+                "(above, each with its fix)."
+            )
         self.banner()
         self.print_evidence()
-        return EXIT_FAILED if (mismatches and self.args.strict) else EXIT_OK
+        return EXIT_FAILED if ((mismatches or weaknesses) and self.args.strict) else EXIT_OK
 
     def banner(self) -> None:
         step("Airflow is running")

@@ -29,9 +29,11 @@ from scripts.localdemo.settings import (
     COMPOSE_ONLY_SERVICES,
     COMPOSE_ONLY_SETTINGS,
     DEMO_ONLY_SETTINGS,
+    WITHHELD_FROM_TASKS,
     DemoPaths,
     airflow_settings,
 )
+from tests.support.doctor import findings, run_doctor
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -197,6 +199,74 @@ def test_healthchecks_and_start_order(services: dict[str, Any]) -> None:
 def test_worker_keeps_the_official_celery_settings(services: dict[str, Any]) -> None:
     worker_env = {k: str(v) for k, v in services["airflow-worker"]["environment"].items()}
     assert worker_env["DUMB_INIT_SETSID"] == "0"
+
+
+IMAGE_AIRFLOW_HOME = "/opt/airflow"
+"""The official image's AIRFLOW_HOME (its Dockerfile sets it; the mounts are below it)."""
+
+
+def test_the_worker_withholds_what_the_demos_worker_withholds(
+    services: dict[str, Any], common_env: dict[str, str]
+) -> None:
+    """Task code runs in airflow-worker: the same settings as the other containers, except the
+    JWT secret and the metadata database, as in ``make demo``'s celery worker."""
+    from airflow.configuration import conf
+
+    worker = {k: str(v) for k, v in services["airflow-worker"]["environment"].items()}
+    assert {k for k in common_env if worker.get(k) != common_env[k]} == set(WITHHELD_FROM_TASKS)
+    assert worker["AIRFLOW__API_AUTH__JWT_SECRET"] == ""
+    # Airflow's default: an empty SQLite file in the image's Airflow home, no credentials.
+    default = conf.configuration_description["database"]["options"]["sql_alchemy_conn"]["default"]
+    assert worker["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == default.format(AIRFLOW_HOME=IMAGE_AIRFLOW_HOME)
+    assert not [k for k in worker if k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))]
+    backend = urlsplit(common_env["AIRFLOW__CELERY__RESULT_BACKEND"])
+    assert (backend.scheme, backend.hostname) == ("redis", "redis"), "no `db+` URL with credentials"
+    assert common_env["AIRFLOW__CELERY__RESULT_BACKEND"] != common_env["AIRFLOW__CELERY__BROKER_URL"]
+
+
+def container_environment(
+    service: dict[str, Any], common: dict[str, Any], airflow_home: Path
+) -> dict[str, str]:
+    """A service's environment as its container sees it, with the mounted paths mapped back to the
+    repository's files and the required secrets given test values (AIRFLOW_HOME: ``airflow_home``)."""
+    mounts = {}
+    for volume in common["volumes"]:
+        source, target, *_ = volume.split(":")
+        if source.startswith("."):
+            mounts[target] = REPO_ROOT / source
+    env = {}
+    for key, value in service["environment"].items():
+        text = re.sub(r"\$\{([A-Z_]+):\?[^}]*\}", lambda m: f"test-{m.group(1).lower()}", str(value))
+        text = compose_unescape(text)
+        for target, source in mounts.items():
+            if text == target or text.startswith(target + "/"):
+                text = str(source) + text[len(target) :]
+        env[key] = text
+    env["AIRFLOW_HOME"] = str(airflow_home)
+    return env
+
+
+@pytest.mark.parametrize(
+    ("service", "component", "expected"),
+    [
+        ("airflow-worker", "worker", []),
+        ("airflow-apiserver", "api-server", []),
+        # The control: the common environment, where tasks would run with it.
+        ("airflow-scheduler", "worker", ["jwt_secret_visible", "metadata_db_visible"]),
+    ],
+)
+def test_the_doctor_in_each_containers_environment(
+    services: dict[str, Any],
+    common: dict[str, Any],
+    tmp_path: Path,
+    service: str,
+    component: str,
+    expected: list[str],
+) -> None:
+    env = container_environment(services[service], common, tmp_path)
+    result = run_doctor(env, component)
+    assert findings(result) == expected, result.stdout + result.stderr
+    assert result.returncode == (1 if expected else 0), result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------------------- settings

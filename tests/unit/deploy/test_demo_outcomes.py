@@ -13,6 +13,7 @@ from scripts.localdemo.outcomes import (
     Expected,
     TaskResult,
     expected_outcomes,
+    format_doctor,
     format_task_summary,
     verdict,
 )
@@ -161,3 +162,35 @@ def test_a_blocked_task_whose_body_ran_is_a_mismatch() -> None:
     deny = Expected("d", "t", "deny", ("category_not_allowed",))
     assert verdict(TaskResult("d", "t", -1, "failed", 1, body_ran=True), deny) == "MISMATCH: its body ran"
     assert verdict(TaskResult("d", "t", -1, "failed", 1, body_ran=False), deny) == "ok"
+
+
+def test_the_doctors_answer_is_said_under_its_label() -> None:
+    lines, found = format_doctor("  doctor (x):", 0, "no weakness found\n", "")
+    assert (lines, found) == (["  doctor (x): no weakness found"], 0)
+
+
+def test_each_weakness_the_doctor_finds_is_printed_with_its_fix() -> None:
+    stdout = (
+        "jwt_secret_visible: [api_auth] jwt_secret is visible here\n    fix: keep it off workers\n"
+        "metadata_db_visible: the metadata database URL is visible here\n    fix: do not give it\n"
+        "2 weaknesses found\n"
+    )
+    lines, found = format_doctor("  doctor (x):", 1, stdout, "")
+    assert found == 2
+    assert lines == [
+        "  doctor (x): 2 weaknesses found",
+        "    jwt_secret_visible: [api_auth] jwt_secret is visible here",
+        "        fix: keep it off workers",
+        "    metadata_db_visible: the metadata database URL is visible here",
+        "        fix: do not give it",
+    ]
+
+
+def test_a_doctor_that_failed_says_so_and_rules_nothing_out() -> None:
+    lines, found = format_doctor("  doctor (x):", 2, "", "Traceback (most recent call last):\nBoom: no\n")
+    assert found == 1
+    assert lines == [
+        "  doctor (x): FAILED (exit 2)",
+        "    | Traceback (most recent call last):",
+        "    | Boom: no",
+    ]
