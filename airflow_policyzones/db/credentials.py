@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from airflow_policyzones.db.models import CREDENTIALS_ONLY, INPUT_LEN, PolicyZonesDecision, decision_of_try
@@ -23,7 +24,7 @@ from airflow_policyzones.db.service import (
     is_worse,
     new_decision_row,
 )
-from airflow_policyzones.db.tries import FoundTry, lookup_try
+from airflow_policyzones.db.tries import FoundTry, dag_task_context, lookup_try
 from airflow_policyzones.policy.engine import Decision, PolicyEngine
 from airflow_policyzones.policy.models import CredentialKind
 from airflow_policyzones.policy.vocabulary import Outcome
@@ -45,6 +46,11 @@ class CredentialVerdict:
     decision: Decision | None = None
     problem: str | None = None
     """Why nothing could be decided (no such task instance): always a refusal."""
+
+    @classmethod
+    def of(cls, decision: Decision, *, kind: CredentialKind, name: str) -> CredentialVerdict:
+        """The verdict a decision of the engine gives."""
+        return cls(allowed=decision.allowed, kind=kind, name=name, zone=decision.zone, decision=decision)
 
     @property
     def message(self) -> str:
@@ -108,9 +114,7 @@ def check_credential(
             decision = engine.decide_credential(kind=kind, name=name, task=task, zone=row.zone, now=moment)
             if decision.outcome is Outcome.ALLOW:
                 session.rollback()
-                return CredentialVerdict(
-                    allowed=True, kind=kind, name=name, zone=decision.zone, decision=decision
-                )
+                return CredentialVerdict.of(decision, kind=kind, name=name)
         try:
             zone_source = "dag" if dag_zone(task.tags) is not None else "default"
             record_server_decision(
@@ -123,9 +127,7 @@ def check_credential(
             if attempt:
                 raise
             continue
-        return CredentialVerdict(
-            allowed=decision.allowed, kind=kind, name=name, zone=decision.zone, decision=decision
-        )
+        return CredentialVerdict.of(decision, kind=kind, name=name)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -152,9 +154,78 @@ def verdict_on_read(
     task, recorded = found.task, found.recorded
     zone = recorded[0] if recorded is not None else dag_zone(task.tags)
     decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=now)
-    return CredentialVerdict(
-        allowed=decision.allowed, kind=kind, name=name, zone=decision.zone, decision=decision
-    )
+    return CredentialVerdict.of(decision, kind=kind, name=name)
+
+
+DAG_FILE_CODE = "(dag file)"
+"""The task id a DAG file's own code is decided as (top-level code and DAG callbacks run by the
+dag-processor belong to no task)."""
+
+
+def check_dag_file_credential(
+    *,
+    session: Session,
+    engine: PolicyEngine,
+    bundle: str,
+    relative_fileloc: str,
+    kind: CredentialKind,
+    name: str,
+    now: datetime | None = None,
+) -> CredentialVerdict:
+    """Decide a connection/variable request of a DAG file's own code while the dag-processor runs
+    it (parsing, DAG callbacks): that code builds every task of every DAG the file defines (and
+    can hand them what it read), so each zone those DAGs and tasks run in must be allowed it.
+    Read-only.
+
+    The DAGs are the file's entries in Airflow's ``dag`` table (bundle ``bundle``, path
+    ``relative_fileloc`` in it), from the previous parse; a file with none yet (never parsed
+    without error) establishes no zone and obtains nothing the policy restricts.
+    """
+    from airflow.models.dag import DagModel, DagTag
+
+    if not engine.restricts(kind=kind, name=name):
+        return CredentialVerdict(allowed=True, kind=kind, name=name)
+    rows = session.execute(
+        select(DagModel.dag_id, DagModel.owners, DagModel.is_stale, DagTag.name)
+        .outerjoin(DagTag, DagTag.dag_id == DagModel.dag_id)
+        .where(DagModel.bundle_name == bundle, DagModel.relative_fileloc == relative_fileloc)
+    ).all()
+    dags: dict[str, tuple[str | None, bool, set[str]]] = {}
+    for dag_id, owners, stale, tag in rows:
+        entry = dags.setdefault(dag_id, (owners, bool(stale), set()))
+        if tag is not None:
+            entry[2].add(tag)
+    current = {dag_id: entry for dag_id, entry in dags.items() if not entry[1]} or dags
+    if not current:
+        return CredentialVerdict(
+            allowed=False,
+            kind=kind,
+            name=name,
+            problem=f"{kind} {name!r} is restricted by the zone policy, and DAG file "
+            f"{relative_fileloc!r} (bundle {bundle!r}) has no DAG Airflow knows yet, so no zone "
+            "can be established for its code: read it inside a task (a hook in an operator or a "
+            "@task function), where the zone of the task decides",
+        )
+    from airflow_policyzones.db.verification import parsed_dags
+
+    moment = now or datetime.now(timezone.utc)
+    verdicts = []
+    for dag_id, (owners, _, tags) in sorted(current.items()):
+        task = dag_task_context(
+            dag_id=dag_id, task_id=DAG_FILE_CODE, relative_fileloc=relative_fileloc, owners=owners, tags=tags
+        )
+        # The zone of every task of its last parse (a task-level zone, else the DAG's); the DAG's
+        # zone tag when Airflow holds no serialized DAG for it.
+        zones = {
+            parsed_task.zone
+            for parsed in parsed_dags(session, dag_id=dag_id, dag_version_id=None)
+            for parsed_task in parsed.tasks.values()
+        } or {dag_zone(task.tags)}
+        for zone in sorted(zones, key=str):
+            decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=moment)
+            verdicts.append(CredentialVerdict.of(decision, kind=kind, name=name))
+    # A refusal first; else one with findings to report (dry run, exemption); else any.
+    return min(verdicts, key=lambda verdict: (verdict.allowed, not verdict.to_record))
 
 
 def dag_zone(tags: frozenset[str]) -> str | None:

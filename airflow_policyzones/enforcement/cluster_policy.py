@@ -74,9 +74,27 @@ def _warm_up() -> None:
         return
 
 
+def _check_dag_file_credentials() -> None:
+    """In ``airflow dag-processor``, before it parses any file: check the connections and
+    variables DAG files' own code asks for (:mod:`airflow_policyzones.enforcement.dag_processor`).
+    """
+    if not _IN_DAG_PROCESSOR or not current_settings().enabled:
+        return
+    try:
+        from airflow_policyzones.enforcement import dag_processor
+
+        dag_processor.install()
+    except Exception:
+        logging.getLogger(__name__).exception(
+            "policyzones: the dag-processor cannot check the connections and variables DAG files ask "
+            "for on this Airflow version; their code is served them unchecked"
+        )
+
+
 # Read the settings now, while Airflow loads its policy plugins: before any DAG file runs.
 current_settings()
 _warm_up()
+_check_dag_file_credentials()
 
 
 _validation_suspended: ContextVar[bool] = ContextVar("policyzones_validation_suspended", default=False)
