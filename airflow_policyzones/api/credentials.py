@@ -104,15 +104,23 @@ class CredentialGuard(ExecutionGuard):
 
 
 def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str) -> CredentialVerdict:
-    """A try that may use the id is served on one read outside any session; anything to record
+    """A decided try that may use the id is served on one read outside any session (a try not
+    decided yet reads the zone its task was parsed in, cached per DAG version); anything to record
     (a refusal, a dry-run or exempted finding) is decided again and recorded in a session."""
     from airflow.utils.session import create_session
 
     from airflow_policyzones.db.credentials import check_credential, verdict_on_read
-    from airflow_policyzones.db.tries import read_try
+    from airflow_policyzones.db.tries import read_try, try_zone
 
     moment = datetime.now(timezone.utc)
-    verdict = verdict_on_read(engine, read_try(ti_id), ti_id=ti_id, kind=kind, name=name, now=moment)
+    found = read_try(ti_id)
+    zone = None
+    if found is not None and found.recorded is not None:
+        zone = found.recorded[0]
+    elif found is not None:
+        with create_session() as session:  # before its decision: the zone its task was parsed in
+            zone = try_zone(session, found)[0]
+    verdict = verdict_on_read(engine, found, zone=zone, ti_id=ti_id, kind=kind, name=name, now=moment)
     if not verdict.to_record:
         return verdict
     with create_session() as session:

@@ -24,12 +24,11 @@ from airflow_policyzones.db.service import (
     is_worse,
     new_decision_row,
 )
-from airflow_policyzones.db.tries import FoundTry, dag_task_context, lookup_try
+from airflow_policyzones.db.tries import FoundTry, dag_task_context, dag_zone, lookup_try, try_zone
 from airflow_policyzones.policy.engine import Decision, PolicyEngine
 from airflow_policyzones.policy.models import CredentialKind
 from airflow_policyzones.policy.vocabulary import Outcome
 from airflow_policyzones.wire import TaskInstanceIdentity
-from airflow_policyzones.zones import ZONE_TAG_PREFIX
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -97,8 +96,9 @@ def check_credential(
         return CredentialVerdict(allowed=True, kind=kind, name=name)
     found = lookup_try(session, ti_id)
     moment = now or datetime.now(timezone.utc)
+    zone, zone_source = try_zone(session, found) if found is not None else (None, "none")
     # Reading needs no lock: a decision recorded meanwhile is found again when recording below.
-    verdict = verdict_on_read(engine, found, ti_id=ti_id, kind=kind, name=name, now=moment)
+    verdict = verdict_on_read(engine, found, zone=zone, ti_id=ti_id, kind=kind, name=name, now=moment)
     if found is None or verdict.decision is None:
         return verdict
     if not verdict.to_record:
@@ -116,9 +116,13 @@ def check_credential(
                 session.rollback()
                 return CredentialVerdict.of(decision, kind=kind, name=name)
         try:
-            zone_source = "dag" if dag_zone(task.tags) is not None else "default"
             record_server_decision(
-                session, row, identity, decision, zone_source=zone_source, decided_at=moment
+                session,
+                row,
+                identity,
+                decision,
+                zone_source=zone_source if zone is not None else "default",
+                decided_at=moment,
             )
             session.commit()
         except IntegrityError:
@@ -135,14 +139,16 @@ def verdict_on_read(
     engine: PolicyEngine,
     found: FoundTry | None,
     *,
+    zone: str | None,
     ti_id: str,
     kind: CredentialKind,
     name: str,
     now: datetime,
 ) -> CredentialVerdict:
     """The verdict on what :func:`lookup_try` (or :func:`read_try`) found for the try ``ti_id``,
-    before anything is recorded: final unless :attr:`CredentialVerdict.to_record` (findings that
-    :func:`check_credential` records, deciding again on what it reads under lock)."""
+    in ``zone`` (:func:`try_zone`), before anything is recorded: final unless
+    :attr:`CredentialVerdict.to_record` (findings that :func:`check_credential` records, deciding
+    again on what it reads under lock)."""
     if found is None:
         return CredentialVerdict(
             allowed=False,
@@ -151,9 +157,7 @@ def verdict_on_read(
             problem=f"{kind} {name!r} is restricted by the zone policy and the token names no current "
             f"task instance ({ti_id}), so no zone can be established",
         )
-    task, recorded = found.task, found.recorded
-    zone = recorded[0] if recorded is not None else dag_zone(task.tags)
-    decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=now)
+    decision = engine.decide_credential(kind=kind, name=name, task=found.task, zone=zone, now=now)
     return CredentialVerdict.of(decision, kind=kind, name=name)
 
 
@@ -226,13 +230,6 @@ def check_dag_file_credential(
             verdicts.append(CredentialVerdict.of(decision, kind=kind, name=name))
     # A refusal first; else one with findings to report (dry run, exemption); else any.
     return min(verdicts, key=lambda verdict: (verdict.allowed, not verdict.to_record))
-
-
-def dag_zone(tags: frozenset[str]) -> str | None:
-    """The DAG's zone tag, as the pre-execute check reads it; several tags: none (decided as such
-    by the engine only if the policy has no default zone — the DAG is an import error anyway)."""
-    zones = sorted(tag.removeprefix(ZONE_TAG_PREFIX) for tag in tags if tag.startswith(ZONE_TAG_PREFIX))
-    return zones[0] if len(zones) == 1 else None
 
 
 def record_server_decision(

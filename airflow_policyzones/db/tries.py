@@ -21,6 +21,7 @@ from sqlalchemy import Executable, and_, bindparam, select
 from airflow_policyzones.db.models import CREDENTIALS_ONLY, PolicyZonesDecision
 from airflow_policyzones.policy.engine import TaskContext
 from airflow_policyzones.wire import TaskInstanceIdentity
+from airflow_policyzones.zones import ZONE_TAG_PREFIX
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -194,6 +195,33 @@ def dag_task_context(
         tags=frozenset(tags),
         owners=frozenset(owner.strip() for owner in (owners or "").split(",") if owner.strip()),
     )
+
+
+def try_zone(session: Session, found: FoundTry) -> tuple[str | None, str]:
+    """The zone a try's requests are decided in, and where it comes from: its recorded
+    decision's; before its pre-execute check recorded one (templates rendered earlier), the zone
+    the dag-processor parsed for its task in the try's DAG version (a task-level zone set with
+    ``set_zone`` / ``ZoneGroup``, else the DAG's zone tag); without that, the DAG's zone tag."""
+    from airflow_policyzones.db.verification import parsed_dag_of_try
+
+    if found.recorded is not None:
+        return found.recorded
+    if found.record.dag_version_id is not None:
+        parsed = parsed_dag_of_try(session, dag_version_id=found.record.dag_version_id)
+        task = parsed.tasks.get(found.identity.task_id) if parsed is not None else None
+        if task is not None:
+            if task.zone != dag_zone(found.task.tags):
+                return task.zone, "task"
+            return task.zone, "dag" if task.zone is not None else "none"
+    zone = dag_zone(found.task.tags)
+    return zone, "dag" if zone is not None else "none"
+
+
+def dag_zone(tags: frozenset[str]) -> str | None:
+    """The DAG's zone tag, as the pre-execute check reads it; several tags: none (decided as such
+    by the engine only if the policy has no default zone — the DAG is an import error anyway)."""
+    zones = sorted(tag.removeprefix(ZONE_TAG_PREFIX) for tag in tags if tag.startswith(ZONE_TAG_PREFIX))
+    return zones[0] if len(zones) == 1 else None
 
 
 def _state(state: object) -> str | None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from airflow_policyzones.db.credentials import dag_zone, record_server_decision
+from airflow_policyzones.db.credentials import record_server_decision
 from airflow_policyzones.db.models import CREDENTIALS_ONLY, decision_of_try
-from airflow_policyzones.db.tries import lookup_try
+from airflow_policyzones.db.tries import lookup_try, try_zone
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,11 +51,10 @@ def check_success(
         session.rollback()  # release the row lock
         return None
     moment = now or datetime.now(timezone.utc)
-    zone = row.zone if row is not None else dag_zone(task.tags)
+    zone, zone_source = (row.zone, row.zone_source) if row is not None else try_zone(session, found)
     decision = load_engine().decide_undecided_run(
         task=task, zone=zone, recorded=row.outcome if decided and row is not None else None, now=moment
     )
-    zone_source = row.zone_source if row is not None else ("dag" if zone is not None else "none")
     record_server_decision(session, row, identity, decision, zone_source=zone_source, decided_at=moment)
     session.commit()
     return decision
