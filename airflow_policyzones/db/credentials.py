@@ -11,6 +11,8 @@ a decision row holding only that refusal, which its pre-execute check later comp
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -24,7 +26,7 @@ from airflow_policyzones.db.service import (
     is_worse,
     new_decision_row,
 )
-from airflow_policyzones.db.tries import FoundTry, dag_task_context, dag_zone, lookup_try, try_zone
+from airflow_policyzones.db.tries import FoundTry, dag_task_context, dag_zone, describe, lookup_try, try_zone
 from airflow_policyzones.policy.engine import Decision, PolicyEngine
 from airflow_policyzones.policy.models import CredentialKind
 from airflow_policyzones.policy.vocabulary import Outcome
@@ -45,6 +47,8 @@ class CredentialVerdict:
     decision: Decision | None = None
     problem: str | None = None
     """Why nothing could be decided (no such task instance): always a refusal."""
+    remedy: str | None = None
+    """What to do about ``problem``."""
 
     @classmethod
     def of(cls, decision: Decision, *, kind: CredentialKind, name: str) -> CredentialVerdict:
@@ -75,7 +79,7 @@ class CredentialVerdict:
     def fix(self) -> str:
         if self.decision is not None and self.decision.findings:
             return self.decision.findings[0].remediation
-        return "run the request from a task whose try is running in this deployment"
+        return self.remedy or "run the request from a task whose try is running in this deployment"
 
 
 def check_credential(
@@ -207,8 +211,8 @@ def check_dag_file_credential(
             name=name,
             problem=f"{kind} {name!r} is restricted by the zone policy, and DAG file "
             f"{relative_fileloc!r} (bundle {bundle!r}) has no DAG Airflow knows yet, so no zone "
-            "can be established for its code: read it inside a task (a hook in an operator or a "
-            "@task function), where the zone of the task decides",
+            "can be established for its code",
+            remedy=_INSIDE_A_TASK,
         )
     from airflow_policyzones.db.verification import parsed_dags
 
@@ -228,7 +232,68 @@ def check_dag_file_credential(
         for zone in sorted(zones, key=str):
             decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=moment)
             verdicts.append(CredentialVerdict.of(decision, kind=kind, name=name))
-    # A refusal first; else one with findings to report (dry run, exemption); else any.
+    return _strictest(verdicts)
+
+
+def check_trigger_credential(
+    *,
+    session: Session,
+    engine: PolicyEngine,
+    trigger_ids: Collection[int],
+    kind: CredentialKind,
+    name: str,
+    now: datetime | None = None,
+) -> CredentialVerdict:
+    """Decide a connection/variable request of a triggerer's trigger runner, which runs the
+    triggers ``trigger_ids`` (ids of Airflow's ``trigger`` table) in one process and does not say
+    which trigger asks: each try whose trigger runs there must be allowed it, in its zone
+    (:func:`try_zone`). A trigger of no task instance (an asset watcher) establishes no zone, and
+    then nothing the policy restricts is served. Read-only."""
+    from airflow.models.taskinstance import TaskInstance
+
+    if not engine.restricts(kind=kind, name=name):
+        return CredentialVerdict(allowed=True, kind=kind, name=name)
+    tries = session.execute(
+        select(TaskInstance.id, TaskInstance.trigger_id).where(TaskInstance.trigger_id.in_(list(trigger_ids)))
+    ).all()
+    without_try = sorted(set(trigger_ids) - {trigger_id for _, trigger_id in tries})
+    if not trigger_ids or without_try:
+        return CredentialVerdict(
+            allowed=False,
+            kind=kind,
+            name=name,
+            problem=f"{kind} {name!r} is restricted by the zone policy, and the triggerer's runner "
+            f"that asks for it runs triggers of no task instance ({without_try or 'none known'}: "
+            "asset watchers), for which no zone can be established",
+            remedy=f"give triggers that need {kind} {name!r} a triggerer of their own "
+            "(airflow triggerer --queues), or list it for every zone that may use it",
+        )
+    moment = now or datetime.now(timezone.utc)
+    verdicts = []
+    for ti_id, _ in tries:
+        found = lookup_try(session, str(ti_id))
+        if found is None:
+            continue
+        zone = try_zone(session, found)[0]
+        decision = engine.decide_credential(kind=kind, name=name, task=found.task, zone=zone, now=moment)
+        verdict = CredentialVerdict.of(decision, kind=kind, name=name)
+        if not verdict.allowed:
+            problem = (
+                f"it runs the trigger of {describe(found.identity)} try {found.identity.try_number}, "
+                f"and {verdict.message}"
+            )
+            return dataclasses.replace(verdict, problem=problem)
+        verdicts.append(verdict)
+    return _strictest(verdicts) if verdicts else CredentialVerdict(allowed=True, kind=kind, name=name)
+
+
+_INSIDE_A_TASK = (
+    "read it inside a task (a hook in an operator or a @task function), where the zone of the task decides"
+)
+
+
+def _strictest(verdicts: Sequence[CredentialVerdict]) -> CredentialVerdict:
+    """A refusal first; else one with findings to report (dry run, exemption); else any."""
     return min(verdicts, key=lambda verdict: (verdict.allowed, not verdict.to_record))
 
 

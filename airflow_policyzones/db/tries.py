@@ -210,9 +210,9 @@ def try_zone(session: Session, found: FoundTry) -> tuple[str | None, str]:
         parsed = parsed_dag_of_try(session, dag_version_id=found.record.dag_version_id)
         task = parsed.tasks.get(found.identity.task_id) if parsed is not None else None
         if task is not None:
-            if task.zone != dag_zone(found.task.tags):
-                return task.zone, "task"
-            return task.zone, "dag" if task.zone is not None else "none"
+            if task.zone is None:
+                return None, "none"
+            return task.zone, "dag" if task.zone == dag_zone(found.task.tags) else "task"
     zone = dag_zone(found.task.tags)
     return zone, "dag" if zone is not None else "none"
 

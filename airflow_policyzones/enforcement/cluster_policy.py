@@ -74,27 +74,33 @@ def _warm_up() -> None:
         return
 
 
-def _check_dag_file_credentials() -> None:
-    """In ``airflow dag-processor``, before it parses any file: check the connections and
-    variables DAG files' own code asks for (:mod:`airflow_policyzones.enforcement.dag_processor`).
-    """
-    if not _IN_DAG_PROCESSOR or not current_settings().enabled:
+_SERVING_DAG_CODE = frozenset({"dag-processor", "triggerer"})
+"""Airflow commands whose in-process execution API serves connections to DAG authors' code."""
+
+
+def _check_in_process_credentials() -> None:
+    """In ``airflow dag-processor`` and ``airflow triggerer``, before they start any child: check
+    the connections and variables DAG files' code and triggers ask for
+    (:mod:`airflow_policyzones.enforcement.in_process_credentials`)."""
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command not in _SERVING_DAG_CODE or not current_settings().enabled:
         return
     try:
-        from airflow_policyzones.enforcement import dag_processor
+        from airflow_policyzones.enforcement import in_process_credentials
 
-        dag_processor.install()
+        in_process_credentials.install(command)
     except Exception:
         logging.getLogger(__name__).exception(
-            "policyzones: the dag-processor cannot check the connections and variables DAG files ask "
-            "for on this Airflow version; their code is served them unchecked"
+            "policyzones: airflow %s cannot check the connections and variables its children ask for "
+            "on this Airflow version; they are served unchecked",
+            command,
         )
 
 
 # Read the settings now, while Airflow loads its policy plugins: before any DAG file runs.
 current_settings()
 _warm_up()
-_check_dag_file_credentials()
+_check_in_process_credentials()
 
 
 _validation_suspended: ContextVar[bool] = ContextVar("policyzones_validation_suspended", default=False)

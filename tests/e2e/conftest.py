@@ -16,6 +16,8 @@ OBSERVED_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "observed_reads.py"
 """Tasks reading a PostgreSQL warehouse through hooks, declaring nothing (test_enforcement.py)."""
 CREDENTIAL_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "credentials.py"
 """Tasks asking the api-server for a connection and a variable (test_enforcement.py)."""
+CREDENTIAL_TRIGGER = REPO_ROOT / "tests" / "fixtures" / "e2e" / "credential_trigger.py"
+"""The trigger the credential DAGs defer to: in the plugins folder, where the triggerer imports it."""
 HOSTILE_DAGS = REPO_ROOT / "tests" / "fixtures" / "e2e" / "hostile_dags.py"
 """Tasks whose DAG code drops the zone check in the task process (test_hostile_dags.py)."""
 CREDENTIAL_CONNECTION = "warehouse_raw"
@@ -192,6 +194,9 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
         )
         instance.evidence = evidence  # type: ignore[attr-defined]
         instance.data = data  # type: ignore[attr-defined]
+        plugins = instance.home / "plugins"
+        plugins.mkdir(parents=True)
+        (plugins / CREDENTIAL_TRIGGER.name).write_text(CREDENTIAL_TRIGGER.read_text())
         try:
             instance.start()
             # In the metadata DB, where only the api-server serves them: never in the workers' env.

@@ -659,6 +659,26 @@ def test_a_sql_task_is_decided_before_it_asks_for_its_connection(
     assert "may not run in zone 'content_recommendations'" in log
 
 
+def test_a_trigger_gets_a_connection_only_if_every_try_whose_trigger_runs_there_may_use_it(
+    deployment: Deployment,
+) -> None:
+    """Triggers ask the triggerer, which checks like the api-server; one at a time, so that each
+    is the only trigger running (a trigger runner does not say which of its triggers asks)."""
+    deployment.wait_for_dags({"recs_credentials_trigger", "ads_credentials_trigger"})
+    evidence: Path = deployment.evidence  # type: ignore[attr-defined]
+    for dag_id, served in (("recs_credentials_trigger", False), ("ads_credentials_trigger", True)):
+        run_id = deployment.trigger(dag_id)
+        state = deployment.wait_for_runs({dag_id: run_id})[dag_id]
+        log = _task_log(deployment, dag_id, run_id, "fetch_in_trigger")
+        assert state == ("success" if served else "failed"), log
+        assert (evidence / f"{dag_id}.fetch_in_trigger.served").exists() is served
+        if not served:
+            assert "the trigger got no connection: AirflowSecretsBackendAccessDenied" in log
+    triggerer_log = (deployment.home / "triggerer.log").read_text(errors="replace")
+    assert "policyzones: the triggerer's runner (triggers [" in triggerer_log
+    assert "recs_credentials_trigger" in triggerer_log and "refused by the zone policy" in triggerer_log
+
+
 def _task_log(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> str:
     folder = deployment.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
     return "\n".join(path.read_text(errors="replace") for path in sorted(folder.rglob("*.log")))

@@ -364,6 +364,23 @@ def parsed_as(
     reparsed(dag_id, _PARSED_AS_DAG.format(**spec, **values), run_id=run_id, relative=relative)
 
 
+def parsed_with(dag_id: str, run_id: str, *, tags: list[str], read_zone: str | None = None) -> None:
+    """Make the dag-processor's copy of ``dag_id`` one with DAG tags ``tags`` (a ``policyzone:``
+    tag gives the DAG its zone) and task ``read`` set in ``read_zone``, and run ``run_id``'s task
+    instances on it. File and owner as in ``TEST_DAGS``."""
+    relative, spec = next((path, spec) for path, spec in TEST_DAGS.items() if spec["dag_id"] == dag_id)
+    source = _PARSED_AS_DAG.format(
+        **{**spec, "tags": tags},
+        read_inlets=[],
+        read_outlets=[],
+        read_zone=read_zone,
+        mapped_inlets=[],
+        mapped_outlets=[],
+        mapped_zone=None,
+    )
+    reparsed(dag_id, source, run_id=run_id, relative=relative)
+
+
 def reparsed(dag_id: str, source: str, *, run_id: str | None = None, relative: str | None = None) -> None:
     """Replace the DAG file Airflow recorded for ``dag_id`` with ``source``, parse it and write it
     to the DB as the dag-processor does (a new DAG version when the DAG changed), and run

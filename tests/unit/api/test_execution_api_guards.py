@@ -23,14 +23,12 @@ from airflow_policyzones.db.service import decide_and_record
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.wire import DecisionRequest, TaskInstanceIdentity
 from tests.support.airflow_db import (
-    _PARSED_AS_DAG,
     JWT_SECRET,
-    TEST_DAGS,
     TEST_POLICY,
     Prepared,
     create_run,
     parsed_as,
-    reparsed,
+    parsed_with,
     statements_run,
 )
 from tests.support.supervisor import execution_token, task_instance_id
@@ -137,26 +135,6 @@ def policy(credentials_policy: Path) -> PolicyEngine:
     return PolicyEngine.from_file(credentials_policy)
 
 
-def _parsed_with(identity: TaskInstanceIdentity, *, tags: list[str], read_zone: str | None = None) -> None:
-    """The dag-processor's copy of the try's DAG with ``tags`` (and task ``read`` set in
-    ``read_zone``), the version the try runs; file and owner as in ``TEST_DAGS``."""
-    relative, spec = next(
-        (path, spec) for path, spec in TEST_DAGS.items() if spec["dag_id"] == identity.dag_id
-    )
-    source = _PARSED_AS_DAG.format(
-        dag_id=identity.dag_id,
-        tags=tags,
-        owner=spec["owner"],
-        read_inlets=[],
-        read_outlets=[],
-        read_zone=read_zone,
-        mapped_inlets=[],
-        mapped_outlets=[],
-        mapped_zone=None,
-    )
-    reparsed(identity.dag_id, source, run_id=identity.run_id, relative=relative)
-
-
 # --- the mechanism, pinned on this Airflow version ----------------------------------------------
 
 
@@ -223,7 +201,9 @@ def test_before_its_decision_a_try_is_decided_in_the_zone_its_task_was_parsed_in
     """A task set in zone recs (``set_zone``) in a DAG tagged for ads asks for the warehouse while
     its templates render, before its pre-execute check: decided in recs, not in the DAG's ads."""
     identity, ti_id = _ti("ads_dag")
-    _parsed_with(identity, tags=["ads", "policyzone:ads", "team:recs"], read_zone="recs")  # in both zones
+    parsed_with(
+        identity.dag_id, identity.run_id, tags=["ads", "policyzone:ads", "team:recs"], read_zone="recs"
+    )  # in both zones
 
     response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
 
@@ -298,7 +278,7 @@ def test_dry_run_serves_and_records_before_the_check_then_the_check_completes_th
     client: TestClient, policy: PolicyEngine
 ) -> None:
     identity, ti_id = _ti("mkt_dag")
-    _parsed_with(identity, tags=["policyzone:marketing"])
+    parsed_with(identity.dag_id, identity.run_id, tags=["policyzone:marketing"])
 
     response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
 
@@ -417,7 +397,7 @@ def test_state_report(path: str, expected: str | None) -> None:
 
 def test_a_try_without_a_decision_is_failed_instead_and_the_refusal_recorded(client: TestClient) -> None:
     identity, ti_id = _ti("recs_dag")
-    _parsed_with(identity, tags=["team:recs"])  # no zone
+    parsed_with(identity.dag_id, identity.run_id, tags=["team:recs"])  # no zone
 
     response = _report(client, ti_id)
 
@@ -461,7 +441,7 @@ def test_a_denied_try_that_reports_success_is_failed(client: TestClient, policy:
 
 def test_in_a_dry_run_zone_the_success_stands_and_the_violation_is_recorded(client: TestClient) -> None:
     identity, ti_id = _ti("mkt_dag")
-    _parsed_with(identity, tags=["policyzone:marketing"])
+    parsed_with(identity.dag_id, identity.run_id, tags=["policyzone:marketing"])
 
     assert _report(client, ti_id).status_code == 204
     assert _state(ti_id) == "success"
@@ -473,7 +453,9 @@ def test_an_undecided_task_set_in_an_enforcing_zone_fails_though_its_dag_is_in_a
 ) -> None:
     """Judged in the zone its task was parsed in (``set_zone``), not the DAG's dry-run zone."""
     identity, ti_id = _ti("mkt_dag")
-    _parsed_with(identity, tags=["policyzone:marketing", "team:recs"], read_zone="recs")
+    parsed_with(
+        identity.dag_id, identity.run_id, tags=["policyzone:marketing", "team:recs"], read_zone="recs"
+    )
 
     assert _report(client, ti_id).status_code == 204
     assert _state(ti_id) == "failed"

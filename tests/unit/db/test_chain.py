@@ -264,20 +264,17 @@ def test_a_record_begun_by_a_refused_connection_and_completed_by_the_check_verif
 ) -> None:
     """A connection refused before the try's pre-execute check starts the record; the check
     completes it later (both write the same decision row): the record verifies as one chain."""
-    from airflow.models.dag import DagTag
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
     from airflow_policyzones.db.credentials import check_credential
-    from tests.support.airflow_db import TEST_POLICY, create_run
+    from tests.support.airflow_db import TEST_POLICY, create_run, parsed_with
 
     path = tmp_path / "policy.yaml"
     path.write_text(TEST_POLICY + "connections:\n  warehouse_raw:\n    categories: [purchase_events]\n")
     engine = PolicyEngine.from_file(path)
-    with create_session() as session:
-        if session.get(DagTag, ("policyzone:marketing", "mkt_dag")) is None:
-            session.add(DagTag(name="policyzone:marketing", dag_id="mkt_dag"))
     run_id = create_run("mkt_dag")
+    parsed_with("mkt_dag", run_id, tags=["policyzone:marketing"])
     with create_session() as session:
         ti_id = session.scalar(
             sa.select(TaskInstance.id).where(TaskInstance.run_id == run_id, TaskInstance.task_id == "read")

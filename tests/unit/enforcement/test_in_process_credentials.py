@@ -1,4 +1,5 @@
-"""The dag-processor's check on connections and variables that DAG files' own code asks for.
+"""The checks on connections and variables that DAG files' own code (in the dag-processor) and
+triggers (in the triggerer) ask for.
 
 Airflow's own ``DagFileProcessorProcess`` parses each file in a forked child that asks this
 process (the dag-processor's place) for connections and variables through Airflow's in-process
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from airflow_policyzones.enforcement import dag_processor
+from airflow_policyzones.enforcement import in_process_credentials
 from tests.support.airflow_db import BUNDLE, TEST_POLICY, Prepared, scoped_env
 from tests.support.db_fixtures import backend  # noqa: F401 - the fixture
 
@@ -94,8 +95,8 @@ def _installed(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.dag_processing.processor import DagFileProcessorProcess
 
     monkeypatch.setattr(DagFileProcessorProcess, "_handle_request", DagFileProcessorProcess._handle_request)
-    dag_processor.install()
-    dag_processor.install()  # idempotent: one wrapper
+    in_process_credentials.install("dag-processor")
+    in_process_credentials.install("dag-processor")  # idempotent: one wrapper
 
 
 @dataclass
@@ -119,8 +120,16 @@ def _known(root: Path, relative: str, **dag: Any) -> None:
     """What a previous parse recorded: the file without its fetch, parsed and written to the DB."""
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
+    from airflow_policyzones.enforcement.settings import reload_settings
+
     path = _file(root, relative, fetch="", **dag)
-    bag = DagBag(dag_folder=path, bundle_path=root, bundle_name=BUNDLE)
+    try:
+        # As tests.support.airflow_db parses: no policy version recorded in this shared database.
+        with scoped_env(AIRFLOW__POLICYZONES__ENABLED="False"):
+            reload_settings()
+            bag = DagBag(dag_folder=path, bundle_path=root, bundle_name=BUNDLE)
+    finally:
+        reload_settings()
     assert not bag.import_errors, bag.import_errors
     sync_bag_to_db(bag, BUNDLE, None)
 
@@ -255,7 +264,7 @@ def test_a_policy_that_does_not_load_refuses(folder: tuple[Path, Path], tmp_path
     with scoped_env(AIRFLOW__POLICYZONES__POLICY_FILE=str(broken)):
         parsed, _ = _case(folder, **ADS)  # type: ignore[arg-type]
     assert parsed.received == {}
-    assert "the zone policy does not load in the dag-processor" in parsed.log
+    assert "the zone policy does not load here" in parsed.log
 
 
 def test_disabled_enforcement_serves_everything(folder: tuple[Path, Path]) -> None:
@@ -278,22 +287,25 @@ def test_the_mechanism_on_this_airflow_version() -> None:
     assert "PERMISSION_DENIED" in inspect.getsource(ExecutionAPISecretsBackend._raise_if_authz_denied)
 
 
-@pytest.mark.parametrize(("command", "checked"), [("dag-processor", True), ("scheduler", False)])
-def test_airflow_dag_processor_installs_it_when_it_loads_the_cluster_policy(
-    command: str, checked: bool
-) -> None:
-    """``import airflow`` in ``airflow dag-processor`` loads the cluster policy, which installs the
-    check before any file is parsed; other commands are left alone."""
+@pytest.mark.parametrize(
+    ("command", "checked"),
+    [("dag-processor", "True False"), ("triggerer", "False True"), ("scheduler", "False False")],
+)
+def test_airflow_installs_it_when_the_command_loads_the_cluster_policy(command: str, checked: str) -> None:
+    """``import airflow`` in ``airflow dag-processor`` / ``airflow triggerer`` loads the cluster
+    policy, which wraps that component's request handler before any child starts; other commands
+    are left alone."""
     import subprocess
     import sys
 
     probe = (
         f"import sys; sys.argv = ['airflow', {command!r}]\n"
         "import airflow\n"
-        "from airflow.dag_processing.processor import DagFileProcessorProcess as P\n"
-        "print(getattr(P._handle_request, '__policyzones_checked__', False))\n"
+        "from airflow.dag_processing.processor import DagFileProcessorProcess as D\n"
+        "from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor as T\n"
+        "print(*(getattr(c._handle_request, '__policyzones_checked__', False) for c in (D, T)))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True, env=os.environ
     )
-    assert done.stdout.strip().splitlines()[-1] == str(checked), done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == checked, done.stderr[-2000:]
