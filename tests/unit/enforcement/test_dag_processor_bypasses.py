@@ -147,3 +147,25 @@ def test_a_dag_file_that_imports_an_ads_dag_file_is_decided_as_itself(
     )
     parsed = _run(parse_folder, fetch, dag_id="pz_red_import")
     assert parsed.received == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the file's zones are those of its previous parse: a parse that adds a task (or DAG) "
+    "of another zone is decided on the zones the file had before, and hands that task the "
+    "connection in the same parse",
+)
+def test_a_file_that_adds_a_task_of_another_zone_in_the_same_parse_is_refused(
+    parse_folder: tuple[Path, Path],
+) -> None:
+    """An ads file (ads/, ``policyzone:ads``, also ``team:recs``) known with its task in ``ads``;
+    the new version sets the task in ``recs`` and reads the warehouse connection in one parse."""
+    root, out = parse_folder
+    dag_id = "pz_red_new_zone"
+    relative = f"ads/{dag_id}.py"
+    tags = ["policyzone:ads", "team:recs"]
+    _known(root, relative, dag_id=dag_id, tags=tags, task_zone=None)
+    fetch = FETCHES["connection"].format(name="warehouse_raw") + _WRITE.format(dag_id=dag_id)
+    _file(root, relative, dag_id=dag_id, tags=tags, task_zone="recs", fetch=fetch)
+    parsed = _parse(root, relative, out)
+    assert parsed.received == {}, parsed.received
