@@ -303,3 +303,17 @@ def test_a_finished_or_superseded_try_gets_nothing_its_zone_may_not_use(
         )
     response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
     assert response.status_code == 403 and "s3cret" not in response.text
+
+
+def test_a_workload_scoped_token_gets_no_connection(client: TestClient) -> None:
+    """A ``workload`` token (what the scheduler hands an executor before the try starts) is left
+    to Airflow, whose connection route takes execution tokens only."""
+    from airflow.api_fastapi.execution_api.app import _jwt_generator
+
+    _, ti_id = _ti("ads_dag")
+    token = str(_jwt_generator().generate({"sub": ti_id, "scope": "workload"}))
+    response = client.get(
+        "/execution/connections/warehouse_raw", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 403, response.text
+    assert "s3cret" not in response.text
