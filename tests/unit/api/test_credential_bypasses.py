@@ -317,3 +317,21 @@ def test_a_workload_scoped_token_gets_no_connection(client: TestClient) -> None:
     )
     assert response.status_code == 403, response.text
     assert "s3cret" not in response.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with [core] multi_team off, Airflow serves a team-scoped AIRFLOW_CONN__<TEAM>___<ID> "
+    "as the plain id '_<team>___<id>', which no pattern for <id> matches",
+)
+def test_a_team_scoped_copy_of_a_restricted_connection_is_refused(
+    client: TestClient, policy: PolicyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The api-server holds the analytics team's copy of the warehouse connection (ready for
+    multi-team mode); a recs try asks for it under the name the environment backend reads."""
+    monkeypatch.setenv("AIRFLOW_CONN__ANALYTICS___WAREHOUSE_RAW", WAREHOUSE)
+    identity, ti_id = _ti("recs_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")
+    _claim(identity, "recs", policy)
+    response = client.get("/execution/connections/_analytics___warehouse_raw", headers=_token(ti_id))
+    assert "s3cret" not in response.text
