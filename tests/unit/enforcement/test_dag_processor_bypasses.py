@@ -169,3 +169,20 @@ def test_a_file_that_adds_a_task_of_another_zone_in_the_same_parse_is_refused(
     _file(root, relative, dag_id=dag_id, tags=tags, task_zone="recs", fetch=fetch)
     parsed = _parse(root, relative, out)
     assert parsed.received == {}, parsed.received
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the child that runs a DAG file's code looks a connection up in its environment before "
+    "it asks the dag-processor: AIRFLOW_CONN_* of the dag-processor's environment is served "
+    "unchecked (policyzones doctor has no dag-processor component to report it)",
+)
+def test_a_connection_in_the_dag_processors_environment_is_refused_to_a_recs_file(
+    parse_folder: tuple[Path, Path],
+) -> None:
+    from tests.support.airflow_db import scoped_env
+
+    uri = "postgres://reader:env-pw@warehouse/raw"
+    with scoped_env(AIRFLOW_CONN_WAREHOUSE_RAW=uri):
+        parsed = _run(parse_folder, FETCHES["connection"].format(name="warehouse_raw"), dag_id="pz_red_env")
+    assert parsed.received == {}, parsed.received
