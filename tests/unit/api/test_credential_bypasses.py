@@ -1,0 +1,337 @@
+"""Ways a task whose zone may not use a restricted connection or variable still obtains it (or
+changes it) through the api-server's execution API. Airflow's own api-server app, tokens from
+Airflow's execution-token generator, the decision service as the relay calls it, real SQLite and
+PostgreSQL metadata databases.
+
+Each test that shows an open hole is marked ``xfail(strict=True)``: it asserts what should
+happen, so it starts passing (and fails the suite) once the hole is closed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from airflow_policyzones.db.service import decide_and_record
+from airflow_policyzones.policy import PolicyEngine
+from airflow_policyzones.wire import DecisionRequest, TaskInstanceIdentity
+from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, parsed_as
+from tests.unit.api.test_execution_api_guards import (
+    CREDENTIALS,
+    WAREHOUSE,
+    _decision,
+    _ti,
+    _token,
+    _violations,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def credentials_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("credentials") / "policy.yaml"
+    path.write_text(TEST_POLICY + CREDENTIALS)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _config(monkeypatch: pytest.MonkeyPatch, credentials_policy: Path) -> None:
+    """The connection and variable defined on the api-server only (its own secrets)."""
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("AIRFLOW__POLICYZONES__POLICY_FILE", str(credentials_policy))
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_RAW", WAREHOUSE)
+    monkeypatch.setenv("AIRFLOW_VAR_ADS_BUDGET", "1000")
+
+
+@pytest.fixture(scope="module")
+def client(backend: Prepared) -> Iterator[TestClient]:
+    """Airflow's api-server app as ``airflow api-server`` builds it, the provider's plugin in."""
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+
+    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
+    try:
+        with TestClient(create_app(apps="all")) as test_client:
+            yield test_client
+    finally:
+        os.environ.pop("AIRFLOW__API_AUTH__JWT_SECRET", None)
+        purge_cached_app()
+
+
+@pytest.fixture(scope="module")
+def policy(credentials_policy: Path) -> PolicyEngine:
+    return PolicyEngine.from_file(credentials_policy)
+
+
+def _tag(dag_id: str, tag: str) -> None:
+    from airflow.models.dag import DagTag
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if session.get(DagTag, (tag, dag_id)) is None:
+            session.add(DagTag(name=tag, dag_id=dag_id))
+
+
+def _untag(dag_id: str, tag: str) -> None:
+    from airflow.models.dag import DagTag
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = session.get(DagTag, (tag, dag_id))
+        if found is not None:
+            session.delete(found)
+
+
+def _claim(identity: TaskInstanceIdentity, zone: str | None, engine: PolicyEngine) -> None:
+    """A decision request as the task process sends it through the relay: the try comes from the
+    token, the zone is whatever the task's code says (the relay passes it to the service)."""
+    from airflow.utils.session import create_session
+
+    request = DecisionRequest.model_validate(
+        {"task": identity.model_dump(), "zone": zone, "zone_source": "task" if zone else "none", "inputs": []}
+    )
+    with create_session() as session:
+        decide_and_record(session=session, engine=engine, request=request, source="api")
+
+
+# --- a zone the DAG is not a member of, in dry_run mode -------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a DAG that is no member of a dry_run zone is served every restricted connection by "
+    "tagging itself with that zone: the membership finding is judged in the zone's dry_run mode",
+)
+def test_a_non_member_dag_tagged_with_a_dry_run_zone_is_refused_before_its_check(client: TestClient) -> None:
+    """``impostor`` (other/impostor.py, owner someone) is a member of no zone; ``marketing`` is in
+    dry_run and admits only ``mkt_*`` DAGs. The DAG's author tags it ``policyzone:marketing``."""
+    _tag("impostor", "policyzone:marketing")
+    try:
+        identity, ti_id = _ti("impostor")
+        response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+    finally:
+        _untag("impostor", "policyzone:marketing")
+    assert "s3cret" not in response.text, _violations(identity)
+    assert response.status_code == 403
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a task zoned (set_zone) into a dry_run zone its DAG is no member of is served every "
+    "restricted connection after its decision: the decision and the credential check both judge "
+    "the membership finding in dry_run mode",
+)
+def test_a_task_zoned_into_a_dry_run_zone_its_dag_is_no_member_of_is_refused(
+    client: TestClient, policy: PolicyEngine
+) -> None:
+    """``recs_dag`` is a member of ``recs`` only; its task sets ``set_zone(task, zone="marketing")``
+    (parsed and recorded by the dag-processor as such) and the pre-execute check agrees."""
+    identity, ti_id = _ti("recs_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="marketing")
+    _claim(identity, "marketing", policy)
+    decision = _decision(identity)
+    assert decision is not None and decision.zone == "marketing"
+
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+
+    assert "s3cret" not in response.text, (decision.outcome, _violations(identity))
+    assert response.status_code == 403
+
+
+# --- the zone of a try as the guard reads it ------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the guard decides in the zone the try's decision row holds, which is the zone the "
+    "task's code claimed even when the decision service recorded that claim as differing from "
+    "the parsed DAG (claims_differ_from_parsed_dag)",
+)
+def test_a_forged_zone_claim_does_not_open_credentials(client: TestClient, policy: PolicyEngine) -> None:
+    """``ads_dag`` (ads/ads_dag.py) is a member of ``ads`` (files) and, tagged ``team:recs``, of
+    ``recs``; its task ``read`` is parsed in zone ``recs``. The task's code sends a decision
+    request claiming ``ads``: the service records a deny (the claim differs from the parsed
+    task), with zone ``ads``, and the guard then decides the connection in zone ``ads``."""
+    identity, ti_id = _ti("ads_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")  # rewrites the DAG's tags
+    _tag("ads_dag", "team:recs")
+    try:
+        _claim(identity, "ads", policy)
+        decision = _decision(identity)
+        assert decision is not None and decision.zone == "ads" and not decision.allowed
+        assert ("claims_differ_from_parsed_dag", None, "deny") in _violations(identity)
+
+        response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+    finally:
+        _untag("ads_dag", "team:recs")
+
+    assert "s3cret" not in response.text
+    assert response.status_code == 403
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="before a try's pre-execute check records its decision the guard decides in the DAG's "
+    "tag zone, not the task's parsed zone (set_zone/ZoneGroup), which the dag-processor recorded",
+)
+def test_a_task_zoned_recs_in_an_ads_dag_is_refused_before_its_check(client: TestClient) -> None:
+    """An ads DAG (``policyzone:ads``, ads/ads_dag.py, also ``team:recs``) whose task ``read`` is
+    set in zone ``recs``: templates rendered before the pre-execute check (``{{ conn.x }}``) or
+    any code that runs before it fetch in the DAG's zone."""
+    identity, ti_id = _ti("ads_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")  # rewrites the DAG's tags
+    _tag("ads_dag", "team:recs")
+    _tag("ads_dag", "policyzone:ads")
+    try:
+        response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+    finally:
+        _untag("ads_dag", "policyzone:ads")
+        _untag("ads_dag", "team:recs")
+
+    assert "s3cret" not in response.text
+    assert response.status_code == 403
+
+
+# --- writes -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the guard checks GET only: PUT and DELETE /execution/variables/{key} let a zone that "
+    "may not use a restricted variable overwrite or delete it",
+)
+def test_a_zone_that_may_not_use_a_variable_cannot_overwrite_or_delete_it(
+    client: TestClient, policy: PolicyEngine
+) -> None:
+    from airflow.models.variable import Variable
+
+    Variable.set("ads_target", "ads-only")
+    identity, ti_id = _ti("recs_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")
+    _claim(identity, "recs", policy)
+    assert client.get("/execution/variables/ads_target", headers=_token(ti_id)).status_code == 403
+
+    put = client.put("/execution/variables/ads_target", json={"value": "from-recs"}, headers=_token(ti_id))
+    value = Variable.get("ads_target", default_var=None)
+    deleted = client.delete("/execution/variables/ads_target", headers=_token(ti_id))
+    gone = Variable.get("ads_target", default_var=None) is None
+
+    assert (put.status_code, value) == (403, "ads-only")
+    assert deleted.status_code == 403 and not gone
+
+
+# --- what held ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "statuses"),
+    [
+        ("HEAD", "/execution/connections/warehouse_raw", {403, 405}),
+        ("GET", "/execution/connections/warehouse_raw/", {307, 403, 404}),  # redirect to the checked path
+        ("GET", "/execution//connections/warehouse_raw", {403, 404}),
+        ("GET", "/execution/connections//warehouse_raw", {403, 404}),
+        ("GET", "/execution/./connections/warehouse_raw", {403}),
+        ("GET", "/execution/connections/warehouse%5Fraw", {403}),
+        ("GET", "/execution/connections/wareho%75se_raw", {403}),
+        ("GET", "/execution/connections/WAREHOU%C5%BFE_RAW", {403}),  # long s: upper() is S
+        ("GET", "/execution/connections/ware%2Fhouse_raw", {403, 404}),
+        ("GET", "/execution/variables/ads_budget/", {403}),
+        ("GET", "/execution/variables//ads_budget", {403, 404}),
+        ("GET", "/execution/variables/ADS_BUDGET%20%20", {403}),
+    ],
+)
+def test_spellings_and_routes_that_held(
+    client: TestClient, policy: PolicyEngine, method: str, path: str, statuses: set[int]
+) -> None:
+    identity, ti_id = _ti("recs_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")
+    _claim(identity, "recs", policy)
+    response = client.request(method, path, headers=_token(ti_id), follow_redirects=False)
+    assert response.status_code in statuses, response.text
+    assert "s3cret" not in response.text and "1000" not in response.text
+    if response.status_code == 307:
+        assert response.headers["location"].endswith("/execution/connections/warehouse_raw")
+
+
+@pytest.mark.parametrize("version", ["2025-04-28", "2025-08-10", "2026-04-01", "not-a-version"])
+def test_every_execution_api_version_is_checked(
+    client: TestClient, policy: PolicyEngine, version: str
+) -> None:
+    identity, ti_id = _ti("recs_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")
+    _claim(identity, "recs", policy)
+    response = client.get(
+        "/execution/connections/warehouse_raw", headers={**_token(ti_id), "Airflow-API-Version": version}
+    )
+    assert response.status_code in (403, 422), response.text
+    assert "s3cret" not in response.text
+
+
+@pytest.mark.parametrize("root", ["/e", "/exec", "/execution"])
+def test_a_root_path_that_is_a_prefix_of_execution_does_not_route_around_the_guard(
+    client: TestClient, policy: PolicyEngine, root: str
+) -> None:
+    """The guard strips the root path by string prefix where Starlette requires a segment
+    boundary; Starlette's mount then does not route such a request into the execution API."""
+    identity, ti_id = _ti("recs_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")
+    _claim(identity, "recs", policy)
+    rooted = TestClient(client.app, root_path=root)
+    response = rooted.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+    assert "s3cret" not in response.text
+
+
+def test_a_finished_or_superseded_try_gets_nothing_its_zone_may_not_use(
+    client: TestClient, policy: PolicyEngine
+) -> None:
+    """A token of a try that finished: the task instance row keeps its id, the zone is still the
+    try's (refused); a token naming no task instance is refused."""
+    import sqlalchemy as sa
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    identity, ti_id = _ti("recs_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")
+    _claim(identity, "recs", policy)
+    with create_session() as session:
+        session.execute(
+            sa.update(TaskInstance).where(TaskInstance.run_id == identity.run_id).values(state="success")
+        )
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+    assert response.status_code == 403 and "s3cret" not in response.text
+
+
+def test_a_workload_scoped_token_gets_no_connection(client: TestClient) -> None:
+    """A ``workload`` token (what the scheduler hands an executor before the try starts) is left
+    to Airflow, whose connection route takes execution tokens only."""
+    from airflow.api_fastapi.execution_api.app import _jwt_generator
+
+    _, ti_id = _ti("ads_dag")
+    token = str(_jwt_generator().generate({"sub": ti_id, "scope": "workload"}))
+    response = client.get(
+        "/execution/connections/warehouse_raw", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 403, response.text
+    assert "s3cret" not in response.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with [core] multi_team off, Airflow serves a team-scoped AIRFLOW_CONN__<TEAM>___<ID> "
+    "as the plain id '_<team>___<id>', which no pattern for <id> matches",
+)
+def test_a_team_scoped_copy_of_a_restricted_connection_is_refused(
+    client: TestClient, policy: PolicyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The api-server holds the analytics team's copy of the warehouse connection (ready for
+    multi-team mode); a recs try asks for it under the name the environment backend reads."""
+    monkeypatch.setenv("AIRFLOW_CONN__ANALYTICS___WAREHOUSE_RAW", WAREHOUSE)
+    identity, ti_id = _ti("recs_dag")
+    parsed_as(identity.dag_id, identity.run_id, zone="recs")
+    _claim(identity, "recs", policy)
+    response = client.get("/execution/connections/_analytics___warehouse_raw", headers=_token(ti_id))
+    assert "s3cret" not in response.text
