@@ -104,9 +104,9 @@ class CredentialGuard(ExecutionGuard):
 
 
 def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str) -> CredentialVerdict:
-    """A decided try that may use the id is served on one read outside any session (a try not
-    decided yet reads the zone its task was parsed in, cached per DAG version); anything to record
-    (a refusal, a dry-run or exempted finding) is decided again and recorded in a session."""
+    """A try its decision let run that may use the id is served on one read outside any session
+    (other tries read the zone their task was parsed in, cached per DAG version); anything to
+    record (a refusal, a dry-run or exempted finding) is decided again and recorded in a session."""
     from airflow.utils.session import create_session
 
     from airflow_policyzones.db.credentials import check_credential, verdict_on_read
@@ -115,10 +115,10 @@ def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str)
     moment = datetime.now(timezone.utc)
     found = read_try(ti_id)
     zone = None
-    if found is not None and found.recorded is not None:
-        zone = found.recorded[0]
+    if found is not None and found.recorded is not None and found.allowed:
+        zone = found.recorded[0]  # what try_zone answers without reading anything more
     elif found is not None:
-        with create_session() as session:  # before its decision: the zone its task was parsed in
+        with create_session() as session:
             zone = try_zone(session, found)[0]
     verdict = verdict_on_read(engine, found, zone=zone, ti_id=ti_id, kind=kind, name=name, now=moment)
     if not verdict.to_record:

@@ -108,14 +108,16 @@ def check_credential(
     if not verdict.to_record:
         session.rollback()
         return verdict
-    identity, task, recorded = found.identity, found.task, found.recorded
+    identity, task = found.identity, found.task
     decision = verdict.decision
     for attempt in range(2):
         row = session.scalar(decision_of_try(**identity.model_dump()).with_for_update())
-        if row is not None and (recorded is None or row.zone != recorded[0]):
-            # The try's decision was recorded (or changed) since the read: decide in its zone.
-            recorded = (row.zone, row.zone_source)
-            decision = engine.decide_credential(kind=kind, name=name, task=task, zone=row.zone, now=moment)
+        verified = row is not None and row.claims_digest != CREDENTIALS_ONLY and row.allowed
+        if verified and row is not None and row.zone != zone:
+            # The try's check recorded a decision that let it run since the read (its claims were
+            # verified): decide in that decision's zone, as try_zone would have.
+            zone = row.zone
+            decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=moment)
             if decision.outcome is Outcome.ALLOW:
                 session.rollback()
                 return CredentialVerdict.of(decision, kind=kind, name=name)

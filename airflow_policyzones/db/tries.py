@@ -198,13 +198,15 @@ def dag_task_context(
 
 
 def try_zone(session: Session, found: FoundTry) -> tuple[str | None, str]:
-    """The zone a try's requests are decided in, and where it comes from: its recorded
-    decision's; before its pre-execute check recorded one (templates rendered earlier), the zone
-    the dag-processor parsed for its task in the try's DAG version (a task-level zone set with
-    ``set_zone`` / ``ZoneGroup``, else the DAG's zone tag); without that, the DAG's zone tag."""
+    """The zone a try's requests are decided in, and where it comes from: the zone of its
+    decision when that decision let it run (its claims were verified against the parsed DAG);
+    otherwise — before its pre-execute check, or when the check refused it (a zone claim that
+    differs from the parsed task is recorded as claimed) — the zone the dag-processor parsed for
+    its task in the try's DAG version (a task-level zone set with ``set_zone`` / ``ZoneGroup``,
+    else the DAG's zone tag); without that, the DAG's zone tag."""
     from airflow_policyzones.db.verification import parsed_dag_of_try
 
-    if found.recorded is not None:
+    if found.recorded is not None and found.allowed:
         return found.recorded
     if found.record.dag_version_id is not None:
         parsed = parsed_dag_of_try(session, dag_version_id=found.record.dag_version_id)

@@ -51,7 +51,8 @@ def check_success(
         session.rollback()  # release the row lock
         return None
     moment = now or datetime.now(timezone.utc)
-    zone, zone_source = (row.zone, row.zone_source) if row is not None else try_zone(session, found)
+    # Not the zone its decision row names: a refused claim is recorded as claimed.
+    zone, zone_source = try_zone(session, found)
     decision = load_engine().decide_undecided_run(
         task=task, zone=zone, recorded=row.outcome if decided and row is not None else None, now=moment
     )

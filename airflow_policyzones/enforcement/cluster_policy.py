@@ -217,8 +217,8 @@ def dag_problems(*, dag: Any, engine: PolicyEngine) -> list[str]:
     """What is wrong with ``dag``'s zone annotations, one line per problem (empty: fine).
 
     Membership, unknown zones and required zones are decided by the engine itself, with a
-    decision that has no inputs, so the parse-time check cannot drift from the run-time one.
-    Violations in a dry-run zone are not errors here: the zone is being rolled out.
+    decision that has no inputs, so the parse-time check cannot drift from the run-time one
+    (membership is enforced in dry-run zones too: a DAG chooses its zone).
     """
     from airflow_policyzones.policy.vocabulary import Outcome, Rule
     from airflow_policyzones.zones import ZoneAnnotationError, dag_zone, task_context, zone_of

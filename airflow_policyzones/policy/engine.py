@@ -589,14 +589,15 @@ class PolicyEngine:
                 f"use one of {_quoted(sorted(self._zones))} or ask the policy owners to declare {zone!r}",
             )
         if not compiled.admits(task):
-            membership = Finding(
-                (Rule.ZONE_MEMBERSHIP,),
-                None,
+            # Denied whatever the zone's mode: a task names its zone itself, so a dry_run zone's
+            # leniency must not be available to DAGs that merely claim it.
+            return self._deny_task(
+                zone,
+                Rule.ZONE_MEMBERSHIP,
                 f"DAG {task.dag_id!r} is not a member of zone {zone!r}",
                 f"add the DAG to zones.{zone}.members (files, dag_ids, tags or owners), "
                 "or run the task in a zone it belongs to",
             )
-            return self._judge(compiled, task, [membership], now)
         findings: list[Finding] | None = [
             Finding(
                 (Rule.UNCHECKABLE_INPUT,),
@@ -699,14 +700,14 @@ class PolicyEngine:
                 f"zone {zone!r} is not defined in the policy, so it may not obtain {listed}",
                 f"use one of {_quoted(sorted(self._zones))}",
             )
-        if not compiled.admits(task):
-            finding = Finding(
+        if not compiled.admits(task):  # whatever the zone's mode, as in decide()
+            return self._deny_credential(
+                zone,
                 (rule, Rule.ZONE_MEMBERSHIP),
                 ref,
                 f"DAG {task.dag_id!r} is not a member of zone {zone!r}, so it may not obtain {listed}",
                 f"add the DAG to zones.{zone}.members, or run the task in a zone it belongs to",
             )
-            return self._judge(compiled, task, [finding], now)
         if found is None:
             finding = Finding(
                 (rule,),
@@ -780,7 +781,7 @@ class PolicyEngine:
             "monkeypatching), then clear the task to run it again",
         )
         compiled = self._zones.get(zone) if zone is not None else None
-        if compiled is None:
+        if compiled is None or not compiled.admits(task):  # membership: as in decide()
             return Decision(Outcome.DENY, zone, None, self.version, (finding,))
         return self._judge(compiled, task, [finding], now)
 

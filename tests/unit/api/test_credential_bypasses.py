@@ -19,11 +19,13 @@ from fastapi.testclient import TestClient
 from airflow_policyzones.db.service import decide_and_record
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.wire import DecisionRequest, TaskInstanceIdentity
-from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, parsed_as
+from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, parsed_as, parsed_with
 from tests.unit.api.test_execution_api_guards import (
     CREDENTIALS,
     WAREHOUSE,
     _decision,
+    _report,
+    _state,
     _ti,
     _token,
     _violations,
@@ -101,30 +103,20 @@ def _claim(identity: TaskInstanceIdentity, zone: str | None, engine: PolicyEngin
 # --- a zone the DAG is not a member of, in dry_run mode -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a DAG that is no member of a dry_run zone is served every restricted connection by "
-    "tagging itself with that zone: the membership finding is judged in the zone's dry_run mode",
-)
 def test_a_non_member_dag_tagged_with_a_dry_run_zone_is_refused_before_its_check(client: TestClient) -> None:
     """``impostor`` (other/impostor.py, owner someone) is a member of no zone; ``marketing`` is in
     dry_run and admits only ``mkt_*`` DAGs. The DAG's author tags it ``policyzone:marketing``."""
-    _tag("impostor", "policyzone:marketing")
-    try:
-        identity, ti_id = _ti("impostor")
-        response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
-    finally:
-        _untag("impostor", "policyzone:marketing")
+    identity, ti_id = _ti("impostor")
+    parsed_with("impostor", identity.run_id, tags=["team:ads", "policyzone:marketing"])
+
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
+
     assert "s3cret" not in response.text, _violations(identity)
     assert response.status_code == 403
+    assert response.json()["detail"]["rule"] == "connection_not_allowed"
+    assert "not a member of zone 'marketing'" in response.json()["detail"]["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a task zoned (set_zone) into a dry_run zone its DAG is no member of is served every "
-    "restricted connection after its decision: the decision and the credential check both judge "
-    "the membership finding in dry_run mode",
-)
 def test_a_task_zoned_into_a_dry_run_zone_its_dag_is_no_member_of_is_refused(
     client: TestClient, policy: PolicyEngine
 ) -> None:
@@ -145,55 +137,36 @@ def test_a_task_zoned_into_a_dry_run_zone_its_dag_is_no_member_of_is_refused(
 # --- the zone of a try as the guard reads it ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the guard decides in the zone the try's decision row holds, which is the zone the "
-    "task's code claimed even when the decision service recorded that claim as differing from "
-    "the parsed DAG (claims_differ_from_parsed_dag)",
-)
 def test_a_forged_zone_claim_does_not_open_credentials(client: TestClient, policy: PolicyEngine) -> None:
     """``ads_dag`` (ads/ads_dag.py) is a member of ``ads`` (files) and, tagged ``team:recs``, of
     ``recs``; its task ``read`` is parsed in zone ``recs``. The task's code sends a decision
     request claiming ``ads``: the service records a deny (the claim differs from the parsed
-    task), with zone ``ads``, and the guard then decides the connection in zone ``ads``."""
+    task) with the zone claimed, and the guard decides in the zone the task was parsed in."""
     identity, ti_id = _ti("ads_dag")
-    parsed_as(identity.dag_id, identity.run_id, zone="recs")  # rewrites the DAG's tags
-    _tag("ads_dag", "team:recs")
-    try:
-        _claim(identity, "ads", policy)
-        decision = _decision(identity)
-        assert decision is not None and decision.zone == "ads" and not decision.allowed
-        assert ("claims_differ_from_parsed_dag", None, "deny") in _violations(identity)
+    parsed_with("ads_dag", identity.run_id, tags=["ads", "team:recs"], read_zone="recs")
+    _claim(identity, "ads", policy)
+    decision = _decision(identity)
+    assert decision is not None and decision.zone == "ads" and not decision.allowed
+    assert ("claims_differ_from_parsed_dag", None, "deny") in _violations(identity)
 
-        response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
-    finally:
-        _untag("ads_dag", "team:recs")
+    response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
 
     assert "s3cret" not in response.text
     assert response.status_code == 403
+    assert response.json()["detail"]["zone"] == "recs"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="before a try's pre-execute check records its decision the guard decides in the DAG's "
-    "tag zone, not the task's parsed zone (set_zone/ZoneGroup), which the dag-processor recorded",
-)
-def test_a_task_zoned_recs_in_an_ads_dag_is_refused_before_its_check(client: TestClient) -> None:
-    """An ads DAG (``policyzone:ads``, ads/ads_dag.py, also ``team:recs``) whose task ``read`` is
-    set in zone ``recs``: templates rendered before the pre-execute check (``{{ conn.x }}``) or
-    any code that runs before it fetch in the DAG's zone."""
-    identity, ti_id = _ti("ads_dag")
-    parsed_as(identity.dag_id, identity.run_id, zone="recs")  # rewrites the DAG's tags
-    _tag("ads_dag", "team:recs")
-    _tag("ads_dag", "policyzone:ads")
-    try:
-        response = client.get("/execution/connections/warehouse_raw", headers=_token(ti_id))
-    finally:
-        _untag("ads_dag", "policyzone:ads")
-        _untag("ads_dag", "team:recs")
+def test_a_forged_dry_run_zone_claim_cannot_keep_a_success(client: TestClient, policy: PolicyEngine) -> None:
+    """The same claim, of the dry-run zone ``marketing`` the DAG is also a member of: the decision
+    is a deny, the task's code goes on anyway and reports success; the success is judged in the
+    zone the task was parsed in (enforcing), so the try fails."""
+    identity, ti_id = _ti("mkt_dag")
+    parsed_with("mkt_dag", identity.run_id, tags=["team:recs"], read_zone="recs")
+    _claim(identity, "marketing", policy)
 
-    assert "s3cret" not in response.text
-    assert response.status_code == 403
+    assert _report(client, ti_id).status_code == 204
+    assert _state(ti_id) == "failed"
+    assert ("undecided_run", None, "deny") in _violations(identity)
 
 
 # --- writes -----------------------------------------------------------------------------------------

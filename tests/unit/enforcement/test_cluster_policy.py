@@ -186,8 +186,9 @@ def test_disabled_does_nothing(configure: ConfigureSettings) -> None:
             assert not is_enforcement_hook(hook_of(task))
 
 
-def test_dry_run_zone_membership_is_not_a_parse_error(configure: ConfigureSettings, tmp_path: Path) -> None:
-    """A zone rolled out in dry-run mode records membership violations instead of rejecting the DAG."""
+def test_dry_run_zone_membership_is_a_parse_error_too(configure: ConfigureSettings, tmp_path: Path) -> None:
+    """A DAG chooses its zone, so a zone rolled out in dry-run mode still admits only its members:
+    an outsider claiming it is rejected like anywhere else."""
     folder = tmp_path / "dags"
     folder.mkdir()
     (folder / "outsider.py").write_text(
@@ -201,8 +202,8 @@ def test_dry_run_zone_membership_is_not_a_parse_error(configure: ConfigureSettin
     )
     configure(policy_file=POLICY)
     bag = parse(folder)
-    assert bag.import_errors == {}
-    assert is_enforcement_hook(bag.dags["outsider"].get_task("t")._pre_execute_hook)
+    [error] = bag.import_errors.values()
+    assert "not a member of zone 'marketing'" in error and "[zone_membership]" in error
 
 
 def test_parse_time_validation_can_be_suspended_but_hooks_still_attach(configure: ConfigureSettings) -> None:

@@ -1,7 +1,7 @@
 """Ways a DAG file's own code, run by Airflow's ``DagFileProcessorProcess``, still reads (or
 changes) a connection or variable its DAGs' zones may not use, and what held. The same real
 dag-processor child, in-process execution API and metadata databases (SQLite and PostgreSQL) as
-``test_dag_processor``; a file in ``recs/`` whose DAG is a member of ``recs`` only.
+``test_in_process_credentials``; a file in ``recs/`` whose DAG is a member of ``recs`` only.
 
 Each test that shows an open hole is marked ``xfail(strict=True)``.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.db_fixtures import backend  # noqa: F401 - the fixture
-from tests.unit.enforcement.test_dag_processor import (  # noqa: F401 - the autouse fixtures
+from tests.unit.enforcement.test_in_process_credentials import (  # noqa: F401 - the autouse fixtures
     _WRITE,
     FETCHES,
     RECS,

@@ -4,7 +4,8 @@ for connections, which serves them through Airflow's in-process execution API), 
 PostgreSQL metadata databases, a trigger deferred by a task of ``recs_dag`` (zone ``recs``,
 which may not use ``warehouse_raw``).
 
-The provider checks nothing here; the tests show it and are marked ``xfail(strict=True)``.
+The provider's check wraps the supervisor's request handler, as ``airflow triggerer`` installs it
+(tests/unit/enforcement/test_in_process_credentials.py pins that installation).
 """
 
 from __future__ import annotations
@@ -133,13 +134,15 @@ def _run_triggerer(out: Path) -> str:
     return out.read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the triggerer serves a trigger any connection through Airflow's in-process execution "
-    "API: the provider's check sits on the api-server and in the dag-processor only, and a "
-    "trigger's GetConnection names no trigger or task, so its zone is unknown there",
-)
-def test_a_trigger_of_a_recs_task_is_refused_the_warehouse_connection(tmp_path: Path) -> None:
+def test_a_trigger_of_a_recs_task_is_refused_the_warehouse_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor
+
+    from airflow_policyzones.enforcement import in_process_credentials
+
+    monkeypatch.setattr(TriggerRunnerSupervisor, "_handle_request", TriggerRunnerSupervisor._handle_request)
+    in_process_credentials.install("triggerer")
     out = tmp_path / "received"
     _defer(out)
     received = _run_triggerer(out)

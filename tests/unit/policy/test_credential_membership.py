@@ -1,6 +1,6 @@
 """The engine's answer on a connection for a task whose DAG is no member of the zone it runs in:
-a zone in ``dry_run`` serves it (the finding recorded), so any DAG obtains any restricted
-connection by running in such a zone (a ``policyzone:`` tag, ``set_zone``)."""
+refused whatever the zone's mode. A DAG names its zone itself (a ``policyzone:`` tag,
+``set_zone``), so a ``dry_run`` zone's leniency must not serve DAGs that merely claim it."""
 
 from __future__ import annotations
 
@@ -41,11 +41,6 @@ def engine() -> PolicyEngine:
     return PolicyEngine(load_policy_bytes(POLICY, source="membership.yaml"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decide_credential judges the zone_membership finding in the zone's mode: a dry_run "
-    "zone serves a DAG that is no member of it every restricted connection",
-)
 @pytest.mark.parametrize("name", ["warehouse_raw", "slack_ads"])
 def test_a_dag_that_is_no_member_of_a_dry_run_zone_obtains_nothing_restricted(
     engine: PolicyEngine, name: str

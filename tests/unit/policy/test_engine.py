@@ -340,11 +340,11 @@ RULE_CASES = [
             "sandbox",
             task("ads_rank"),
             ("s3://lake/raw/clicks/x",),
-            Outcome.DRY_RUN,
+            Outcome.DENY,  # a DAG claims its zone: a dry_run zone's leniency is for its members only
             rules=(("zone_membership",),),
             reason_mentions=("'ads_rank'", "'sandbox'"),
         ),
-        id="dry_run-zone_membership",
+        id="dry_run-zone_membership-denied",
     ),
     pytest.param(
         Case(
@@ -405,19 +405,20 @@ def test_every_rule_id_is_covered_by_the_table() -> None:
 
 
 @pytest.mark.parametrize(
-    ("zone", "recorded", "outcome"),
+    ("zone", "dag_id", "recorded", "outcome"),
     [
-        ("ads", None, Outcome.DENY),
-        ("ads", "deny", Outcome.DENY),
-        ("sandbox", None, Outcome.DRY_RUN),  # dry_run: recorded, the success stands
-        ("nowhere", None, Outcome.DENY),  # a zone the policy does not define
-        (None, None, Outcome.DENY),
+        ("ads", "ads_rank", None, Outcome.DENY),
+        ("ads", "ads_rank", "deny", Outcome.DENY),
+        ("sandbox", "sandbox_job", None, Outcome.DRY_RUN),  # dry_run: recorded, the success stands
+        ("sandbox", "ads_rank", None, Outcome.DENY),  # ... for the zone's members only
+        ("nowhere", "ads_rank", None, Outcome.DENY),  # a zone the policy does not define
+        (None, "ads_rank", None, Outcome.DENY),
     ],
 )
 def test_a_success_without_an_allowing_decision(
-    rules_engine: PolicyEngine, zone: str | None, recorded: str | None, outcome: Outcome
+    rules_engine: PolicyEngine, zone: str | None, dag_id: str, recorded: str | None, outcome: Outcome
 ) -> None:
-    decision = rules_engine.decide_undecided_run(task=task("ads_rank"), zone=zone, recorded=recorded, now=NOW)
+    decision = rules_engine.decide_undecided_run(task=task(dag_id), zone=zone, recorded=recorded, now=NOW)
     assert decision.outcome is outcome
     [finding] = decision.findings
     assert rules_of(decision) == [("undecided_run",)]
