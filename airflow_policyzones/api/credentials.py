@@ -1,7 +1,8 @@
 """The api-server check on connections and variables: a root middleware around the execution API.
 
 Since Airflow 3 a task's supervisor fetches connections and variables from the api-server
-(``GET /execution/connections/{connection_id}``, ``GET /execution/variables/{variable_key}``),
+(``GET /execution/connections/{connection_id}``, ``GET /execution/variables/{variable_key}``;
+``PUT`` and ``DELETE`` of a variable set and delete it, and are checked the same way),
 authenticated with the try's own execution token. Airflow's route dependencies
 ``has_connection_access`` / ``has_variable_access`` allow every task; this middleware sits in front
 of them (registered through the plugin's ``fastapi_root_middlewares``, which wrap the whole
@@ -60,15 +61,23 @@ def credential_request(path: str) -> tuple[CredentialKind, str] | None:
     return None
 
 
+_METHODS: dict[CredentialKind, frozenset[str]] = {
+    "connection": frozenset({"GET"}),
+    # A zone that may not use a variable may not set or delete it either.
+    "variable": frozenset({"GET", "PUT", "DELETE"}),
+}
+
+
 class CredentialGuard(ExecutionGuard):
-    """Pure ASGI middleware: the zone check on execution-API connection and variable fetches."""
+    """Pure ASGI middleware: the zone check on execution-API connection and variable fetches (and
+    variable writes)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
+        if scope["type"] != "http" or scope["method"] not in _METHODS["variable"]:
             await self.app(scope, receive, send)
             return
         request = credential_request(route_path(scope))
-        if request is None or not self.enabled:
+        if request is None or scope["method"] not in _METHODS[request[0]] or not self.enabled:
             await self.app(scope, receive, send)
             return
         kind, name = request

@@ -114,12 +114,13 @@ def _wrap(cls: Any, asker: Callable[[Any], tuple[str, Decide]]) -> None:
 
 
 def credential_of(msg: object) -> tuple[CredentialKind, str] | None:
-    """``(kind, id)`` when ``msg`` (a child's request) asks for one connection or variable."""
-    from airflow.sdk.execution_time.comms import GetConnection, GetVariable
+    """``(kind, id)`` when ``msg`` (a child's request) asks for one connection or variable, or
+    sets or deletes a variable (what a zone may not use, it may not change either)."""
+    from airflow.sdk.execution_time.comms import DeleteVariable, GetConnection, GetVariable, PutVariable
 
     if isinstance(msg, GetConnection):
         return "connection", msg.conn_id
-    if isinstance(msg, GetVariable):
+    if isinstance(msg, (GetVariable, PutVariable, DeleteVariable)):
         return "variable", msg.key
     return None
 

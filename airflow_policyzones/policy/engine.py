@@ -361,6 +361,10 @@ class _CompiledCredential:
     zones: frozenset[str] | None
 
 
+_TEAM_SCOPED = re.compile(r"_.+?___(.+)", re.DOTALL)
+"""A credential key spelled as Airflow's team-scoped environment variables name their ids."""
+
+
 class _Credentials:
     """One ``connections:`` or ``variables:`` section compiled: exact ids in a dict, globs after."""
 
@@ -391,8 +395,16 @@ class _Credentials:
 
     def find(self, name: str) -> tuple[str, _CompiledCredential] | None:
         """The pattern that matches ``name`` (compared as :func:`credential_key` forms) and what it
-        says (patterns never overlap)."""
+        says (patterns never overlap). An id spelled as a team-scoped one, ``_<team>___<id>``, that
+        no pattern matches is matched as ``<id>``: outside multi-team mode Airflow's
+        environment-variables backend serves ``AIRFLOW_CONN__<TEAM>___<ID>`` under that name."""
         key = credential_key(name)
+        found = self._match(key)
+        if found is None and (team := _TEAM_SCOPED.match(key)) is not None:
+            found = self._match(team.group(1))
+        return found
+
+    def _match(self, key: str) -> tuple[str, _CompiledCredential] | None:
         found = self.exact.get(key)
         if found is not None:
             return found

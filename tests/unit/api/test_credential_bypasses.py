@@ -172,11 +172,6 @@ def test_a_forged_dry_run_zone_claim_cannot_keep_a_success(client: TestClient, p
 # --- writes -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the guard checks GET only: PUT and DELETE /execution/variables/{key} let a zone that "
-    "may not use a restricted variable overwrite or delete it",
-)
 def test_a_zone_that_may_not_use_a_variable_cannot_overwrite_or_delete_it(
     client: TestClient, policy: PolicyEngine
 ) -> None:
@@ -292,11 +287,6 @@ def test_a_workload_scoped_token_gets_no_connection(client: TestClient) -> None:
     assert "s3cret" not in response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with [core] multi_team off, Airflow serves a team-scoped AIRFLOW_CONN__<TEAM>___<ID> "
-    "as the plain id '_<team>___<id>', which no pattern for <id> matches",
-)
 def test_a_team_scoped_copy_of_a_restricted_connection_is_refused(
     client: TestClient, policy: PolicyEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

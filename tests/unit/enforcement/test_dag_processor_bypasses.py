@@ -85,11 +85,6 @@ def test_a_dag_file_cannot_read_a_restricted_connection_from_the_metadata_databa
     assert "warehouse_raw-pw" not in parsed.received.values(), parsed.received
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dag-processor's wrapper checks GetConnection and GetVariable only: PutVariable "
-    "and DeleteVariable of a restricted variable are served to any DAG file",
-)
 def test_a_dag_file_cannot_overwrite_a_restricted_variable(parse_folder: tuple[Path, Path]) -> None:
     from airflow.models.variable import Variable
 
