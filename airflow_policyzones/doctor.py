@@ -10,7 +10,11 @@ Run where tasks run (``--component worker``, the default) every check applies. T
 needs the JWT secret and the metadata database itself, and a connection in its own environment is
 served through the checked execution API, so there (``--component api-server``, which is what the
 Zones page of the UI shows) only the checks that concern it apply: a secrets backend configured for
-workers in a shared configuration, enforcement switched off, a policy that does not load.
+workers in a shared configuration, enforcement switched off, a policy that does not load. The
+dag-processor and the triggerer (``--component dag-processor`` / ``triggerer``) run DAG authors'
+code in child processes (DAG files, triggers) that look connections and variables up in their own
+environment and secrets backends before they ask their parent, where the check is: those are
+findings there; the JWT secret and the database they need themselves.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Component = Literal["worker", "api-server"]
-COMPONENTS: tuple[Component, ...] = ("worker", "api-server")
+Component = Literal["worker", "api-server", "dag-processor", "triggerer"]
+COMPONENTS: tuple[Component, ...] = ("worker", "api-server", "dag-processor", "triggerer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +50,9 @@ def diagnose(*, environ: Mapping[str, str] | None = None, component: Component =
     """Every weakness found in ``environ`` (default: this process's) and Airflow's configuration,
     for a host running ``component`` (see the module docstring for what each checks)."""
     env = os.environ if environ is None else environ
-    found = _task_environment(env) if component == "worker" else []
-    backend = _conf("workers", "secrets_backend") or (
-        _conf("secrets", "backend") if component == "worker" else ""
-    )
+    runs_dag_code = component != "api-server"
+    found = _task_environment(env) if runs_dag_code else []
+    backend = _conf("workers", "secrets_backend") or (_conf("secrets", "backend") if runs_dag_code else "")
     if backend:
         found.append(
             Weakness(

@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=DOCTOR_COMPONENTS,
         default="worker",
         help="what runs on this host: 'worker' (default: every check, run it with the environment "
-        "tasks get) or 'api-server' (only what concerns it: it needs the JWT secret and the database)",
+        "tasks get), 'api-server' (only what concerns it: it needs the JWT secret and the database), "
+        "'dag-processor' or 'triggerer' (connections and secrets backends their DAG-code children "
+        "read without asking)",
     )
     doctor.set_defaults(run=run_doctor)
 

@@ -421,15 +421,19 @@ class Demo:
             say(f"  (policyzones evidence failed with exit code {proc.returncode})")
 
     def print_doctor(self) -> int:
-        """``policyzones doctor`` run in the celery worker's exact environment (every check) and in
-        the api-server's (the checks that concern it); returns how many weaknesses it found."""
+        """``policyzones doctor`` run in each component's exact environment: every check for the
+        celery worker, the checks that concern the others (the api-server; the dag-processor and
+        triggerer, whose children run DAG code); returns how many weaknesses it found."""
         step("policyzones doctor: what weakens enforcement here (in each component's environment)")
         policyzones = str(Path(sys.executable).parent / "policyzones")
         found = 0
         for component in COMPONENTS:
-            if not (component.runs_tasks or component.name == "api-server"):
+            if component.runs_tasks:
+                checks = "worker"
+            elif component.name in ("api-server", "dag-processor", "triggerer"):
+                checks = component.name
+            else:
                 continue
-            checks = "worker" if component.runs_tasks else "api-server"
             label = f"  doctor ({component.name.replace('-', ' ')}'s environment, --component {checks}):"
             try:
                 proc = subprocess.run(

@@ -95,3 +95,20 @@ def test_on_the_api_server_only_what_concerns_it_is_reported(tmp_path: Path) -> 
     assert result.returncode == 1
     codes = re.findall(r"^([a-z_]+): ", result.stdout, re.M)
     assert codes == ["worker_secrets_backend", "enforcement_disabled"], result.stdout
+
+
+def test_where_dag_code_runs_in_children_its_environment_is_reported(tmp_path: Path) -> None:
+    """The dag-processor's and the triggerer's children (DAG files, triggers) read connections in
+    their own environment before they ask their parent; the JWT secret and the database the
+    parents need themselves."""
+    environment = {
+        "AIRFLOW_CONN_WAREHOUSE_RAW": "postgres://reader:secret@warehouse/db",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "shared-secret",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:pw@db/airflow",
+    }
+    for component in ("dag-processor", "triggerer"):
+        result = _doctor(tmp_path, "--component", component, **environment)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert re.findall(r"^([a-z_]+): ", result.stdout, re.M) == ["env_connections"], result.stdout
+        clean = _doctor(tmp_path, "--component", component, AIRFLOW__API_AUTH__JWT_SECRET="shared-secret")
+        assert clean.returncode == 0 and "no weakness found" in clean.stdout, clean.stdout
