@@ -187,6 +187,12 @@ def parsed_dag_of_try(session: Session, *, dag_version_id: UUID) -> ParsedDag | 
     return parsed
 
 
+def parse_serialized(data: object, *, version: str) -> ParsedDag:
+    """A serialized DAG's tasks as :func:`parsed_dags` reads them (``data``: the JSON Airflow
+    stores, or a parsing result's ``LazyDeserializedDAG.data``)."""
+    return _parse(data, version=version)
+
+
 def _parse(data: object, *, version: str) -> ParsedDag:
     dag = data.get("dag") if isinstance(data, dict) else None
     if not isinstance(dag, dict):

@@ -13,7 +13,10 @@ Airflow's own ``PERMISSION_DENIED`` error, which the child's secrets lookup rais
 
 * dag-processor: decided for the file the child parses
   (:func:`airflow_policyzones.db.credentials.check_dag_file_credential`: every zone the file's DAGs
-  and tasks run in must be allowed it). The file fails to import; its dag-processor log says why.
+  and tasks run in must be allowed it, as its previous parse recorded them). What was served is
+  decided again on the parse's own result before the parent stores it (a parse that adds a task
+  of another zone): refused there, the result becomes an import error and no DAG of the file is
+  stored. Either way the file fails to import; its dag-processor log says why.
 * triggerer: one runner serves the triggers of many tries and a request does not say which trigger
   made it, so it is decided for all of them
   (:func:`airflow_policyzones.db.credentials.check_trigger_credential`: every try whose trigger
@@ -56,7 +59,7 @@ def install(command: str) -> None:
     if command == "dag-processor":
         from airflow.dag_processing.processor import DagFileProcessorProcess
 
-        _wrap(DagFileProcessorProcess, _dag_file)
+        _wrap(DagFileProcessorProcess, _dag_file, on_other=_recheck_parse)
     elif command == "triggerer":
         from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor
 
@@ -93,7 +96,19 @@ def _triggers(supervisor: Any) -> tuple[str, Decide]:
     return f"the triggerer's runner (triggers {trigger_ids})", decide
 
 
-def _wrap(cls: Any, asker: Callable[[Any], tuple[str, Decide]]) -> None:
+_served: dict[Any, set[tuple[CredentialKind, str]]] = {}
+"""Restricted ids served to each running dag-processor child (by its process id), until its
+parsing result arrives."""
+
+
+def _wrap(
+    cls: Any,
+    asker: Callable[[Any], tuple[str, Decide]],
+    *,
+    on_other: Callable[[Any, Any], Any] | None = None,
+) -> None:
+    """Check ``cls._handle_request``'s credential requests; ``on_other`` may replace any other
+    message before Airflow handles it (and learns what was served through ``_served``)."""
     original = cls._handle_request
     if getattr(original, _WRAPPED, False):
         return
@@ -107,10 +122,82 @@ def _wrap(cls: Any, asker: Callable[[Any], tuple[str, Decide]]) -> None:
             if refusal is not None:
                 _refuse(self, refusal, log=log, req_id=req_id)
                 return
+            if (
+                on_other is not None
+                and config.enabled()
+                and config.get_engine().restricts(kind=request[0], name=request[1])
+            ):
+                _served.setdefault(self.id, set()).add(request)
+        elif on_other is not None:
+            msg = on_other(self, msg)
         original(self, msg, log, req_id)
 
     setattr(_handle_request, _WRAPPED, True)
     cls._handle_request = _handle_request
+
+
+def _recheck_parse(process: Any, msg: Any) -> Any:
+    """A dag-processor child's parsing result, or, when a restricted id served to it during the
+    parse may not be used in a zone that parse itself defines, an import error in its place."""
+    from airflow.dag_processing.processor import DagFileParsingResult
+
+    if not isinstance(msg, DagFileParsingResult):
+        return msg
+    served = _served.pop(process.id, None)
+    if not served:
+        return msg
+    where = f"DAG file {process.dag_file_rel_path!r} (bundle {process.bundle_name!r})"
+    try:
+        problem = _refused_by_parse(msg, relative_fileloc=str(process.dag_file_rel_path), served=served)
+    except Exception as error:
+        logger.exception("policyzones: could not check what %s was served against its parse", where)
+        problem = f"what it was served could not be checked against the DAGs it defines: {error}"
+    if problem is None:
+        return msg
+    message = (
+        f"policyzones: {where}, parsed by the dag-processor: {problem} (fix: read it inside a task "
+        "(a hook in an operator or a @task function), where the zone of the task decides)"
+    )
+    getattr(process, "process_log", logger).error(message)
+    logger.warning(message)
+    errors = {**(msg.import_errors or {}), str(process.dag_file_rel_path): message}
+    return msg.model_copy(update={"serialized_dags": [], "import_errors": errors})
+
+
+def _refused_by_parse(
+    msg: Any, *, relative_fileloc: str, served: set[tuple[CredentialKind, str]]
+) -> str | None:
+    """Why a zone of the DAGs and tasks in parsing result ``msg`` may not use an id in
+    ``served``; ``None``: every one may."""
+    from airflow.configuration import conf
+
+    from airflow_policyzones.db.credentials import DAG_FILE_CODE
+    from airflow_policyzones.db.verification import parse_serialized
+    from airflow_policyzones.policy.engine import TaskContext
+
+    engine = config.get_engine()
+    default_owner = conf.get("operators", "default_owner", fallback="airflow")
+    for dag in msg.serialized_dags:
+        data = dag.data.get("dag", {}) if isinstance(dag.data, dict) else {}
+        tasks = [entry.get("__var", entry) for entry in data.get("tasks") or () if isinstance(entry, dict)]
+        task = TaskContext(
+            dag_id=str(data.get("dag_id", "")),
+            task_id=DAG_FILE_CODE,
+            dag_file=relative_fileloc,
+            tags=frozenset(str(tag) for tag in data.get("tags") or () if isinstance(tag, str)),
+            owners=frozenset(str(fields.get("owner") or default_owner) for fields in tasks),
+        )
+        zones = {parsed.zone for parsed in parse_serialized(dag.data, version="this parse").tasks.values()}
+        for kind, name in sorted(served):
+            for zone in sorted(zones, key=str):
+                decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone)
+                if not decision.allowed:
+                    reason = decision.findings[0].reason if decision.findings else "refused"
+                    return (
+                        f"it was served {kind} {name!r} while it defined DAG {task.dag_id!r}, whose "
+                        f"zone {zone!r} may not use it: {reason}"
+                    )
+    return None
 
 
 def credential_of(msg: object) -> tuple[CredentialKind, str] | None:
