@@ -603,13 +603,14 @@ class PolicyEngine:
         if not compiled.admits(task):
             # Denied whatever the zone's mode: a task names its zone itself, so a dry_run zone's
             # leniency must not be available to DAGs that merely claim it.
-            return self._deny_task(
-                zone,
-                Rule.ZONE_MEMBERSHIP,
+            membership = Finding(
+                (Rule.ZONE_MEMBERSHIP,),
+                None,
                 f"DAG {task.dag_id!r} is not a member of zone {zone!r}",
                 f"add the DAG to zones.{zone}.members (files, dag_ids, tags or owners), "
                 "or run the task in a zone it belongs to",
             )
+            return Decision(Outcome.DENY, zone, compiled.mode, self.version, (membership,))
         findings: list[Finding] | None = [
             Finding(
                 (Rule.UNCHECKABLE_INPUT,),
@@ -713,13 +714,13 @@ class PolicyEngine:
                 f"use one of {_quoted(sorted(self._zones))}",
             )
         if not compiled.admits(task):  # whatever the zone's mode, as in decide()
-            return self._deny_credential(
-                zone,
+            finding = Finding(
                 (rule, Rule.ZONE_MEMBERSHIP),
                 ref,
                 f"DAG {task.dag_id!r} is not a member of zone {zone!r}, so it may not obtain {listed}",
                 f"add the DAG to zones.{zone}.members, or run the task in a zone it belongs to",
             )
+            return Decision(Outcome.DENY, zone, compiled.mode, self.version, (finding,))
         if found is None:
             finding = Finding(
                 (rule,),
@@ -794,7 +795,7 @@ class PolicyEngine:
         )
         compiled = self._zones.get(zone) if zone is not None else None
         if compiled is None or not compiled.admits(task):  # membership: as in decide()
-            return Decision(Outcome.DENY, zone, None, self.version, (finding,))
+            return Decision(Outcome.DENY, zone, compiled.mode if compiled else None, self.version, (finding,))
         return self._judge(compiled, task, [finding], now)
 
     def _deny_credential(
