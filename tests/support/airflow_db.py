@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -241,23 +242,31 @@ def write_dags(folder: Path) -> None:
         path.write_text(textwrap.dedent(_DAG.format(**spec)))
 
 
-def sync_dags(folder: Path, *, expected: set[str] | None = None) -> None:
-    """Parse ``folder`` with DagBag and write the DAGs to the DB, as the dag-processor does;
-    ``expected``: the DAG ids it must hold (default: those of ``write_dags``)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+def parsed_bag(path: Path, *, root: Path) -> Any:
+    """``path`` (a DAG file or folder in the bundle at ``root``) parsed by ``DagBag`` without the
+    provider's parse-time checks (enforcement reads its settings once per process, hence the
+    reload): these tests are about what the server records, and the shared database then holds no
+    policy version recorded by a parse."""
+    from airflow.dag_processing.dagbag import DagBag
 
-    DagBundlesManager().sync_bundles_to_db()
-    # Parse without the provider's parse-time checks (enforcement reads its settings once per
-    # process, hence the reload): these tests are about what the server records.
     from airflow_policyzones.enforcement.settings import reload_settings
 
     try:
         with scoped_env(AIRFLOW__POLICYZONES__ENABLED="False"):
             reload_settings()
-            bag = DagBag(dag_folder=folder, bundle_path=folder, bundle_name=BUNDLE)
+            return DagBag(dag_folder=path, bundle_path=root, bundle_name=BUNDLE)
     finally:
         reload_settings()
+
+
+def sync_dags(folder: Path, *, expected: set[str] | None = None) -> None:
+    """Parse ``folder`` with DagBag and write the DAGs to the DB, as the dag-processor does;
+    ``expected``: the DAG ids it must hold (default: those of ``write_dags``)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = parsed_bag(folder, root=folder)
     assert not bag.import_errors, bag.import_errors
     assert set(bag.dags) == (expected or {str(spec["dag_id"]) for spec in TEST_DAGS.values()})
     sync_bag_to_db(bag, BUNDLE, None)
@@ -388,13 +397,11 @@ def reparsed(dag_id: str, source: str, *, run_id: str | None = None, relative: s
 
     ``relative``: the file's path in the bundle, checked against what Airflow recorded.
     """
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.dag_processing.dagbag import sync_bag_to_db
     from airflow.models.dag import DagModel
     from airflow.models.dag_version import DagVersion
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
-
-    from airflow_policyzones.enforcement.settings import reload_settings
 
     with create_session() as session:
         fileloc, recorded = session.execute(
@@ -405,12 +412,7 @@ def reparsed(dag_id: str, source: str, *, run_id: str | None = None, relative: s
     assert path.parts[-len(Path(relative).parts) :] == Path(relative).parts, (path, relative)
     path.write_text(textwrap.dedent(source))
     root = path.parents[len(Path(relative).parts) - 1]
-    try:
-        with scoped_env(AIRFLOW__POLICYZONES__ENABLED="False"):
-            reload_settings()
-            bag = DagBag(dag_folder=path, bundle_path=root, bundle_name=BUNDLE)
-    finally:
-        reload_settings()
+    bag = parsed_bag(path, root=root)
     assert not bag.import_errors, bag.import_errors
     assert set(bag.dags) == {dag_id}, set(bag.dags)
     with scoped_env(AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL="0"):

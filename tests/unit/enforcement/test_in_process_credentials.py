@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from airflow_policyzones.enforcement import in_process_credentials
-from tests.support.airflow_db import BUNDLE, TEST_POLICY, Prepared, scoped_env
+from tests.support.airflow_db import BUNDLE, TEST_POLICY, Prepared, parsed_bag, scoped_env
 from tests.support.db_fixtures import backend  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -118,18 +118,9 @@ def _file(
 
 def _known(root: Path, relative: str, **dag: Any) -> None:
     """What a previous parse recorded: the file without its fetch, parsed and written to the DB."""
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.dag_processing.dagbag import sync_bag_to_db
 
-    from airflow_policyzones.enforcement.settings import reload_settings
-
-    path = _file(root, relative, fetch="", **dag)
-    try:
-        # As tests.support.airflow_db parses: no policy version recorded in this shared database.
-        with scoped_env(AIRFLOW__POLICYZONES__ENABLED="False"):
-            reload_settings()
-            bag = DagBag(dag_folder=path, bundle_path=root, bundle_name=BUNDLE)
-    finally:
-        reload_settings()
+    bag = parsed_bag(_file(root, relative, fetch="", **dag), root=root)
     assert not bag.import_errors, bag.import_errors
     sync_bag_to_db(bag, BUNDLE, None)
 
