@@ -30,7 +30,14 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="policyzones-bench-connections-")
     os.environ["AIRFLOW_HOME"] = home
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, create_run, prepared_database, use_database
+    from tests.support.airflow_db import (
+        JWT_SECRET,
+        TEST_POLICY,
+        create_run,
+        parsed_as,
+        prepared_database,
+        use_database,
+    )
 
     policy = Path(home) / "policy.yaml"
     policy.write_text(TEST_POLICY + "connections:\n  warehouse_raw:\n    categories: [purchase_events]\n")
@@ -54,6 +61,7 @@ def main() -> int:
         from airflow_policyzones.wire import DecisionRequest
 
         run_id = create_run("ads_dag")
+        parsed_as("ads_dag", run_id, zone="ads")  # the dag-processor's copy: task read in zone ads
         with create_session() as session:
             ti_id = session.scalar(
                 sa.select(TaskInstance.id).where(
