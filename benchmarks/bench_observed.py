@@ -183,7 +183,7 @@ def run(policy: Path) -> None:
         )
         assert decide_in_process(request, settings=settings).allowed  # the pre-execute check
         started, cpu = time.perf_counter(), time.process_time()
-        observer = observation.Observer(request=request, settings=settings, decide=decide)
+        observer = observation.Observer(request=request, decide=decide)
         observation.observe_try(observer)
         body(hook)
         observation.reconcile(observer)
