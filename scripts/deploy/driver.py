@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -291,18 +292,22 @@ class Driver:
 
         return self.wait(check, deadline=deadline, what=what, interval=2 * self.interval)
 
-    def asset_triggered_runs(self, dag_ids: Sequence[str], *, deadline: Deadline) -> dict[str, str]:
-        """Until each of ``dag_ids`` (scheduled on Assets) has a run its Assets triggered; its
-        first such run (``dag_id -> run_id``)."""
+    def asset_triggered_runs(
+        self, dag_ids: Sequence[str], *, since: datetime | None = None, deadline: Deadline
+    ) -> dict[str, str]:
+        """Until each of ``dag_ids`` (scheduled on Assets) has a run its Assets triggered (at or
+        after ``since``: not one an earlier demo left in the same database); its first such run
+        (``dag_id -> run_id``)."""
         what = f"{len(dag_ids)} Asset-scheduled DAGs to be triggered by their data"
         runs: dict[str, str] = {}
+        query = "run_type=asset_triggered&order_by=id&limit=1"
+        if since is not None:
+            query += "&run_after_gte=" + urllib.parse.quote(since.isoformat())
 
         def check() -> Pending | Done[dict[str, str]]:
             for dag_id in dag_ids:
                 if dag_id not in runs:
-                    listed = self.api.call(
-                        "GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=asset_triggered&order_by=id&limit=1"
-                    )
+                    listed = self.api.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")
                     if (listed or {}).get("dag_runs"):
                         runs[dag_id] = str(listed["dag_runs"][0]["dag_run_id"])
                         self.say(f"  {dag_id:<28} run {runs[dag_id]}")

@@ -364,7 +364,7 @@ class Demo:
             f"Waiting for the {len(self.asset_scheduled)} Asset-scheduled DAGs to be triggered by their data"
         )
         return self.driver.asset_triggered_runs(
-            self.asset_scheduled, deadline=Deadline(self.args.run_timeout)
+            self.asset_scheduled, since=self.services_started_at, deadline=Deadline(self.args.run_timeout)
         )
 
     def wait_for_runs(self, runs: Mapping[str, str]) -> dict[str, str]:

@@ -298,6 +298,18 @@ def test_asset_triggered_runs_are_found_once_they_exist(server: FakeApiServer) -
     assert runs == {"a": "x", "b": "y"}
 
 
+def test_asset_triggered_runs_since_a_moment_ignore_earlier_ones(server: FakeApiServer) -> None:
+    """An earlier demo's runs stay in the database: only those at or after ``since`` count."""
+    since = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    path = (
+        "/api/v2/dags/a/dagRuns?run_type=asset_triggered&order_by=id&limit=1"
+        "&run_after_gte=2026-01-01T12%3A00%3A00%2B00%3A00"
+    )
+    server.answer("GET", path, Reply({"dag_runs": [{"dag_run_id": "new"}]}))
+    runs = driver_for(server.url, []).asset_triggered_runs(["a"], since=since, deadline=Deadline(30))
+    assert runs == {"a": "new"}
+
+
 def test_parse_progress_ignores_what_an_earlier_demo_parsed() -> None:
     since = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
     before, after = (since - timedelta(minutes=5)).isoformat(), (since + timedelta(seconds=3)).isoformat()
