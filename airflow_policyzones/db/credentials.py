@@ -272,10 +272,17 @@ def check_trigger_credential(
         )
     moment = now or datetime.now(timezone.utc)
     verdicts = []
-    for ti_id, _ in tries:
+    for ti_id, trigger_id in tries:
         found = lookup_try(session, str(ti_id))
-        if found is None:
-            continue
+        if found is None:  # gone since the query above: nothing to establish a zone on
+            return CredentialVerdict(
+                allowed=False,
+                kind=kind,
+                name=name,
+                problem=f"{kind} {name!r} is restricted by the zone policy, and the task instance of "
+                f"trigger {trigger_id} could not be read, so no zone can be established",
+                remedy="the triggerer asks again when the trigger runs again",
+            )
         zone = try_zone(session, found)[0]
         decision = engine.decide_credential(kind=kind, name=name, task=found.task, zone=zone, now=moment)
         verdict = CredentialVerdict.of(decision, kind=kind, name=name)
@@ -286,7 +293,7 @@ def check_trigger_credential(
             )
             return dataclasses.replace(verdict, problem=problem)
         verdicts.append(verdict)
-    return _strictest(verdicts) if verdicts else CredentialVerdict(allowed=True, kind=kind, name=name)
+    return _strictest(verdicts)
 
 
 _INSIDE_A_TASK = (
