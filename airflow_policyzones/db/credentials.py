@@ -214,7 +214,7 @@ def check_dag_file_credential(
             problem=f"{kind} {name!r} is restricted by the zone policy, and DAG file "
             f"{relative_fileloc!r} (bundle {bundle!r}) has no DAG Airflow knows yet, so no zone "
             "can be established for its code",
-            remedy=_INSIDE_A_TASK,
+            remedy=INSIDE_A_TASK,
         )
     from airflow_policyzones.db.verification import parsed_dags
 
@@ -296,9 +296,10 @@ def check_trigger_credential(
     return _strictest(verdicts)
 
 
-_INSIDE_A_TASK = (
+INSIDE_A_TASK = (
     "read it inside a task (a hook in an operator or a @task function), where the zone of the task decides"
 )
+"""The fix for code outside any task (a DAG file's) that asks for what the policy restricts."""
 
 
 def _strictest(verdicts: Sequence[CredentialVerdict]) -> CredentialVerdict:

@@ -141,6 +141,8 @@ def _recheck_parse(process: Any, msg: Any) -> Any:
     parse may not be used in a zone that parse itself defines, an import error in its place."""
     from airflow.dag_processing.processor import DagFileParsingResult
 
+    from airflow_policyzones.db.credentials import INSIDE_A_TASK
+
     if not isinstance(msg, DagFileParsingResult):
         return msg
     served = _served.pop(process.id, None)
@@ -154,10 +156,7 @@ def _recheck_parse(process: Any, msg: Any) -> Any:
         problem = f"what it was served could not be checked against the DAGs it defines: {error}"
     if problem is None:
         return msg
-    message = (
-        f"policyzones: {where}, parsed by the dag-processor: {problem} (fix: read it inside a task "
-        "(a hook in an operator or a @task function), where the zone of the task decides)"
-    )
+    message = f"policyzones: {where}, parsed by the dag-processor: {problem} (fix: {INSIDE_A_TASK})"
     getattr(process, "process_log", logger).error(message)
     logger.warning(message)
     errors = {**(msg.import_errors or {}), str(process.dag_file_rel_path): message}
@@ -255,10 +254,7 @@ def refusal_for(*, where: str, kind: CredentialKind, name: str, decide: Decide) 
         "zone": verdict.zone,
         "rule": finding.rule.value if finding is not None else None,
         "message": f"{where}: {verdict.message}",
-        "fix": verdict.fix
-        if finding is not None
-        else "read it inside a task (a hook in an operator or a @task function), where the zone of "
-        "the task decides",
+        "fix": verdict.fix,
     }
 
 

@@ -4,6 +4,7 @@ serves the triggers of many tries, on real Airflow tables (SQLite and PostgreSQL
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,19 +15,12 @@ from tests.support.airflow_db import TEST_POLICY, Prepared, create_run, parsed_a
 
 pytestmark = pytest.mark.integration
 
-ENGINE = PolicyEngine(
-    load_policy_bytes(
-        (
-            TEST_POLICY
-            + textwrap.dedent("""\
-            connections:
-              warehouse_raw:
-                categories: [purchase_events]
-            """)
-        ).encode(),
-        source="inline.yaml",
-    )
-)
+CONNECTIONS = textwrap.dedent("""\
+    connections:
+      warehouse_raw:
+        categories: [purchase_events]
+    """)
+ENGINE = PolicyEngine(load_policy_bytes((TEST_POLICY + CONNECTIONS).encode(), source="inline.yaml"))
 
 
 def _trigger(session: sa.orm.Session, *, dag_id: str | None, zone: str | None = None) -> int:
@@ -87,3 +81,31 @@ def test_a_trigger_of_no_task_instance_establishes_no_zone(backend: Prepared) ->
     allowed, message = _check([ads, watcher])
     assert not allowed and "asset watchers" in message and str(watcher) in message
     assert not _check([])[0]
+
+
+def test_the_triggerers_refusal_names_the_fix_for_triggers(
+    backend: Prepared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the triggerer answers (and logs) carries the verdict's own remedy, not the one for
+    DAG files."""
+    from airflow.utils.session import create_session
+
+    from airflow_policyzones.enforcement.in_process_credentials import refusal_for
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(TEST_POLICY + CONNECTIONS)
+    monkeypatch.setenv("AIRFLOW__POLICYZONES__POLICY_FILE", str(policy))
+    with create_session() as session:
+        watcher = _trigger(session, dag_id=None)
+
+    refusal = refusal_for(
+        where="the triggerer's runner",
+        kind="connection",
+        name="warehouse_raw",
+        decide=lambda session, engine, kind, name: check_trigger_credential(
+            session=session, engine=engine, trigger_ids=[watcher], kind=kind, name=name
+        ),
+    )
+
+    assert refusal is not None and refusal["reason"] == "policyzones_refused"
+    assert "airflow triggerer --queues" in refusal["fix"]
