@@ -123,12 +123,7 @@ def _check(*, engine: PolicyEngine, ti_id: str, kind: CredentialKind, name: str)
 
     moment = datetime.now(timezone.utc)
     found = read_try(ti_id)
-    zone = None
-    if found is not None and found.recorded is not None and found.allowed:
-        zone = found.recorded[0]  # what try_zone answers without reading anything more
-    elif found is not None:
-        with create_session() as session:
-            zone = try_zone(session, found)[0]
+    zone = try_zone(found)[0] if found is not None else None
     verdict = verdict_on_read(engine, found, zone=zone, ti_id=ti_id, kind=kind, name=name, now=moment)
     if not verdict.to_record:
         return verdict

@@ -12,7 +12,7 @@ a decision row holding only that refusal, which its pre-execute check later comp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -27,7 +27,7 @@ from airflow_policyzones.db.service import (
     new_decision_row,
 )
 from airflow_policyzones.db.tries import FoundTry, dag_task_context, dag_zone, describe, lookup_try, try_zone
-from airflow_policyzones.policy.engine import Decision, PolicyEngine
+from airflow_policyzones.policy.engine import Decision, PolicyEngine, TaskContext
 from airflow_policyzones.policy.models import CredentialKind
 from airflow_policyzones.policy.vocabulary import Outcome
 from airflow_policyzones.wire import TaskInstanceIdentity
@@ -100,7 +100,7 @@ def check_credential(
         return CredentialVerdict(allowed=True, kind=kind, name=name)
     found = lookup_try(session, ti_id)
     moment = now or datetime.now(timezone.utc)
-    zone, zone_source = try_zone(session, found) if found is not None else (None, "none")
+    zone, zone_source = try_zone(found, session=session) if found is not None else (None, "none")
     # Reading needs no lock: a decision recorded meanwhile is found again when recording below.
     verdict = verdict_on_read(engine, found, zone=zone, ti_id=ti_id, kind=kind, name=name, now=moment)
     if found is None or verdict.decision is None:
@@ -112,8 +112,7 @@ def check_credential(
     decision = verdict.decision
     for attempt in range(2):
         row = session.scalar(decision_of_try(**identity.model_dump()).with_for_update())
-        verified = row is not None and row.claims_digest != CREDENTIALS_ONLY and row.allowed
-        if verified and row is not None and row.zone != zone:
+        if row is not None and row.claims_digest != CREDENTIALS_ONLY and row.allowed and row.zone != zone:
             # The try's check recorded a decision that let it run since the read (its claims were
             # verified): decide in that decision's zone, as try_zone would have.
             zone = row.zone
@@ -231,10 +230,29 @@ def check_dag_file_credential(
             for parsed in parsed_dags(session, dag_id=dag_id, dag_version_id=None)
             for parsed_task in parsed.tasks.values()
         } or {dag_zone(task.tags)}
-        for zone in sorted(zones, key=str):
-            decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=moment)
-            verdicts.append(CredentialVerdict.of(decision, kind=kind, name=name))
+        verdicts += verdicts_in_zones(engine, task=task, zones=zones, kind=kind, name=name, now=moment)
     return _strictest(verdicts)
+
+
+def verdicts_in_zones(
+    engine: PolicyEngine,
+    *,
+    task: TaskContext,
+    zones: Iterable[str | None],
+    kind: CredentialKind,
+    name: str,
+    now: datetime | None = None,
+) -> list[CredentialVerdict]:
+    """The verdict on ``name`` for DAG file code building ``task``'s DAG in each of ``zones``
+    (sorted, so the first refusal reported is stable)."""
+    return [
+        CredentialVerdict.of(
+            engine.decide_credential(kind=kind, name=name, task=task, zone=zone, now=now),
+            kind=kind,
+            name=name,
+        )
+        for zone in sorted(set(zones), key=str)
+    ]
 
 
 def check_trigger_credential(
@@ -283,7 +301,7 @@ def check_trigger_credential(
                 f"trigger {trigger_id} could not be read, so no zone can be established",
                 remedy="the triggerer asks again when the trigger runs again",
             )
-        zone = try_zone(session, found)[0]
+        zone = try_zone(found, session=session)[0]
         decision = engine.decide_credential(kind=kind, name=name, task=found.task, zone=zone, now=moment)
         verdict = CredentialVerdict.of(decision, kind=kind, name=name)
         if not verdict.allowed:

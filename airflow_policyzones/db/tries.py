@@ -197,18 +197,26 @@ def dag_task_context(
     )
 
 
-def try_zone(session: Session, found: FoundTry) -> tuple[str | None, str]:
+def try_zone(found: FoundTry, *, session: Session | None = None) -> tuple[str | None, str]:
     """The zone a try's requests are decided in, and where it comes from: the zone of its
     decision when that decision let it run (its claims were verified against the parsed DAG);
     otherwise — before its pre-execute check, or when the check refused it (a zone claim that
     differs from the parsed task is recorded as claimed) — the zone the dag-processor parsed for
     its task in the try's DAG version (a task-level zone set with ``set_zone`` / ``ZoneGroup``,
-    else the DAG's zone tag); without that, the DAG's zone tag."""
+    else the DAG's zone tag); without that, the DAG's zone tag.
+
+    Only the second case reads (the serialized DAG, cached per DAG version), in ``session`` or,
+    without one, in a session of its own."""
     from airflow_policyzones.db.verification import parsed_dag_of_try
 
     if found.recorded is not None and found.allowed:
         return found.recorded
     if found.record.dag_version_id is not None:
+        if session is None:
+            from airflow.utils.session import create_session
+
+            with create_session() as own:
+                return try_zone(found, session=own)
         parsed = parsed_dag_of_try(session, dag_version_id=found.record.dag_version_id)
         task = parsed.tasks.get(found.identity.task_id) if parsed is not None else None
         if task is not None:

@@ -52,7 +52,7 @@ def check_success(
         return None
     moment = now or datetime.now(timezone.utc)
     # Not the zone its decision row names: a refused claim is recorded as claimed.
-    zone, zone_source = try_zone(session, found)
+    zone, zone_source = try_zone(found, session=session)
     decision = load_engine().decide_undecided_run(
         task=task, zone=zone, recorded=row.outcome if decided and row is not None else None, now=moment
     )

@@ -69,15 +69,19 @@ def install(command: str) -> None:
 
 
 def _dag_file(process: Any) -> tuple[str, Decide]:
-    """Who asks and how to decide: the file a dag-processor child parses."""
+    """Who asks and how to decide: the file a dag-processor child parses (a restricted id it is
+    served is remembered, for :func:`_recheck_parse`)."""
     from airflow_policyzones.db.credentials import check_dag_file_credential
 
     bundle, relative = str(process.bundle_name), str(process.dag_file_rel_path)
 
     def decide(session: Session, engine: PolicyEngine, kind: CredentialKind, name: str) -> CredentialVerdict:
-        return check_dag_file_credential(
+        verdict = check_dag_file_credential(
             session=session, engine=engine, bundle=bundle, relative_fileloc=relative, kind=kind, name=name
         )
+        if verdict.allowed:
+            _served.setdefault(process.id, set()).add((kind, name))
+        return verdict
 
     return f"DAG file {relative!r} (bundle {bundle!r}), parsed by the dag-processor", decide
 
@@ -107,8 +111,8 @@ def _wrap(
     *,
     on_other: Callable[[Any, Any], Any] | None = None,
 ) -> None:
-    """Check ``cls._handle_request``'s credential requests; ``on_other`` may replace any other
-    message before Airflow handles it (and learns what was served through ``_served``)."""
+    """Check ``cls._handle_request``'s credential requests (decided by what ``asker`` returns for
+    the process asked); ``on_other`` may replace any other message before Airflow handles it."""
     original = cls._handle_request
     if getattr(original, _WRAPPED, False):
         return
@@ -122,12 +126,6 @@ def _wrap(
             if refusal is not None:
                 _refuse(self, refusal, log=log, req_id=req_id)
                 return
-            if (
-                on_other is not None
-                and config.enabled()
-                and config.get_engine().restricts(kind=request[0], name=request[1])
-            ):
-                _served.setdefault(self.id, set()).add(request)
         elif on_other is not None:
             msg = on_other(self, msg)
         original(self, msg, log, req_id)
@@ -170,7 +168,7 @@ def _refused_by_parse(
     ``served``; ``None``: every one may."""
     from airflow.configuration import conf
 
-    from airflow_policyzones.db.credentials import DAG_FILE_CODE
+    from airflow_policyzones.db.credentials import DAG_FILE_CODE, verdicts_in_zones
     from airflow_policyzones.db.verification import parse_serialized
     from airflow_policyzones.policy.engine import TaskContext
 
@@ -186,15 +184,15 @@ def _refused_by_parse(
             tags=frozenset(str(tag) for tag in data.get("tags") or () if isinstance(tag, str)),
             owners=frozenset(str(fields.get("owner") or default_owner) for fields in tasks),
         )
-        zones = {parsed.zone for parsed in parse_serialized(dag.data, version="this parse").tasks.values()}
+        zones = [parsed.zone for parsed in parse_serialized(dag.data, version="this parse").tasks.values()]
         for kind, name in sorted(served):
-            for zone in sorted(zones, key=str):
-                decision = engine.decide_credential(kind=kind, name=name, task=task, zone=zone)
-                if not decision.allowed:
-                    reason = decision.findings[0].reason if decision.findings else "refused"
+            for verdict in verdicts_in_zones(engine, task=task, zones=zones, kind=kind, name=name):
+                if not verdict.allowed:
+                    findings = verdict.decision.findings if verdict.decision else ()
+                    reason = findings[0].reason if findings else "refused"
                     return (
                         f"it was served {kind} {name!r} while it defined DAG {task.dag_id!r}, whose "
-                        f"zone {zone!r} may not use it: {reason}"
+                        f"zone {verdict.zone!r} may not use it: {reason}"
                     )
     return None
 
