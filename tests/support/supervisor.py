@@ -10,9 +10,30 @@ transport, so the decision client is exercised on the path a real worker takes.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi.testclient import TestClient
+
+
+@contextlib.contextmanager
+def airflow_api_server() -> Iterator[TestClient]:
+    """Airflow's api-server app as ``airflow api-server`` builds it (execution API and plugins, the
+    provider's root middlewares included), signing with the tests' JWT secret; Airflow's cached app
+    is dropped afterwards."""
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+
+    from tests.support.airflow_db import JWT_SECRET
+
+    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
+    try:
+        with TestClient(create_app(apps="all")) as test_client:
+            yield test_client
+    finally:
+        os.environ.pop("AIRFLOW__API_AUTH__JWT_SECRET", None)
+        purge_cached_app()
 
 
 def task_instance_id(dag_id: str, run_id: str, task_id: str = "read") -> str:

@@ -9,7 +9,6 @@ happen, so it starts passing (and fails the suite) once the hole is closed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from airflow_policyzones.db.service import decide_and_record
 from airflow_policyzones.policy import PolicyEngine
 from airflow_policyzones.wire import DecisionRequest, TaskInstanceIdentity
 from tests.support.airflow_db import JWT_SECRET, TEST_POLICY, Prepared, parsed_as, parsed_with
+from tests.support.supervisor import airflow_api_server
 from tests.unit.api.test_execution_api_guards import (
     CREDENTIALS,
     WAREHOUSE,
@@ -53,15 +53,8 @@ def _config(monkeypatch: pytest.MonkeyPatch, credentials_policy: Path) -> None:
 @pytest.fixture(scope="module")
 def client(backend: Prepared) -> Iterator[TestClient]:
     """Airflow's api-server app as ``airflow api-server`` builds it, the provider's plugin in."""
-    from airflow.api_fastapi.app import create_app, purge_cached_app
-
-    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
-    try:
-        with TestClient(create_app(apps="all")) as test_client:
-            yield test_client
-    finally:
-        os.environ.pop("AIRFLOW__API_AUTH__JWT_SECRET", None)
-        purge_cached_app()
+    with airflow_api_server() as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from tests.support.airflow_db import (
     parsed_with,
     statements_run,
 )
-from tests.support.supervisor import execution_token, task_instance_id
+from tests.support.supervisor import airflow_api_server, execution_token, task_instance_id
 
 pytestmark = pytest.mark.integration
 
@@ -70,17 +70,8 @@ def _config(monkeypatch: pytest.MonkeyPatch, credentials_policy: Path) -> None:
 
 @pytest.fixture(scope="module")
 def client(backend: Prepared) -> Iterator[TestClient]:
-    import os
-
-    from airflow.api_fastapi.app import create_app, purge_cached_app
-
-    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
-    try:
-        with TestClient(create_app(apps="all")) as test_client:
-            yield test_client
-    finally:
-        os.environ.pop("AIRFLOW__API_AUTH__JWT_SECRET", None)
-        purge_cached_app()
+    with airflow_api_server() as test_client:
+        yield test_client
 
 
 def _ti(dag_id: str) -> tuple[TaskInstanceIdentity, str]:

@@ -25,7 +25,7 @@ from airflow_policyzones.wire import (
     TaskInstanceIdentity,
 )
 from tests.support.airflow_db import JWT_SECRET, Prepared, create_run, parsed_as, statements_run
-from tests.support.supervisor import TaskSupervisor, execution_token, task_instance_id
+from tests.support.supervisor import TaskSupervisor, airflow_api_server, execution_token, task_instance_id
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +41,8 @@ def _config(monkeypatch: pytest.MonkeyPatch, policy_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def api_server(backend: Prepared) -> Iterator[TestClient]:
-    import os
-
-    from airflow.api_fastapi.app import create_app, purge_cached_app
-
-    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = JWT_SECRET
-    try:
-        with TestClient(create_app(apps="all")) as test_client:
-            yield test_client
-    finally:
-        os.environ.pop("AIRFLOW__API_AUTH__JWT_SECRET", None)
-        purge_cached_app()
+    with airflow_api_server() as test_client:
+        yield test_client
 
 
 def running_try(
